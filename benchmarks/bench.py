@@ -1,0 +1,171 @@
+"""Benchmarks of p2phd on the reference's cases (PERFORMANCE.md), on CUDA or the CPU.
+
+    python benchmarks/bench.py                      # every case, on CUDA when present
+    python benchmarks/bench.py --cases train512 --precision fp32 --iters 30
+    python benchmarks/bench.py --device cpu         # small shapes, for a quick look
+
+Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the reference nets:
+  train512  one training step at 1024x512: global G (ngf 64, 4 down, 9 blocks), 2-scale D,
+            feature matching and VGG19 losses (random VGG weights: speed does not depend on them)
+  infer512  G forward at 1024x512 under inference_mode
+On the CPU the shapes shrink to 256x128 unless --full is given. Timings are medians after
+warm-up with the device synchronised; peak memory is torch.cuda.max_memory_allocated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.gan import Pix2PixHD
+from p2phd.nets.generator import build_generator
+from p2phd.nets.vgg import Vgg19Features
+from p2phd.ops import encode_input
+from p2phd.runtime import autocast, resolve_device, resolve_precision
+
+CASES = ("train512", "infer512")
+
+
+def scene(height: int, width: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random batch of one: blocky label and instance maps (real boundaries), a photo."""
+    g = torch.Generator().manual_seed(seed)
+    cells = (1, 1, height // 32, width // 32)
+    label = torch.randint(0, 35, cells, generator=g).float()
+    inst = label * 1000 + torch.randint(0, 4, cells, generator=g)
+    up = (height, width)
+    return {
+        "label": F.interpolate(label, up, mode="nearest")[:, 0].int().to(device),
+        "inst": F.interpolate(inst, up, mode="nearest")[:, 0].int().to(device),
+        "image": (torch.rand(1, 3, height, width, generator=g) * 255).to(torch.uint8).to(device),
+    }
+
+
+def measure(
+    fn: Callable[[], object], device: torch.device, warmup: int, iters: int
+) -> tuple[float, float | None]:
+    """(median ms, peak GiB or None on the CPU) of `fn` after `warmup` calls."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return statistics.median(times), peak
+
+
+def config(args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
+    return TrainConfig(
+        net=NetConfig(label_nc=35),
+        loss=LossConfig(vgg_weights=str(vgg_path)),
+        run=RunOptions(
+            device=args.device,
+            precision=args.precision,
+            compile=args.compile,
+            channels_last=args.channels_last,
+        ),
+    )
+
+
+def bench_train(
+    cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
+) -> tuple[float, float | None]:
+    model = Pix2PixHD(cfg, device, resolve_precision(cfg.run.precision, device))
+    x, real = model.encode(scene(*size, device))
+    return measure(lambda: model.train_step(x, real), device, args.warmup, args.iters)
+
+
+def bench_infer(
+    cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
+) -> tuple[float, float | None]:
+    precision = resolve_precision(cfg.run.precision, device)
+    G = build_generator(cfg.net).to(device).eval()
+    if cfg.run.channels_last:
+        G.to(memory_format=torch.channels_last)
+    fwd = torch.compile(G) if cfg.run.compile else G
+    batch = scene(*size, device)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode(), autocast(precision, device):
+            return fwd(encode_input(batch["label"], batch["inst"], label_nc=35))
+
+    return measure(run, device, args.warmup, args.iters)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on CUDA) | fp32 | bf16")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--iters", type=int, default=None)
+    parser.add_argument("--full", action="store_true", help="reference shapes on the CPU too")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    small = device.type == "cpu" and not args.full
+    args.warmup = args.warmup if args.warmup is not None else (1 if small else 5)
+    args.iters = args.iters if args.iters is not None else (3 if small else 20)
+    size = (128, 256) if small else (512, 1024)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    with tempfile.TemporaryDirectory() as tmp:
+        vgg_path = Path(tmp) / "vgg19-random.safetensors"
+        save_file(
+            {k: v.contiguous() for k, v in Vgg19Features().features.state_dict().items()},
+            str(vgg_path),
+        )
+        cfg = config(args, vgg_path)
+        results = []
+        for case in args.cases.split(","):
+            fn = {"train512": bench_train, "infer512": bench_infer}[case]
+            ms, peak = fn(cfg, size, device, args)
+            results.append(
+                {
+                    "case": case,
+                    "size": f"{size[1]}x{size[0]}",
+                    "ms": round(ms, 2),
+                    "peak_gib": None if peak is None else round(peak, 2),
+                }
+            )
+    machine = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU {platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "precision": resolve_precision(args.precision, device),
+        "compile": args.compile,
+        "channels_last": args.channels_last,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(json.dumps(machine))
+    print("| case | size | median ms | peak GiB |\n|---|---|---|---|")
+    for r in results:
+        print(f"| {r['case']} | {r['size']} | {r['ms']} | {r['peak_gib'] or '-'} |")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

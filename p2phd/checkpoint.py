@@ -1,0 +1,334 @@
+"""The run directory: its layout, atomic checkpoint writes, strict loading.
+
+The only module that knows file names and formats. Tensors go in safetensors, everything
+else in JSON; nothing is pickled. A checkpoint is complete or absent: it is written into a
+temporary folder, flushed, renamed to `step-NNNNNNN`, and only then does `LATEST` name it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+import p2phd
+from p2phd.config import TrainConfig
+from p2phd.errors import CheckpointError, ConfigError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """Paths of one training run (DESIGN.md, run directory)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def latest(self) -> Path:
+        return self.checkpoints / "LATEST"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    def step_dir(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:07d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A complete checkpoint folder: its state.json, config and tensor files."""
+
+    path: Path
+    state: dict[str, Any]
+    config: TrainConfig
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    def has(self, name: str) -> bool:
+        return (self.path / f"{name}.safetensors").is_file()
+
+    def tensors(self, name: str) -> dict[str, Tensor]:
+        """Load `<name>.safetensors`, checking it is the size state.json recorded."""
+        path = self.path / f"{name}.safetensors"
+        expected = self.state.get("files", {}).get(path.name)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+        if expected is not None and path.stat().st_size != expected:
+            raise CheckpointError(
+                f"{path}: {path.stat().st_size} bytes, but {expected} were written; "
+                "the file is damaged: delete this checkpoint folder to fall back to the previous"
+            )
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: unreadable ({exc}); delete this checkpoint") from exc
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so the file is either the old one or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What config.json holds: the resolved config, versions and the stage history."""
+    return {
+        "p2phd_version": p2phd.__version__,
+        "torch_version": torch.__version__,
+        "config": cfg.to_dict(),
+        "history": history,
+    }
+
+
+def read_config_record(path: Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
+    """Parse a config.json written by `config_record`."""
+    try:
+        record = json.loads(path.read_text())
+        return TrainConfig.from_dict(record["config"]), list(record.get("history", []))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: not a p2phd run config ({exc})") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    run: RunDir,
+    step: int,
+    tensors: dict[str, dict[str, Tensor]],
+    state: dict[str, Any],
+    record: dict[str, Any],
+    *,
+    keep_last: int,
+) -> Path:
+    """Write `step-N` with `<name>.safetensors` per entry of `tensors`, state.json and
+    config.json, atomically; then point LATEST at it and prune to the last `keep_last`."""
+    final = run.step_dir(step)
+    tmp = run.checkpoints / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        sizes = {}
+        for name, tensor_dict in tensors.items():
+            _check_finite(name, tensor_dict)
+            path = tmp / f"{name}.safetensors"
+            cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensor_dict.items()}
+            save_file(cpu, str(path), metadata=_metadata(name, record))
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+            sizes[path.name] = path.stat().st_size
+        full_state = {
+            **state,
+            "format_version": FORMAT_VERSION,
+            "step": step,
+            "files": sizes,
+            "saved_at": time.time(),
+        }
+        write_json_atomic(tmp / "state.json", full_state)
+        write_json_atomic(tmp / "config.json", record)
+        _fsync_dir(tmp)
+        if final.exists():  # a rerun after a crash between rename and LATEST
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(run.checkpoints)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp_latest = run.checkpoints / f".LATEST.tmp-{os.getpid()}"
+    tmp_latest.write_text(final.name + "\n")
+    os.replace(tmp_latest, run.latest)
+    _fsync_dir(run.checkpoints)
+    _prune(run, keep_last)
+    return final
+
+
+def _metadata(name: str, record: dict[str, Any]) -> dict[str, str]:
+    return {
+        "p2phd_version": p2phd.__version__,
+        "format_version": str(FORMAT_VERSION),
+        "role": name,
+        "stage": str(record["config"]["stage"]),
+    }
+
+
+def _check_finite(name: str, tensors: dict[str, Tensor]) -> None:
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{name}.{key} is not finite; refusing to save a poisoned "
+                "checkpoint (lower --lr, or check the data)"
+            )
+
+
+def _complete_steps(run: RunDir) -> list[Path]:
+    if not run.checkpoints.is_dir():
+        return []
+    return sorted(p for p in run.checkpoints.glob("step-*") if (p / "state.json").is_file())
+
+
+def _prune(run: RunDir, keep_last: int) -> None:
+    for old in _complete_steps(run)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_partial(run: RunDir) -> None:
+    """Remove temporary folders left by a crash during a save (we hold the run's lock)."""
+    if run.checkpoints.is_dir():
+        for tmp in run.checkpoints.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint folder's state.json and config.json."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}/state.json: unreadable ({exc})") from exc
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {state.get('format_version')} is not "
+            f"supported by p2phd {p2phd.__version__}"
+        )
+    config, _ = read_config_record(path / "config.json")
+    return Checkpoint(path, state, config)
+
+
+def latest_checkpoint(run: RunDir) -> Checkpoint | None:
+    """The checkpoint LATEST names; without a usable LATEST, the newest complete one."""
+    if run.latest.is_file():
+        named = run.checkpoints / run.latest.read_text().strip()
+        if (named / "state.json").is_file():
+            return open_checkpoint(named)
+    steps = _complete_steps(run)
+    return open_checkpoint(steps[-1]) if steps else None
+
+
+def require_checkpoint(run_path: Path) -> Checkpoint:
+    """The newest checkpoint of a run folder, or an error saying how to get one."""
+    run = RunDir(Path(run_path))
+    if not run.config.is_file():
+        raise CheckpointError(
+            f"{run.root}: not a p2phd run (no config.json); "
+            "pass the folder given to --run when training"
+        )
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
+        raise CheckpointError(f"{run.root}: has no checkpoint yet; train it first")
+    return ckpt
+
+
+def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> None:
+    """`load_state_dict(strict=True)` whose failure lists missing, unexpected and mis-shaped
+    keys, instead of the reference's silent partial load."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = sorted(
+        f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in tensors and tensors[k].shape != v.shape
+    )
+    if missing or unexpected or shapes:
+        parts = [
+            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+            if keys
+        ]
+        raise CheckpointError(f"{where}: does not match the network ({'; '.join(parts)})")
+    module.load_state_dict(tensors, strict=True)
+
+
+def optimizer_tensors(
+    opt: torch.optim.Optimizer, names: dict[int, str], prefix: str
+) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """Adam state as flat tensors keyed `<prefix>.<param name>.<slot>`, groups as JSON."""
+    tensors: dict[str, Tensor] = {}
+    groups = []
+    for group in opt.param_groups:
+        group_names = [names[id(p)] for p in group["params"]]
+        groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": group_names})
+        for p, name in zip(group["params"], group_names, strict=True):
+            for slot, value in opt.state.get(p, {}).items():
+                tensors[f"{prefix}.{name}.{slot}"] = torch.as_tensor(value)
+    return tensors, groups
+
+
+def restore_optimizer(
+    opt: torch.optim.Optimizer,
+    tensors: dict[str, Tensor],
+    groups: list[dict[str, Any]],
+    names: dict[int, str],
+    prefix: str,
+) -> None:
+    """Inverse of `optimizer_tensors`, matching parameters by name, not by position."""
+    own = [[names[id(p)] for p in group["params"]] for group in opt.param_groups]
+    if own != [group["params"] for group in groups]:
+        raise CheckpointError(f"optimizer {prefix}: its parameters differ from the checkpoint's")
+    state: dict[int, dict[str, Tensor]] = {}
+    new_groups = []
+    for group in groups:
+        first = sum(len(g["params"]) for g in new_groups)
+        for i, name in enumerate(group["params"], start=first):
+            key = f"{prefix}.{name}."
+            slots = {k[len(key) :]: v for k, v in tensors.items() if k.startswith(key)}
+            if slots:
+                state[i] = slots
+        new_groups.append({**group, "params": list(range(first, first + len(group["params"])))})
+    opt.load_state_dict({"state": state, "param_groups": new_groups})
+
+
+def rng_tensors() -> dict[str, Tensor]:
+    """torch's CPU and CUDA generator states (numpy and python RNGs are not used in training)."""
+    out = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def restore_rng(tensors: dict[str, Tensor]) -> None:
+    if "rng.cpu" in tensors:
+        torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

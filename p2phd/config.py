@@ -1,0 +1,297 @@
+"""The one typed, frozen configuration of a training run, and of dataset preparation.
+
+Defaults live here and nowhere else: the CLI passes on only the options a user gave.
+Names follow NVIDIA/pix2pixHD in snake_case (`label_nc`, `ngf`, `num_d`, `lambda_feat`) with
+positive booleans (`instance` rather than `no_instance`).
+
+A `TrainConfig` is saved as JSON beside every checkpoint. Its sections split in two: `net`,
+`loss`, `data` and `optim` decide what is being trained and must not change when a run
+resumes; `run` says how this invocation runs (device, cadence, where the data lives) and may.
+
+This module imports only the standard library, so `--help` and config tests stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from p2phd.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+Stage = Literal["global"]
+GanMode = Literal["lsgan", "bce", "hinge"]
+Norm = Literal["instance", "batch"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def _require(ok: bool, option: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{option}: {message}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NetConfig:
+    """Architecture of G and D (REFERENCE.md §1); the CLI's --label-nc, --ngf, --num-d ..."""
+
+    label_nc: int = 35  # semantic classes; 0 means the input is an RGB image (input_nc channels)
+    input_nc: int = 3  # channels of the input image when label_nc == 0
+    output_nc: int = 3
+    instance: bool = True  # add the instance-boundary map (paper §3.3)
+    ngf: int = 64
+    n_downsample_global: int = 4
+    n_blocks_global: int = 9
+    norm: Norm = "instance"
+    num_d: int = 2
+    n_layers_d: int = 3
+    ndf: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.label_nc >= 0, "--label-nc", "must be >= 0 (0 means RGB input images)")
+        _require(self.input_nc >= 1 and self.output_nc >= 1, "--input-nc", "must be >= 1")
+        _require(
+            not (self.label_nc == 0 and self.instance),
+            "--instance",
+            "RGB input (label_nc 0) has no instance maps; pass --no-instance",
+        )
+        for name in ("ngf", "ndf", "n_downsample_global", "num_d", "n_layers_d"):
+            _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
+        _require(self.n_blocks_global >= 0, "--n-blocks-global", "must be >= 0")
+
+    @property
+    def label_channels(self) -> int:
+        """Channels of the encoded label: one-hot classes (or the RGB input) + boundary map."""
+        return (self.label_nc or self.input_nc) + int(self.instance)
+
+    @property
+    def generator_in_channels(self) -> int:
+        return self.label_channels
+
+    @property
+    def discriminator_in_channels(self) -> int:
+        """D sees the encoded label and an image, never the instance features."""
+        return self.label_channels + self.output_nc
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this for the generator to keep the size."""
+        return 2**self.n_downsample_global
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LossConfig:
+    """Loss terms and weights (REFERENCE.md §1.8)."""
+
+    gan_mode: GanMode = "lsgan"
+    lambda_feat: float = 10.0  # weight of feature matching and of the VGG loss
+    ganfeat_loss: bool = True  # discriminator feature matching
+    vgg_loss: bool = True
+    vgg_weights: str | None = (
+        None  # torchvision vgg19 .pth or a .safetensors; required with vgg_loss
+    )
+    vgg_imagenet_norm: bool = False  # the reference feeds [-1, 1] images unnormalised (#136)
+
+    def __post_init__(self) -> None:
+        _require(self.lambda_feat >= 0, "--lambda-feat", "must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DataConfig:
+    """How training samples are made from the prepped dataset."""
+
+    load_width: int | None = None  # resize to this width on load; None keeps the prepped size
+    crop_size: int | None = None  # random square crop after the resize; None: no crop
+    flip: bool = True  # random horizontal flip
+
+    def __post_init__(self) -> None:
+        _require(self.load_width is None or self.load_width >= 8, "--load-width", "must be >= 8")
+        _require(self.crop_size is None or self.crop_size >= 8, "--crop-size", "must be >= 8")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OptimConfig:
+    """Adam and the learning-rate schedule: constant for `epochs`, then linear decay to 0."""
+
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    epochs: int = 100  # the reference's niter
+    decay_epochs: int = 100  # the reference's niter_decay
+    batch_size: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "--lr", "must be > 0")
+        _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1", "must lie in [0, 1)")
+        _require(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs", "must be >= 0")
+        _require(self.epochs + self.decay_epochs >= 1, "--epochs", "need at least one epoch")
+        _require(self.batch_size >= 1, "--batch-size", "must be >= 1")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.decay_epochs
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of zero-based `epoch`, equal to the reference's per-epoch decrement.
+
+        The reference subtracts lr/decay_epochs at the end of every epoch after `epochs`, so
+        epoch `epochs + k` (zero-based) runs at lr * (1 - k / decay_epochs).
+        """
+        if self.decay_epochs == 0:
+            return self.lr
+        decayed = max(0, epoch - self.epochs)
+        return self.lr * max(0.0, 1.0 - decayed / self.decay_epochs)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunOptions:
+    """How this invocation runs; may differ between a run and its resumption."""
+
+    data_root: str = ""
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+    channels_last: bool = False
+    max_steps: int | None = None  # stop after this many steps in total (short runs, tests)
+    num_workers: int = 2
+    log_every: int = 50
+    sample_every: int = 500
+    save_every: int = 1000
+    keep_last: int = 3
+    max_nonfinite: int = 10  # stop after this many non-finite steps in a row
+
+    def __post_init__(self) -> None:
+        _require(self.max_steps is None or self.max_steps >= 1, "--max-steps", "must be >= 1")
+        for name in ("log_every", "sample_every", "save_every", "keep_last", "max_nonfinite"):
+            _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
+        _require(self.num_workers >= 0, "--num-workers", "must be >= 0")
+        _require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "--device",
+            f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N",
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainConfig:
+    """Everything a training stage needs; saved as config.json in the run and its checkpoints."""
+
+    stage: Stage = "global"
+    net: NetConfig = field(default_factory=NetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    def __post_init__(self) -> None:
+        if self.data.crop_size is not None:
+            multiple = self.net.size_multiple
+            _require(
+                self.data.crop_size % multiple == 0,
+                "--crop-size",
+                f"{self.data.crop_size} is not a multiple of {multiple} (2^n_downsample_global); "
+                f"use {max(multiple, self.data.crop_size // multiple * multiple)}",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        version = data.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ConfigError(f"config schema_version {version} is not supported (expected 1)")
+        return _build(cls, data, "config")
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+    def fixed_part(self) -> dict[str, Any]:
+        """The sections that must be equal for a run to resume: all but `run`."""
+        full = dataclasses.asdict(self)
+        del full["run"]
+        return full
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepConfig:
+    """Options of `p2phd prep`."""
+
+    width: int | None = None  # resize so the width is this; None keeps the source width
+    multiple: int = 32  # height and width are rounded to multiples of this (2^(n_down + n_local))
+    label_nc: int | None = None  # None: inferred from the data as max label + 1
+    skip_bad: bool = False
+    workers: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.width is None or self.width >= self.multiple, "--width", "is too small")
+        _require(self.multiple >= 1, "--multiple", "must be >= 1")
+        _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")
+        _require(self.workers >= 1, "--workers", "must be >= 1")
+
+
+def diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Readable differences between two nested config dicts, e.g. `net.ngf: 64 != 32`."""
+    out: list[str] = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff(va, vb, f"{name}.")
+        elif va != vb:
+            out.append(f"{name}: {va!r} != {vb!r}")
+    return out
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from plain JSON data, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(hint)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, where)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:
+        raise ConfigError(f"{where}: unsupported field type {hint}")
+    if not ok:
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value

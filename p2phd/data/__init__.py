@@ -1,0 +1,1 @@
+"""Datasets: procedural toy scenes, preparation of source folders, and the training reader."""

@@ -1,0 +1,72 @@
+"""One random resize/crop/flip per sample, applied identically to every map of the sample.
+
+Parameters come from an explicit numpy generator seeded by (seed, epoch, index), so a sample
+is the same whatever the number of loader workers, and resuming mid-epoch needs only the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from p2phd.data.io import resize_ids, resize_rgb
+from p2phd.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class AugmentParams:
+    width: int  # size after the load resize
+    height: int
+    crop: tuple[int, int, int, int] | None  # x, y, width, height
+    flip: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Augment:
+    """The reference's scale_width(_and_crop) and flip, with sizes kept to `multiple`."""
+
+    load_width: int | None
+    crop_size: int | None
+    flip: bool
+    multiple: int
+
+    def load_size(self, width: int, height: int) -> tuple[int, int]:
+        """Size after the load resize: `load_width` wide, height rounded to the multiple."""
+        if self.load_width is None:
+            return width, height
+        m = self.multiple
+        return self.load_width, max(m, round(height * self.load_width / width / m) * m)
+
+    def draw(self, rng: np.random.Generator, width: int, height: int) -> AugmentParams:
+        w, h = self.load_size(width, height)
+        crop = None
+        if self.crop_size is not None:
+            c = self.crop_size
+            if c > w or c > h:
+                raise ConfigError(
+                    f"--crop-size {c} is larger than the {w}x{h} training images; "
+                    "use a smaller crop or a larger --load-width"
+                )
+            crop = (int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1)), c, c)
+        flip = bool(self.flip and rng.random() < 0.5)
+        return AugmentParams(w, h, crop, flip)
+
+
+def apply_ids(params: AugmentParams, ids: np.ndarray) -> np.ndarray:
+    """Resize (nearest), crop and flip an `[H, W]` id map."""
+    return _crop_flip(params, resize_ids(ids, params.width, params.height))
+
+
+def apply_rgb(params: AugmentParams, image: np.ndarray) -> np.ndarray:
+    """Resize (bicubic), crop and flip an `[H, W, 3]` uint8 photo."""
+    return _crop_flip(params, resize_rgb(image, params.width, params.height))
+
+
+def _crop_flip(params: AugmentParams, array: np.ndarray) -> np.ndarray:
+    if params.crop is not None:
+        x, y, w, h = params.crop
+        array = array[y : y + h, x : x + w]
+    if params.flip:
+        array = array[:, ::-1]
+    return np.ascontiguousarray(array)

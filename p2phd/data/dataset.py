@@ -1,0 +1,128 @@
+"""Reads a prepped dataset (see `p2phd.data.prep`) for training.
+
+A sample is `{"label", "inst", "image", "index"}`: the label map as int32 `[H, W]` (or for
+RGB-input datasets the input photo as uint8 `[3, H, W]`), the instance map as int32 `[H, W]`
+(only with instance maps), the photo as uint8 `[3, H, W]`. Photos stay uint8 until they
+reach the device, a quarter of the bytes of float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from p2phd.data.augment import Augment, apply_ids, apply_rgb
+from p2phd.data.io import read_id_map, read_rgb
+from p2phd.data.prep import read_manifest
+from p2phd.errors import ConfigError, DatasetError
+
+SampleKey = tuple[int, int]  # (epoch, index): the sample's augmentation depends on both
+
+
+class PreppedDataset(Dataset[dict[str, Any]]):
+    """One split of a prepped dataset, with the training augmentation."""
+
+    def __init__(self, root: Path, split: str, augment: Augment, *, seed: int) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        splits = self.manifest["splits"]
+        if split not in splits or not splits[split]["items"]:
+            raise DatasetError(f"{self.root}: has no {split!r} items; prep a {split}_* source")
+        if not splits[split]["has_images"]:
+            raise DatasetError(f"{self.root}/{split}: has no photos (img/) to train on")
+        self.split = split
+        self.items: list[dict[str, Any]] = splits[split]["items"]
+        self.augment = augment
+        self.seed = seed
+        self.label_nc: int = self.manifest["label_nc"]
+        self.instance: bool = self.manifest["instance"]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def path(self, kind: str, index: int) -> Path:
+        return self.root / self.split / kind / f"{self.items[index]['key']}.png"
+
+    def sample_sizes(self) -> set[tuple[int, int]]:
+        """The distinct (width, height) of the samples after the load resize and the crop."""
+        if self.augment.crop_size is not None:
+            return {(self.augment.crop_size, self.augment.crop_size)}
+        return {self.augment.load_size(it["width"], it["height"]) for it in self.items}
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        epoch, index = key
+        item = self.items[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        params = self.augment.draw(rng, item["width"], item["height"])
+        sample: dict[str, Any] = {"index": index}
+        if self.label_nc == 0:
+            photo = apply_rgb(params, read_rgb(self.path("input", index)))
+            sample["label"] = torch.from_numpy(photo).permute(2, 0, 1)
+        else:
+            label = read_id_map(self.path("label", index))
+            if label.max() >= self.label_nc:
+                raise DatasetError(
+                    f"{self.path('label', index)}: label {label.max()} >= label_nc "
+                    f"{self.label_nc}; prep the dataset again"
+                )
+            sample["label"] = torch.from_numpy(apply_ids(params, label).astype(np.int32))
+        if self.instance:
+            inst = read_id_map(self.path("inst", index), "instance map")
+            sample["inst"] = torch.from_numpy(apply_ids(params, inst).astype(np.int32))
+        image = apply_rgb(params, read_rgb(self.path("img", index)))
+        sample["image"] = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+        return sample
+
+
+class EpochBatchSampler(Sampler[list[SampleKey]]):
+    """Batches of (epoch, index) from global step `start_step` on, without end.
+
+    Each epoch is a fresh permutation seeded by (seed, epoch); the last incomplete batch is
+    dropped (a different tail each epoch, unlike the reference, which never sees its tail).
+    Under DDP, global batch b of an epoch is split into `world_size` consecutive slices and
+    rank r takes slice r, so the ranks together see exactly the single-process batch.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+        global_batch = batch_size * world_size
+        self.steps_per_epoch = n // global_batch
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"--batch-size {batch_size} x {world_size} process(es) is more than the "
+                f"{n} training items; use a smaller batch"
+            )
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        step = self.start_step
+        global_batch = self.batch_size * self.world_size
+        order, order_epoch = np.arange(0), -1
+        while True:
+            epoch, b = divmod(step, self.steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = (
+                    np.random.default_rng([self.seed, epoch]).permutation(self.n),
+                    epoch,
+                )
+            chunk = order[b * global_batch : (b + 1) * global_batch]
+            mine = chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            yield [(epoch, int(i)) for i in mine]
+            step += 1
+
+    def __len__(self) -> int:  # DataLoader asks; the stream is endless
+        return 2**62

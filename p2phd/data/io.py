@@ -1,0 +1,130 @@
+"""Reading and writing the images p2phd uses, exactly and safely.
+
+Id maps (labels, instances) are read with numpy as int64, never through a float or int16
+path: 16-bit Cityscapes instance ids such as 33001 survive (REFERENCE.md §7.8). Unreadable,
+truncated and decompression-bomb files become a `DatasetError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from p2phd.errors import DatasetError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+_ID_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "1")
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode `path`; bad files raise a one-line `DatasetError`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DatasetError(
+            f"{path}: refused as a possible decompression bomb ({str(exc).split(',')[0]}); "
+            "remove the file or shrink the image"
+        ) from exc
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(
+            f"{path}: not a readable image ({exc}); re-export or remove the file"
+        ) from exc
+    return image
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
+
+
+def read_id_map(path: Path, what: str = "label map") -> np.ndarray:
+    """A single-channel map of integer ids as an int64 `[H, W]` array.
+
+    Palette (P) images give their indices. RGB images are refused: a colour-coded label map
+    would silently become wrong classes.
+    """
+    image = open_image(path)
+    if image.mode not in _ID_MODES:
+        raise DatasetError(
+            f"{path}: {what} has mode {image.mode} (colour-coded?); a {what} must hold one id "
+            f"per pixel in a single 8- or 16-bit channel: convert the colours to class ids"
+        )
+    return np.asarray(image).astype(np.int64)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A photo as uint8 `[H, W, 3]`; grey, palette, alpha and 16-bit inputs are converted."""
+    image = ImageOps.exif_transpose(open_image(path))
+    if image.mode in ("I;16", "I;16L", "I;16B", "I"):
+        wide = np.asarray(image).astype(np.float64)
+        image = Image.fromarray((wide / max(wide.max(), 1) * 255).round().astype(np.uint8))
+    return np.array(image.convert("RGB"))  # a writable copy: torch wraps it as it is
+
+
+def resize_ids(ids: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize of an id map: every output value is an input value."""
+    h, w = ids.shape
+    if (w, h) == (width, height):
+        return ids
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return ids[rows[:, None], cols[None, :]]
+
+
+def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bicubic resize of a uint8 photo (antialiased when shrinking), as the reference."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """Write uint8 `[H, W]`/`[H, W, 3]` or uint16 `[H, W]` as PNG, atomically.
+
+    The file appears complete or not at all (temp file, flush, rename).
+    """
+    if array.dtype == np.uint16:
+        image = Image.fromarray(array)  # mode I;16, a 16-bit PNG
+    elif array.dtype == np.uint8:
+        image = Image.fromarray(array)
+    else:
+        raise ValueError(f"write_png takes uint8 or uint16 arrays, got {array.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def id_map_array(ids: np.ndarray) -> np.ndarray:
+    """The smallest PNG-writable dtype holding `ids` (uint8 or uint16)."""
+    top = int(ids.max()) if ids.size else 0
+    if ids.size and int(ids.min()) < 0:
+        raise ValueError("id maps hold non-negative ids")
+    if top < 256:
+        return ids.astype(np.uint8)
+    if top < 65536:
+        return ids.astype(np.uint16)
+    raise ValueError(f"ids up to {top} do not fit a 16-bit PNG")

@@ -1,0 +1,398 @@
+"""`p2phd prep`: pair, check, resize and convert a source dataset into a prepped folder.
+
+Every problem the reference only meets deep inside training (a CUDA device-side assert for a
+label >= label_nc, a shifted pairing, an int16-wrapped instance id, a size the generator
+cannot take) is found here, on the CPU, and reported as one line naming the file and the fix
+(REFERENCE.md §7.8, §7.9, §7.13; ECOSYSTEM.md §A6, §B5). The output is written into a
+temporary sibling folder and renamed into place only when complete, so a folder that has a
+`dataset.json` is a whole dataset.
+
+Output layout (`out/`): `dataset.json`, then per split `label/` (8-bit when label_nc <= 256,
+else 16-bit), `inst/` (16-bit), `boundary/` (0/255, for inspection), `input/` (RGB inputs of
+`--label-nc 0` datasets) and `img/` (photos), one `<key>.png` each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Generator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2phd.config import PrepConfig
+from p2phd.data import io
+from p2phd.data.sources import SPLITS, Item, Source, discover, read_item
+from p2phd.errors import DatasetError
+
+SCHEMA_VERSION = 1
+MANIFEST = "dataset.json"
+_REQUIRED = {"kind": str, "label_nc": int, "instance": bool, "multiple": int, "splits": dict}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PrepReport:
+    """What `prepare_dataset` wrote and what it skipped."""
+
+    out: Path
+    source: Path
+    source_layout: str  # "reference" | "cityscapes"
+    kind: str  # "labels" | "rgb"
+    label_nc: int
+    label_nc_inferred: bool
+    max_label: int | None  # None for RGB-input datasets
+    instance: bool
+    multiple: int
+    counts: dict[str, int]  # items written per split
+    skipped: list[dict[str, str]]  # {"split", "key", "reason"}
+    sizes: dict[str, list[int]]  # split -> [width, height], for splits of one size only
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (the `--json` output)."""
+        data = asdict(self)
+        data["out"], data["source"] = str(self.out), str(self.source)
+        return data
+
+    def describe(self) -> str:
+        """One human line, e.g. 'prepped 24 train + 4 test items (128x64) into data/; ...'."""
+        counts = " + ".join(f"{n} {split}" for split, n in self.counts.items())
+        distinct = {tuple(s) for s in self.sizes.values()}
+        if len(distinct) == 1 and len(self.sizes) == len(self.counts):
+            size = " ({}x{})".format(*distinct.pop())
+        else:
+            size = " (mixed sizes)"
+        if self.kind == "rgb":
+            classes = "RGB inputs (label_nc 0)"
+        else:
+            how = "inferred from the data: " if self.label_nc_inferred else ""
+            classes = f"label_nc {self.label_nc} ({how}max label {self.max_label})"
+        inst = "with instance maps" if self.instance else "no instance maps"
+        return (
+            f"prepped {counts} items{size} into {self.out}/; {classes}; {inst}; "
+            f"{len(self.skipped)} skipped"
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker process needs for one item (picklable)."""
+
+    item: Item
+    out: Path  # the temporary output folder
+    width: int | None
+    multiple: int
+    label_nc: int | None  # checked when given
+    label_dtype: str | None  # "uint8"/"uint16"; None: per item, fixed up once label_nc is known
+
+
+def prepare_dataset(
+    src: Path, out: Path, cfg: PrepConfig, progress: Progress | None = None
+) -> PrepReport:
+    """Prep source folder `src` (reference layout or raw Cityscapes) into `out`.
+
+    Bad items stop the run with their one-line error (pairing problems first, then items in
+    split and key order), or with `cfg.skip_bad` are skipped and listed in the report.
+    """
+    src, out = Path(src), Path(out)
+    _check_out(src, out, cfg.overwrite)
+    source = discover(src, cfg.label_nc)
+    bad = [b for split in source.splits.values() for b in split.bad]
+    if bad and not cfg.skip_bad:
+        raise DatasetError(bad[0].reason)
+    target = Path(os.path.abspath(out))  # "." and "data/.." have no usable name or sibling
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        skipped = [{"split": b.split, "key": b.key, "reason": b.reason} for b in bad]
+        kept = _convert(source, tmp, cfg, progress, skipped)
+        report = _report(out, cfg, source, kept, skipped)
+        if report.kind == "labels" and cfg.label_nc is None and report.label_nc > 256:
+            _widen_labels(tmp, kept)
+        summary = report.to_dict()
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            **{k: summary[k] for k in ("kind", "label_nc", "label_nc_inferred", "instance")},
+            "multiple": cfg.multiple,
+            "source": str(src.resolve()),
+            "source_layout": source.layout,
+            "splits": {
+                split: {
+                    "has_images": source.splits[split].has_images,
+                    "items": sorted(
+                        ({k: r[k] for k in ("key", "width", "height")} for r in rs),
+                        key=lambda r: r["key"],
+                    ),
+                }
+                for split, rs in kept.items()
+            },
+            "skipped": skipped,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _publish(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def read_manifest(data: Path) -> dict[str, Any]:
+    """Load and check `data/dataset.json`, the manifest `p2phd prep` writes."""
+    path = Path(data) / MANIFEST
+    fix = f"run p2phd prep first (p2phd prep SOURCE {data})"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: not found, {data} is not a prepped dataset; {fix}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable ({exc}); {fix}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        raise DatasetError(
+            f"{path}: schema_version {version!r}, this p2phd reads {SCHEMA_VERSION}; {fix}"
+        )
+    for key, kind in _REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise DatasetError(f"{path}: missing or malformed {key!r}; {fix}")
+    for split, entry in manifest["splits"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("items"), list):
+            raise DatasetError(f"{path}: split {split!r} is malformed; {fix}")
+    return manifest
+
+
+def target_size(width: int, height: int, cfg_width: int | None, multiple: int) -> tuple[int, int]:
+    """The output (width, height): multiples of `multiple`, so every net accepts it.
+
+    With `cfg_width`, the width becomes that (rounded) and the height keeps the aspect ratio.
+    """
+    if cfg_width is None:
+        return _round_to(width, multiple), _round_to(height, multiple)
+    out_width = _round_to(cfg_width, multiple)
+    return out_width, _round_to(math.floor(height * out_width / width + 0.5), multiple)
+
+
+def boundary(ids: np.ndarray) -> np.ndarray:
+    """`[H, W]` ids -> bool `[H, W]`, true where a 4-neighbour has another id.
+
+    The reference's `get_edges`, the numpy twin of `p2phd.ops.boundary_map`.
+    """
+    edge = np.zeros(ids.shape, dtype=bool)
+    horizontal = ids[:, 1:] != ids[:, :-1]
+    vertical = ids[1:, :] != ids[:-1, :]
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
+    edge[1:, :] |= vertical
+    edge[:-1, :] |= vertical
+    return edge
+
+
+def _round_to(value: int, multiple: int) -> int:
+    return max(multiple, (value + multiple // 2) // multiple * multiple)
+
+
+def _check_out(src: Path, out: Path, overwrite: bool) -> None:
+    """Refuse to clobber a non-empty folder (unless asked) or the source itself."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder; choose another output folder")
+    resolved, source = out.resolve(), src.resolve()
+    if resolved == source or resolved in source.parents:
+        raise DatasetError(f"{out}: holds the source {src}; choose another output folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DatasetError(
+            f"{out}: exists and is not empty; pass --overwrite to replace it or choose "
+            "another output folder"
+        )
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the complete `tmp` to `out`; an old `out` is removed only after that."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _convert(
+    source: Source,
+    tmp: Path,
+    cfg: PrepConfig,
+    progress: Progress | None,
+    skipped: list[dict[str, str]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Convert every paired item into `tmp`; split -> results of the kept items.
+
+    Bad items are appended to `skipped` (only reached with `cfg.skip_bad`).
+    """
+    label_dtype = None
+    if cfg.label_nc is not None and source.kind == "labels":
+        label_dtype = "uint8" if cfg.label_nc <= 256 else "uint16"
+    jobs = [
+        _Job(item, tmp, cfg.width, cfg.multiple, cfg.label_nc, label_dtype)
+        for split in source.splits.values()
+        for item in split.items
+    ]
+    kept: dict[str, list[dict[str, Any]]] = {split: [] for split in source.splits}
+    for job, result in zip(jobs, _run(jobs, cfg.workers, cfg.skip_bad, progress), strict=True):
+        if "error" in result:
+            skipped.append(
+                {"split": job.item.split, "key": job.item.key, "reason": result["error"]}
+            )
+        else:
+            kept[job.item.split].append(result)
+    if not any(kept.values()):
+        raise DatasetError(
+            f"{source.root}: nothing left to prep, all {len(skipped)} items are bad "
+            f"(first: {skipped[0]['reason']})"
+        )
+    skipped.sort(key=lambda s: (SPLITS.index(s["split"]), s["key"]))
+    return kept
+
+
+def _report(
+    out: Path,
+    cfg: PrepConfig,
+    source: Source,
+    kept: dict[str, list[dict[str, Any]]],
+    skipped: list[dict[str, str]],
+) -> PrepReport:
+    """Summarise the kept items; label_nc is inferred here when it was not given."""
+    labels = [r["max_label"] for rs in kept.values() for r in rs if r["max_label"] is not None]
+    max_label = max(labels, default=None)
+    if source.kind == "rgb":
+        label_nc = 0
+    else:
+        label_nc = cfg.label_nc if cfg.label_nc is not None else int(max_label or 0) + 1
+    sizes: dict[str, list[int]] = {}
+    for split, rs in kept.items():
+        distinct = {(r["width"], r["height"]) for r in rs}
+        if len(distinct) == 1:
+            sizes[split] = list(distinct.pop())
+    return PrepReport(
+        out=out,
+        source=source.root,
+        source_layout=source.layout,
+        kind=source.kind,
+        label_nc=label_nc,
+        label_nc_inferred=cfg.label_nc is None,
+        max_label=max_label,
+        instance=source.instance,
+        multiple=cfg.multiple,
+        counts={split: len(rs) for split, rs in kept.items()},
+        skipped=skipped,
+        sizes=sizes,
+    )
+
+
+def _run(
+    jobs: list[_Job], workers: int, skip_bad: bool, progress: Progress | None
+) -> list[dict[str, Any]]:
+    """Process every job; without `skip_bad`, stop at the first bad item in job order."""
+    total = len(jobs)
+    if progress:
+        progress(0, total)
+    results: list[dict[str, Any] | None] = [None] * total
+    first_bad, done = total, 0
+    outcomes = _outcomes(jobs, workers)
+    try:
+        for index, result in outcomes:
+            results[index] = result
+            done += 1
+            if progress:
+                progress(done, total)
+            if "error" in result and not skip_bad:
+                first_bad = min(first_bad, index)
+            # Workers finish out of order: report the earliest bad item, once all before it ran.
+            if first_bad < total and all(r is not None for r in results[:first_bad]):
+                raise DatasetError(results[first_bad]["error"])  # type: ignore[index]
+    finally:
+        outcomes.close()
+    return results  # type: ignore[return-value]
+
+
+def _outcomes(jobs: list[_Job], workers: int) -> Generator[tuple[int, dict[str, Any]], None, None]:
+    """(index, result) pairs as jobs finish, in this process or in a pool."""
+    if workers == 1 or len(jobs) < 2:
+        for index, job in enumerate(jobs):
+            yield index, _process(job)
+        return
+    # Not fork: the CLI's progress bar runs a thread, and forking a threaded process can hang.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(_process, job): index for index, job in enumerate(jobs)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _process(job: _Job) -> dict[str, Any]:
+    """Read, check, resize and write one item (runs in a worker).
+
+    Returns {"key", "width", "height", "max_label"}, or {"error": line} for a bad item. A
+    failed write raises: that is no bad item but a stop.
+    """
+    item = job.item
+    try:
+        maps = read_item(item, job.label_nc)
+    except DatasetError as exc:
+        return {"error": str(exc)}
+    first = next(iter(maps.values()))
+    width, height = target_size(first.shape[1], first.shape[0], job.width, job.multiple)
+    base = job.out / item.split
+    max_label = None
+    for role, array in maps.items():
+        path = base / role / f"{item.name}.png"
+        if role in ("input", "img"):
+            written = io.resize_rgb(array, width, height)
+        else:
+            ids = io.resize_ids(array, width, height)
+            if role == "label":
+                max_label = int(array.max())
+                dtype = job.label_dtype or ("uint8" if max_label < 256 else "uint16")
+                written = ids.astype(dtype)
+            else:
+                written = ids.astype(np.uint16)
+                edge = boundary(ids).astype(np.uint8) * 255
+                _write(base / "boundary" / f"{item.name}.png", edge)
+        _write(path, written)
+    return {"key": item.name, "width": width, "height": height, "max_label": max_label}
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    """Write one PNG; a refusing disk (full, read-only) is the user's to fix, not a bug."""
+    try:
+        io.write_png(path, array)
+    except OSError as exc:
+        raise DatasetError(
+            f"{path}: cannot write ({exc.strerror or exc}); free disk space or choose another "
+            "output folder"
+        ) from None
+
+
+def _widen_labels(tmp: Path, kept: dict[str, list[dict[str, Any]]]) -> None:
+    """Rewrite the 8-bit label maps as 16-bit once the inferred label_nc turns out > 256."""
+    for split, results in kept.items():
+        for result in results:
+            if result["max_label"] < 256:
+                path = tmp / split / "label" / f"{result['key']}.png"
+                io.write_png(path, io.read_id_map(path).astype(np.uint16))

@@ -1,0 +1,336 @@
+"""The source side of `p2phd prep`: find the files, pair them by name key, read and check them.
+
+Pairing is by key, never by sorted position. Two layouts are understood:
+
+* the reference layout (NVIDIA/pix2pixHD `datasets/`): `{train,test}_label/`, `_inst/`,
+  `_img/`, or `{train,test}_A/` and `_B/` for RGB-input datasets (`--label-nc 0`); the key of
+  a file is its path below the folder without the suffix, so nested folders pair too;
+* raw Cityscapes: `gtFine/<split>/<city>/<key>_gtFine_{labelIds,instanceIds}.png` and
+  `leftImg8bit/<split>/<city>/<key>_leftImg8bit.png`. Cityscapes `train` becomes our `train`
+  and `val` our `test` (the `test` split's labels are dummies, so it is ignored).
+
+The reference pairs its file lists by sorted position, so one missing file silently shifts
+every later pair (REFERENCE.md §4.1, ECOSYSTEM.md §A6.7). Here a key lacking a partner is a bad
+item whose message names the file and the missing partner. `read_item` then decodes one item
+and checks what the reference only meets as a CUDA assert or a silent error (ids out of
+range, colour-coded labels, sizes that differ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from p2phd.data import io
+from p2phd.data.io import IMAGE_SUFFIXES
+from p2phd.errors import DatasetError
+
+SPLITS = ("train", "test")
+CITYSCAPES_SPLITS = {"train": "train", "test": "val"}  # ours -> Cityscapes
+_CITY_SUFFIX = {
+    "label": "_gtFine_labelIds.png",
+    "inst": "_gtFine_instanceIds.png",
+    "img": "_leftImg8bit.png",
+}
+_NOUN = {"label": "label map", "input": "input photo", "inst": "instance map", "img": "photo"}
+MAX_ID = 65535  # ids are stored in 16-bit PNGs
+_EXPECTED = (
+    "expected the reference layout (train_label/, train_inst/, train_img/, test_label/, ...; "
+    "or train_A/, train_B/, ... for --label-nc 0) or raw Cityscapes (gtFine/, leftImg8bit/)"
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source sample: its split, its key and one file per role (label, inst, img, input)."""
+
+    split: str
+    key: str
+    files: dict[str, Path]
+
+    @property
+    def name(self) -> str:
+        """The output file stem: nested keys are flattened with `__`."""
+        return self.key.replace("/", "__")
+
+
+@dataclass(frozen=True)
+class Bad:
+    """An item that cannot be prepped, with the one-line reason naming the file and the fix."""
+
+    split: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """The paired items of one split, the keys that failed to pair, and whether photos exist."""
+
+    items: list[Item]
+    bad: list[Bad]
+    has_images: bool
+
+
+@dataclass(frozen=True)
+class Source:
+    """A discovered source dataset."""
+
+    root: Path
+    layout: str  # "reference" | "cityscapes"
+    kind: str  # "labels" | "rgb"
+    instance: bool
+    splits: dict[str, Split] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Role:
+    """Where the files of one role of one split live and how their names map to keys."""
+
+    role: str
+    folder: Path
+    suffix: str | None  # Cityscapes file-name suffix; None: any image suffix (reference)
+
+    def expected(self, key: str) -> str:
+        if self.suffix is None:
+            return f"{self.folder / key}.*"
+        city = key.rsplit("_", 2)[0]
+        return str(self.folder / city / f"{key}{self.suffix}")
+
+    def scan(self, split: str) -> tuple[dict[str, Path], list[Bad]]:
+        """Key -> file; two files with one key (a.png and a.jpg) are a bad item."""
+        found: dict[str, list[Path]] = {}
+        for path in sorted(self.folder.rglob("*")):
+            rel = path.relative_to(self.folder)
+            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+                continue  # hidden files: macOS "._x.png" forks, editors' and our temp files
+            if self.suffix is None:
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                key = rel.with_suffix("").as_posix()
+            elif path.name.endswith(self.suffix):
+                key = path.name[: -len(self.suffix)]
+            else:
+                continue
+            found.setdefault(key, []).append(path)
+        files = {key: paths[0] for key, paths in found.items() if len(paths) == 1}
+        bad = [
+            Bad(split, key, f"{paths[0]} and {paths[1]} share the key {key!r}; keep only one")
+            for key, paths in found.items()
+            if len(paths) > 1
+        ]
+        return files, bad
+
+
+def discover(src: Path, label_nc: int | None) -> Source:
+    """Detect the layout of `src`, then list and pair its files per split."""
+    if not src.is_dir():
+        raise DatasetError(f"{src}: source folder not found; {_EXPECTED}")
+    reference = [p.name for p in sorted(src.iterdir()) if p.is_dir() and _reference_dir(p.name)]
+    cityscapes = (src / "gtFine").is_dir()
+    if reference and cityscapes:
+        raise DatasetError(
+            f"{src}: holds both reference folders ({', '.join(reference)}) and Cityscapes "
+            "gtFine/; keep one layout per source folder"
+        )
+    if cityscapes:
+        if label_nc == 0:
+            raise DatasetError(f"{src}: Cityscapes has label maps; drop --label-nc 0")
+        return _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
+    if not reference:
+        what = "empty folder" if not any(src.iterdir()) else "not a dataset source"
+        raise DatasetError(f"{src}: {what}; {_EXPECTED}")
+    kind = _reference_kind(src, label_nc)
+    return _pair_all(src, "reference", kind, _reference_roles(src, kind))
+
+
+def _reference_dir(name: str) -> bool:
+    split, _, role = name.partition("_")
+    return split in SPLITS and role in ("label", "inst", "img", "A", "B")
+
+
+def _reference_kind(src: Path, label_nc: int | None) -> str:
+    """Labels or RGB inputs: --label-nc decides, else the folders that exist."""
+    has_label = any((src / f"{s}_label").is_dir() for s in SPLITS)
+    has_a = any((src / f"{s}_A").is_dir() for s in SPLITS)
+    if label_nc == 0:
+        if not has_a:
+            raise DatasetError(
+                f"{src}: --label-nc 0 reads RGB inputs from train_A/ and test_A/, and there are "
+                "none; add them or pass the number of label classes"
+            )
+        return "rgb"
+    if label_nc is not None and not has_label:
+        raise DatasetError(
+            f"{src}: has no train_label/ or test_label/ folder"
+            + ("; for the RGB inputs in *_A/ pass --label-nc 0" if has_a else "")
+        )
+    if label_nc is None and has_label and has_a:
+        raise DatasetError(
+            f"{src}: holds both *_label/ and *_A/ folders; pass --label-nc N for the label maps "
+            "or --label-nc 0 for the RGB inputs"
+        )
+    if not has_label and not has_a:
+        raise DatasetError(f"{src}: has no train_label/ or test_label/ folder; {_EXPECTED}")
+    return "labels" if has_label else "rgb"
+
+
+def _reference_roles(src: Path, kind: str) -> dict[str, list[_Role]]:
+    """Split -> roles present, primary (label or input) first; checks the required folders."""
+    primary = "label" if kind == "labels" else "input"
+    photo = "img" if kind == "labels" else "B"
+    folder = {"label": "label", "input": "A", "inst": "inst", "img": photo}
+    present = {
+        s: [r for r in (primary, "inst", "img") if (src / f"{s}_{folder[r]}").is_dir()]
+        for s in SPLITS
+    }
+    present = {s: roles for s, roles in present.items() if roles}
+    instance = any("inst" in roles for roles in present.values())
+    for split, roles in present.items():
+        if roles[0] != primary:
+            first = src / f"{split}_{folder[roles[0]]}"
+            raise DatasetError(
+                f"{first}/ exists but {src / f'{split}_{folder[primary]}'}/ does not; add the "
+                f"{_NOUN[primary]}s or remove {first}/"
+            )
+        if instance and "inst" not in roles:
+            raise DatasetError(
+                f"{src / f'{split}_inst'}/ is missing while other splits have instance maps; "
+                "add it or remove the other *_inst/ folders"
+            )
+        if split == "train" and "img" not in roles:
+            raise DatasetError(
+                f"{src / f'train_{photo}'}/ is missing; training needs the target photos"
+            )
+    return {
+        split: [_Role(r, src / f"{split}_{folder[r]}", None) for r in roles]
+        for split, roles in present.items()
+    }
+
+
+def _cityscapes_roles(src: Path) -> dict[str, list[_Role]]:
+    """Split -> roles: labelIds, instanceIds (when any exist), leftImg8bit (required for train)."""
+    roles: dict[str, list[_Role]] = {}
+    for split, city_split in CITYSCAPES_SPLITS.items():
+        gt = src / "gtFine" / city_split
+        if not gt.is_dir():
+            continue
+        photos = src / "leftImg8bit" / city_split
+        roles[split] = [_Role("label", gt, _CITY_SUFFIX["label"])]
+        if any(gt.rglob(f"*{_CITY_SUFFIX['inst']}")):
+            roles[split].append(_Role("inst", gt, _CITY_SUFFIX["inst"]))
+        if photos.is_dir():
+            roles[split].append(_Role("img", photos, _CITY_SUFFIX["img"]))
+        elif split == "train":
+            raise DatasetError(f"{photos}/ is missing; training needs the leftImg8bit photos")
+    if not roles:
+        raise DatasetError(f"{src / 'gtFine'}: has no train/ or val/ folder; {_EXPECTED}")
+    with_inst = [s for s, rs in roles.items() if any(r.role == "inst" for r in rs)]
+    if with_inst and len(with_inst) != len(roles):
+        missing = next(s for s in roles if s not in with_inst)
+        raise DatasetError(
+            f"{src / 'gtFine' / CITYSCAPES_SPLITS[missing]}: has no *_gtFine_instanceIds.png "
+            f"while gtFine/{CITYSCAPES_SPLITS[with_inst[0]]} has; add them or remove those"
+        )
+    return roles
+
+
+def _pair_all(src: Path, layout: str, kind: str, roles: dict[str, list[_Role]]) -> Source:
+    splits = {split: _pair(split, split_roles) for split, split_roles in roles.items()}
+    for split, found in splits.items():
+        if not found.items and not found.bad:
+            role = roles[split][0]
+            wanted = f"*{role.suffix}" if role.suffix else ", ".join(IMAGE_SUFFIXES)
+            raise DatasetError(
+                f"{role.folder}/: no images found (looked for {wanted}); add the source files "
+                "or remove the folder"
+            )
+    instance = any(r.role == "inst" for rs in roles.values() for r in rs)
+    return Source(src, layout, kind, instance, splits)
+
+
+def _pair(split: str, roles: list[_Role]) -> Split:
+    """Pair the files of one split by key; unmatched keys become bad items."""
+    scans = [role.scan(split) for role in roles]
+    files = {role.role: found for role, (found, _) in zip(roles, scans, strict=True)}
+    bad = {b.key: b for _, dups in scans for b in dups}
+    keys = sorted(set().union(*files.values()) | set(bad))
+    unmatched = {k for k in keys if k not in bad and any(k not in f for f in files.values())}
+    items: list[Item] = []
+    names: dict[str, str] = {}
+    for key in keys:
+        if key in bad:
+            continue
+        if key in unmatched:
+            bad[key] = Bad(split, key, _unmatched(key, roles, files, len(unmatched), len(keys)))
+            continue
+        item = Item(split, key, {role.role: files[role.role][key] for role in roles})
+        if item.name in names:  # "a/b" and "a__b" would write the same file
+            clash = f"{item.files[roles[0].role]}: is written as {item.name}.png, as is key "
+            bad[key] = Bad(split, key, clash + f"{names[item.name]!r}; rename one of them")
+            continue
+        names[item.name] = key
+        items.append(item)
+    return Split(items, [bad[k] for k in sorted(bad)], any(r.role == "img" for r in roles))
+
+
+def _unmatched(
+    key: str, roles: list[_Role], files: dict[str, dict[str, Path]], n_bad: int, n_keys: int
+) -> str:
+    """'<file> has no partner in <folder>/ (expected <file>.*); add it or remove the <role>'."""
+    have = next(r for r in roles if key in files[r.role])
+    missing = [r for r in roles if key not in files[r.role]]
+    where = " nor in ".join(f"{r.folder}/ (expected {r.expected(key)})" for r in missing)
+    return (
+        f"{files[have.role][key]} has no partner in {where}; add it or remove the "
+        f"{_NOUN[have.role]} ({n_bad} of {n_keys} keys unmatched)"
+    )
+
+
+def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
+    """Decode and check every file of `item`; role -> array, primary (label or input) first.
+
+    Id maps come as int64 `[H, W]` (>= 0, within 16 bits, labels < `label_nc` when given),
+    photos as uint8 `[H, W, 3]`; all of one size. A problem raises a one-line `DatasetError`.
+    """
+    maps: dict[str, np.ndarray] = {}
+    for role in ("label", "input", "inst", "img"):
+        path = item.files.get(role)
+        if path is None:
+            continue
+        if role == "label":
+            maps[role] = _check_ids(path, io.read_id_map(path, "label map"), "label", label_nc)
+        elif role == "inst":
+            maps[role] = _check_ids(path, io.read_id_map(path, "instance map"), "inst", None)
+        else:
+            maps[role] = io.read_rgb(path)
+    first, *others = maps
+    h, w = maps[first].shape[:2]
+    for role in others:
+        oh, ow = maps[role].shape[:2]
+        if (oh, ow) != (h, w):
+            raise DatasetError(
+                f"{item.files[role]}: {_NOUN[role]} is {ow}x{oh} but its {_NOUN[first]} "
+                f"{item.files[first]} is {w}x{h}; make them the same size or remove the pair"
+            )
+    return maps
+
+
+def _check_ids(path: Path, ids: np.ndarray, role: str, label_nc: int | None) -> np.ndarray:
+    """Ids must be >= 0, fit 16 bits, and (for labels with --label-nc) be < label_nc."""
+    low, top = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+    what = "label value" if role == "label" else "instance id"
+    if low < 0:
+        raise DatasetError(f"{path}: {what} {low} is negative; ids start at 0: fix the map")
+    if role == "label" and label_nc is not None and top >= label_nc:
+        raise DatasetError(
+            f"{path}: max label value {top} >= --label-nc {label_nc}; "
+            f"pass --label-nc {top + 1} or fix the map"
+        )
+    if top > MAX_ID:
+        raise DatasetError(
+            f"{path}: {what} {top} is above {MAX_ID}; ids must fit 16 bits: renumber them"
+        )
+    return ids

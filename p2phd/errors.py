@@ -1,0 +1,30 @@
+"""User-facing errors.
+
+Every problem a user can fix (bad data, a wrong flag, a missing or incompatible checkpoint)
+is raised as a `P2phdError`. The CLI prints its message as one line and exits with status 2;
+anything else is a bug and exits with status 1 and a traceback.
+
+A message names the offending file or option and says what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class P2phdError(Exception):
+    """A problem the user can fix; the message names the file or option and the fix."""
+
+
+class ConfigError(P2phdError):
+    """An option value, or a combination of them, that cannot work."""
+
+
+class DatasetError(P2phdError):
+    """A source or prepped dataset file that is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(P2phdError):
+    """A run directory or checkpoint that is missing, incomplete or does not match the config."""
+
+
+class TrainingAborted(P2phdError):
+    """Training stopped on purpose: too many non-finite steps in a row."""

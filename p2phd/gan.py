@@ -1,0 +1,135 @@
+"""The nets being trained, their optimisers, and one training step (REFERENCE.md §1.8, §2).
+
+The step computes G's and D's losses from one D pass over [fake; real] with D's weights
+before either update, exactly the reference's losses, then fills G's gradients and D's
+gradients with two backward passes restricted to each net's parameters: D's weights get no
+gradient from G's loss, and the fake goes through D once, not twice (REFERENCE.md §7.15).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from p2phd import losses
+from p2phd.checkpoint import Checkpoint, load_strict, optimizer_tensors, restore_optimizer
+from p2phd.config import TrainConfig
+from p2phd.nets.discriminator import build_discriminator
+from p2phd.nets.generator import build_generator
+from p2phd.nets.vgg import load_vgg19
+from p2phd.ops import encode_input
+from p2phd.runtime import autocast, seed_everything
+
+
+class Pix2PixHD:
+    """G, D, the frozen VGG19 of the perceptual loss, and Adam for G and for D."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, precision: str) -> None:
+        self.cfg, self.device, self.precision = cfg, device, precision
+        seed_everything(cfg.optim.seed)
+        self.G = build_generator(cfg.net).to(device)
+        self.D = build_discriminator(cfg.net).to(device)
+        self.vgg = load_vgg19(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_loss else None
+        self.memory_format = torch.channels_last if cfg.run.channels_last else None
+        if self.memory_format is not None:
+            for net in (self.G, self.D, self.vgg):
+                if net is not None:
+                    net.to(memory_format=self.memory_format)
+        betas = (cfg.optim.beta1, cfg.optim.beta2)
+        fused = device.type == "cuda"  # one kernel for the whole update
+        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.optim.lr, betas, fused=fused)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.optim.lr, betas, fused=fused)
+        self.g_fwd: nn.Module = torch.compile(self.G) if cfg.run.compile else self.G
+        self.d_fwd: nn.Module = torch.compile(self.D) if cfg.run.compile else self.D
+
+    def set_lr(self, lr: float) -> None:
+        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+            group["lr"] = lr
+
+    def encode(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """(G's input, the real image in [-1, 1]) from a loader batch, on the device."""
+        net, dev = self.cfg.net, self.device
+        label = batch["label"].to(dev, non_blocking=True)
+        if net.label_nc == 0:
+            label = label.float() / 127.5 - 1
+        inst = batch["inst"].to(dev, non_blocking=True) if net.instance else None
+        x = encode_input(label, inst, label_nc=net.label_nc)
+        real = batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1
+        if self.memory_format is not None:
+            x, real = (t.contiguous(memory_format=self.memory_format) for t in (x, real))
+        return x, real
+
+    def compute_losses(self, x: Tensor, real: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The fake and the five loss terms with their weights applied."""
+        cfg = self.cfg
+        with autocast(self.precision, self.device):
+            fake = self.g_fwd(x)
+            cond = x[:, : cfg.net.label_channels]
+            both = torch.cat([torch.cat([cond, fake], 1), torch.cat([cond, real], 1)], 0)
+            outs = self.d_fwd(both)
+        n = x.shape[0]
+        fake_outs = [[t[:n] for t in scale] for scale in outs]
+        real_outs = [[t[n:] for t in scale] for scale in outs]
+        d_real, d_fake = losses.gan_d_loss(cfg.loss.gan_mode, real_outs, fake_outs)
+        zero = fake.new_zeros((), dtype=torch.float32)
+        g_feat = zero
+        if cfg.loss.ganfeat_loss:
+            g_feat = losses.feature_matching_loss(fake_outs, real_outs) * cfg.loss.lambda_feat
+        g_vgg = zero
+        if self.vgg is not None:
+            with autocast(self.precision, self.device):
+                g_vgg = losses.vgg_loss(
+                    self.vgg, fake, real, imagenet_norm=cfg.loss.vgg_imagenet_norm
+                )
+            g_vgg = g_vgg * cfg.loss.lambda_feat
+        g_gan = losses.gan_g_loss(cfg.loss.gan_mode, fake_outs)
+        terms = {
+            "g_gan": g_gan,
+            "g_feat": g_feat,
+            "g_vgg": g_vgg,
+            "d_real": d_real,
+            "d_fake": d_fake,
+        }
+        return fake, terms
+
+    def train_step(self, x: Tensor, real: Tensor) -> tuple[Tensor, dict[str, Tensor], bool]:
+        """One G and one D update; skipped (weights untouched) if a loss is not finite."""
+        fake, terms = self.compute_losses(x, real)
+        loss_g = terms["g_gan"] + terms["g_feat"] + terms["g_vgg"]
+        loss_d = 0.5 * (terms["d_real"] + terms["d_fake"])
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        g_params = [p for p in self.G.parameters() if p.requires_grad]
+        torch.autograd.backward(loss_g, inputs=g_params, retain_graph=True)
+        torch.autograd.backward(loss_d, inputs=list(self.D.parameters()))
+        finite = bool(torch.isfinite(loss_g + loss_d))  # the step's one host sync
+        if finite:
+            self.opt_g.step()
+            self.opt_d.step()
+        return fake.detach(), {k: v.detach() for k, v in terms.items()}, finite
+
+    # ---- state for checkpoints -----------------------------------------------------------
+    def _names(self) -> tuple[dict[int, str], dict[int, str]]:
+        return (
+            {id(p): n for n, p in self.G.named_parameters()},
+            {id(p): n for n, p in self.D.named_parameters()},
+        )
+
+    def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+        """(tensors per file, JSON-able optimiser groups) for a checkpoint."""
+        g_names, d_names = self._names()
+        g_opt, g_groups = optimizer_tensors(self.opt_g, g_names, "G")
+        d_opt, d_groups = optimizer_tensors(self.opt_d, d_names, "D")
+        tensors = {"G": self.G.state_dict(), "D": self.D.state_dict(), "optim": {**g_opt, **d_opt}}
+        return tensors, {"G": g_groups, "D": d_groups}
+
+    def load(self, ckpt: Checkpoint) -> None:
+        """Weights and optimiser state from a checkpoint of the same config, strictly."""
+        load_strict(self.G, ckpt.tensors("G"), f"{ckpt.path}/G.safetensors")
+        load_strict(self.D, ckpt.tensors("D"), f"{ckpt.path}/D.safetensors")
+        optim = ckpt.tensors("optim")
+        g_names, d_names = self._names()
+        restore_optimizer(self.opt_g, optim, ckpt.state["optim"]["G"], g_names, "G")
+        restore_optimizer(self.opt_d, optim, ckpt.state["optim"]["D"], d_names, "D")

@@ -1,0 +1,59 @@
+"""Building blocks shared by the generator, the discriminator and the encoder."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+
+Norm = Literal["instance", "batch"]
+
+
+def norm_layer(norm: Norm, channels: int) -> nn.Module:
+    """InstanceNorm without parameters (the reference default) or BatchNorm with them."""
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, affine=True)
+    raise ValueError(f"unknown norm {norm!r}; use 'instance' or 'batch'")
+
+
+class ResnetBlock(nn.Module):
+    """x + [pad, conv3x3, norm, ReLU, pad, conv3x3, norm](x); no activation after the sum.
+
+    REFERENCE.md §1.3. The reference's dropout option is never switched on, so it is left out.
+    """
+
+    def __init__(self, channels: int, norm: Norm = "instance") -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3),
+            norm_layer(norm, channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, kernel_size=3),
+            norm_layer(norm, channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv_block(x)
+
+
+def init_weights(module: nn.Module) -> None:
+    """The reference's `weights_init`: conv weights ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02).
+
+    Conv biases keep PyTorch's default initialisation, as in the reference.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def check_channels(x: Tensor, channels: int, net: str) -> None:
+    """Fail at the net's entry with the expected and actual shapes, not deep inside a conv."""
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{net} expects [N, {channels}, H, W], got {list(x.shape)}")

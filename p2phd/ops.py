@@ -1,0 +1,83 @@
+"""Tensor operations shared by training, feature encoding and synthesis.
+
+`encode_input` is the one place where the generator's input is built, so whatever training
+sees, synthesis sees the same way (DESIGN.md, data flow).
+
+Shapes: label and instance maps are integer tensors `[N, H, W]`; images and feature maps are
+float tensors `[N, C, H, W]`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def one_hot(label_map: Tensor, label_nc: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """`[N, H, W]` class ids in [0, label_nc) -> `[N, label_nc, H, W]` one-hot.
+
+    Ids are range-checked when maps are read (on the CPU), not here: a check here would be a
+    GPU sync on every step.
+    """
+    n, h, w = label_map.shape
+    out = torch.zeros(n, label_nc, h, w, dtype=dtype, device=label_map.device)
+    return out.scatter_(1, label_map.long().unsqueeze(1), 1.0)
+
+
+def boundary_map(instance_map: Tensor) -> Tensor:
+    """`[N, H, W]` ids -> `[N, 1, H, W]` bool, true where a 4-neighbour has another id.
+
+    The reference's `get_edges`: no diagonals, both sides of a boundary are marked (2 px wide).
+    Computed after any resize or crop, on the map the generator actually sees.
+    """
+    edge = torch.zeros_like(instance_map, dtype=torch.bool)
+    horizontal = instance_map[:, :, 1:] != instance_map[:, :, :-1]
+    vertical = instance_map[:, 1:, :] != instance_map[:, :-1, :]
+    edge[:, :, 1:] |= horizontal
+    edge[:, :, :-1] |= horizontal
+    edge[:, 1:, :] |= vertical
+    edge[:, :-1, :] |= vertical
+    return edge.unsqueeze(1)
+
+
+def instance_mean(features: Tensor, instance_map: Tensor) -> Tensor:
+    """Replace every feature vector by the mean over its instance (paper §3.4).
+
+    `features` `[N, C, H, W]`, `instance_map` `[N, H, W]`; instances are separate per batch
+    element. One sort-based `unique` and two scatter/gather passes, whatever the number of
+    instances; differentiable with respect to `features`.
+    """
+    n, c, h, w = features.shape
+    ids = instance_map.long()
+    # Make ids unique across the batch: shift element b by b * (max id + 1).
+    span = ids.max() + 1
+    offsets = torch.arange(n, device=ids.device).view(n, 1, 1) * span
+    unique, inverse = torch.unique((ids + offsets).reshape(-1), return_inverse=True)
+    flat = features.permute(0, 2, 3, 1).reshape(-1, c)
+    count = unique.numel()
+    sums = flat.new_zeros(count, c).index_add(0, inverse, flat)
+    sizes = torch.bincount(inverse, minlength=count).to(flat.dtype).unsqueeze(1)
+    means = sums / sizes
+    return means[inverse].reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def encode_input(
+    label_map: Tensor,
+    instance_map: Tensor | None,
+    *,
+    label_nc: int,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Build the generator input: one-hot labels, then the boundary map (REFERENCE.md §1.1).
+
+    `label_map`: `[N, H, W]` integer class ids, or for label_nc 0 an `[N, C, H, W]` image in
+    [-1, 1] used as it is. `instance_map`: `[N, H, W]` ids, or None for runs without instance
+    maps. The first `NetConfig.label_channels` channels are also what D is conditioned on.
+    """
+    if label_nc == 0:
+        parts = [label_map.to(dtype)]
+    else:
+        parts = [one_hot(label_map, label_nc, dtype)]
+    if instance_map is not None:
+        parts.append(boundary_map(instance_map).to(dtype))
+    return torch.cat(parts, dim=1)

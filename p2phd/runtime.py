@@ -1,0 +1,53 @@
+"""Device, precision and seeding: resolved once, passed everywhere as arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from p2phd.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` is CUDA when present, else the CPU; an unavailable CUDA device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` is bf16 autocast on CUDA (the measured-fastest correct setting), fp32 on CPU."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision {precision}: use auto, fp32 or bf16")
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device) -> Iterator[None]:
+    """bf16 autocast for the forward passes, or nothing for fp32."""
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch: network initialisation is then reproducible."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

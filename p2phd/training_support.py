@@ -1,0 +1,105 @@
+"""The training loop's surroundings: the run lock, signals, loader workers, sample grids."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from torch import Tensor
+
+from p2phd.errors import CheckpointError
+from p2phd.visual import colorize, hstack, to_uint8, write_index
+
+
+class RunLock:
+    """An exclusive lock on the run folder: two trainings never interleave checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> RunLock:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise CheckpointError(
+                f"{self.path.parent}: another p2phd process is training this run; "
+                "wait for it or stop it first"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM only set `signum`; the loop saves and stops at the next step.
+
+    A second SIGINT restores the default handler and interrupts at once (the checkpoint
+    writer is atomic, so that is safe). Outside the main thread nothing is installed.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopSignals:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def worker_init(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C and SIGTERM: the main process stops them when it is done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def write_sample(
+    folder: Path, step: int, batch: dict[str, Any], fake: Tensor, label_nc: int
+) -> Path:
+    """Write label | synthesized | real of the batch's first sample, and refresh index.html."""
+    from p2phd.data.io import write_png
+
+    label = batch["label"][0]
+    shown = (
+        to_uint8(label.float() / 127.5 - 1)
+        if label_nc == 0
+        else colorize(label.numpy().astype("int64"), label_nc)
+    )
+    real = to_uint8(batch["image"][0].float() / 127.5 - 1)
+    grid = hstack([shown, to_uint8(fake[0]), real])
+    path = folder / f"step-{step:07d}.png"
+    write_png(path, grid)
+    names = sorted((p.name for p in folder.glob("step-*.png")), reverse=True)
+    write_index(
+        folder,
+        "training samples: label | synthesized | real",
+        [(name.removesuffix(".png"), [name]) for name in names],
+    )
+    return path

@@ -1,0 +1,32 @@
+"""Shared fixtures: toy scenes prepped once per session, tiny training options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from p2phd.config import PrepConfig
+from p2phd.data.prep import prepare_dataset
+from p2phd.data.toy import write_toy_dataset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Bitwise-reproducible CPU numerics, and no oversubscription on 2-core CI."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def toy_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "src"
+    write_toy_dataset(out, n_train=8, n_test=2, height=64, width=128, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_data(toy_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("prepped") / "data"
+    prepare_dataset(toy_source, data, PrepConfig(multiple=16))
+    return data
