@@ -35,6 +35,15 @@ def _require(ok: bool, option: str, message: str) -> None:
         raise ConfigError(f"{option}: {message}")
 
 
+def _check_choices(obj: Any) -> None:
+    """Literal-typed fields hold one of their choices (the CLI passes plain strings)."""
+    for name, hint in typing.get_type_hints(type(obj)).items():
+        if typing.get_origin(hint) is Literal and getattr(obj, name) not in typing.get_args(hint):
+            choices = " | ".join(typing.get_args(hint))
+            _require(False, f"--{name.replace('_', '-')}",
+                     f"{getattr(obj, name)!r} is not one of {choices}")  # fmt: skip
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NetConfig:
     """Architecture of G and D (REFERENCE.md §1); the CLI's --label-nc, --ngf, --num-d ..."""
@@ -52,6 +61,7 @@ class NetConfig:
     ndf: int = 64
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(self.label_nc >= 0, "--label-nc", "must be >= 0 (0 means RGB input images)")
         _require(self.input_nc >= 1 and self.output_nc >= 1, "--input-nc", "must be >= 1")
         _require(
@@ -97,6 +107,7 @@ class LossConfig:
     vgg_imagenet_norm: bool = False  # the reference feeds [-1, 1] images unnormalised (#136)
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(self.lambda_feat >= 0, "--lambda-feat", "must be >= 0")
 
 
@@ -166,6 +177,7 @@ class RunOptions:
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(self.max_steps is None or self.max_steps >= 1, "--max-steps", "must be >= 1")
         for name in ("log_every", "sample_every", "save_every", "keep_last", "max_nonfinite"):
             _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
@@ -189,6 +201,7 @@ class TrainConfig:
     run: RunOptions = field(default_factory=RunOptions)
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         if self.data.crop_size is not None:
             multiple = self.net.size_multiple
             _require(

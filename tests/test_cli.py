@@ -1,0 +1,82 @@
+"""The command line: help everywhere, exit codes, no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import TINY, cli
+
+COMMANDS = ["toy", "prep", "train-global", "synthesize"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    code, out = cli(command, "--help")
+    assert code == 0 and "Example: p2phd " + command in " ".join(out.split())
+
+
+def test_top_level_lists_exactly_the_built_commands() -> None:
+    code, out = cli("--help")
+    assert code == 0
+    every = ("toy", "prep", "train-global", "train-local", "train-joint", "encode-features",
+             "cluster", "synthesize")  # fmt: skip
+    listed = [c for c in every if f" {c} " in out]
+    assert listed == COMMANDS
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run([sys.executable, "-m", "p2phd", "--help"], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0 and "train-global" in result.stdout
+
+
+def test_dry_run_prints_the_resolved_config(toy_data: Path, tmp_path: Path) -> None:
+    code, out = cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--lr", "1e-3",
+                    "--dry-run")  # fmt: skip
+    assert code == 0
+    cfg = json.loads(out)
+    assert cfg["optim"]["lr"] == 1e-3 and cfg["net"]["ngf"] == 8 and cfg["net"]["label_nc"] == 8
+    assert cfg["optim"]["beta1"] == 0.5 and cfg["loss"]["lambda_feat"] == 10.0  # defaults
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ngf", "0"], "--ngf: must be >= 1"),
+        (["--label-nc", "3"], "--label-nc 3: "),
+        (["--gan-mode", "wgan"], "--gan-mode: 'wgan' is not one of lsgan | bce | hinge"),
+        (["--crop-size", "22"], "--crop-size: 22 is not a multiple of 4"),
+        (["--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(toy_data: Path, tmp_path: Path, args: list[str],
+                                          message: str) -> None:  # fmt: skip
+    code, out = cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, *args)
+    assert code == 2 and message in out, out
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1
+
+
+def test_missing_dataset_is_exit_2(tmp_path: Path) -> None:
+    code, out = cli("train-global", tmp_path / "nowhere", "--run", tmp_path / "r", *TINY)
+    assert code == 2 and "nowhere" in out and "p2phd prep" in out
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(toy_data: Path, tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    run = tmp_path / "r"
+    run.mkdir()
+    fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        code, out = cli("train-global", toy_data, "--run", run, *TINY, "--max-steps", "1")
+    finally:
+        os.close(fd)
+    assert code == 2 and "another p2phd process is training" in out

@@ -1,0 +1,77 @@
+"""CUDA checks (run by benchmarks/gpu_checks.sh on a GPU machine; skipped elsewhere)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.gan import Pix2PixHD
+
+from helpers import TINY, cli
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+CFG = TrainConfig(
+    net=NetConfig(label_nc=8, ngf=16, n_downsample_global=3, n_blocks_global=2, ndf=16),
+    loss=LossConfig(vgg_loss=False),
+    run=RunOptions(device="cuda"),
+)
+
+
+def batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "label": torch.randint(0, 8, (2, 64, 128), generator=g, dtype=torch.int32),
+        "inst": torch.randint(0, 5, (2, 64, 128), generator=g, dtype=torch.int32),
+        "image": torch.randint(0, 256, (2, 3, 64, 128), generator=g, dtype=torch.uint8),
+    }
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12))
+
+
+def test_bf16_step_stays_close_to_fp32() -> None:
+    fp32 = Pix2PixHD(CFG, torch.device("cuda"), "fp32")
+    bf16 = copy.deepcopy(fp32)
+    bf16.precision = "bf16"
+    x, real = fp32.encode(batch())
+    fake32, terms32 = fp32.compute_losses(x, real)
+    fake16, terms16 = bf16.compute_losses(x, real)
+    assert rel(fake16, fake32) < 0.05
+    for name in ("g_gan", "g_feat", "d_real", "d_fake"):
+        assert (
+            abs(float(terms16[name]) - float(terms32[name]))
+            <= 0.05 * abs(float(terms32[name])) + 1e-3
+        ), name
+    fp32.train_step(x, real)
+    bf16.train_step(x, real)
+    for (name, a), b in zip(fp32.G.named_parameters(), bf16.G.parameters(), strict=True):
+        assert rel(a.grad, b.grad) < 0.1, name  # type: ignore[arg-type]
+
+
+def test_compiled_generator_matches_eager() -> None:
+    model = Pix2PixHD(CFG, torch.device("cuda"), "fp32")
+    x, _ = model.encode(batch())
+    with torch.no_grad():
+        eager = model.G(x)
+        compiled = torch.compile(model.G)(x)
+    assert rel(compiled, eager) < 1e-4
+
+
+def test_train_and_synthesize_on_cuda(toy_data: Path, tmp_path: Path) -> None:
+    args = [a if a != "cpu" else "cuda" for a in TINY]
+    code, out = cli("train-global", toy_data, "--run", tmp_path / "run", *args, "--max-steps", "3")
+    assert code == 0, out
+    test = toy_data / "test"
+    code, out = cli("synthesize", tmp_path / "run", test / "label", "--inst", test / "inst",
+                    "--out", tmp_path / "o", "--device", "cuda")  # fmt: skip
+    assert code == 0, out
+    assert len(list((tmp_path / "o").glob("*.png"))) == 2

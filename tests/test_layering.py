@@ -1,0 +1,67 @@
+"""House rules checked statically: import direction, no pickle, no device hard-coding."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "p2phd"
+
+# module (or package prefix) -> p2phd modules it must not import
+FORBIDDEN = {
+    "config": ("p2phd.",),  # stdlib only, besides errors (allowed below)
+    "errors": ("p2phd.",),
+    "ops": ("p2phd.",),
+    "nets.": ("p2phd.train", "p2phd.checkpoint", "p2phd.cli", "p2phd.data", "p2phd.losses"),
+    "losses": ("p2phd.train", "p2phd.checkpoint", "p2phd.cli", "p2phd.data"),
+    "checkpoint": ("p2phd.train", "p2phd.cli", "p2phd.gan", "p2phd.synth"),
+    "cli": ("p2phd.nets", "p2phd.losses", "p2phd.ops", "p2phd.gan"),
+}
+ALLOWED = {"config": ("p2phd.errors",), "errors": (), "ops": ()}
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def modules() -> list[tuple[str, Path]]:
+    return [(".".join(p.relative_to(PACKAGE).with_suffix("").parts), p)
+            for p in sorted(PACKAGE.rglob("*.py"))]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "path"), modules(), ids=[m for m, _ in modules()])
+def test_imports_follow_the_layering(name: str, path: Path) -> None:
+    found = {m for m in imports(path) if m.startswith("p2phd")}
+    if name != "__main__":
+        assert "p2phd.cli" not in found, "nothing but __main__ imports the CLI"
+    for prefix, banned in FORBIDDEN.items():
+        if name == prefix or (prefix.endswith(".") and name.startswith(prefix)):
+            allowed = ALLOWED.get(prefix, ())
+            bad = sorted(m for m in found if m.startswith(banned) and m not in allowed)
+            assert not bad, f"p2phd.{name} must not import {bad}"
+
+
+def test_no_pickle_anywhere() -> None:
+    pattern = re.compile(r"import pickle|pickle\.|np\.load\(|allow_pickle|jit\.load|torch\.save\(")
+    for _, path in modules():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not pattern.search(line), f"{path.name}:{number}: {line.strip()}"
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path.name}:{number}: {line.strip()}"
+
+
+def test_no_hard_coded_cuda_or_prints() -> None:
+    for name, path in modules():
+        text = path.read_text()
+        assert ".cuda()" not in text, name
+        if name not in ("cli", "__main__"):
+            assert not re.search(r"^\s*print\(", text, re.MULTILINE), f"{name} prints"
