@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from typer.testing import CliRunner
 
 from p2phd.cli import app
@@ -20,3 +21,14 @@ def cli(*args: object) -> tuple[int, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+def random_batch(label_nc: int = 4, height: int = 16, width: int = 32, n: int = 2,
+                 seed: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
+    """A loader-like batch of random label, instance and photo maps."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "label": torch.randint(0, label_nc, (n, height, width), generator=g, dtype=torch.int32),
+        "inst": torch.randint(0, 3, (n, height, width), generator=g, dtype=torch.int32),
+        "image": torch.randint(0, 256, (n, 3, height, width), generator=g, dtype=torch.uint8),
+    }

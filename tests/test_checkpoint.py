@@ -19,21 +19,14 @@ from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.errors import CheckpointError
 from p2phd.gan import Pix2PixHD
 
+from helpers import random_batch
+
 CFG = TrainConfig(
     net=NetConfig(label_nc=4, ngf=4, n_downsample_global=2, n_blocks_global=1, ndf=4,
                   n_layers_d=2),
     loss=LossConfig(vgg_loss=False),
     run=RunOptions(device="cpu"),
 )  # fmt: skip
-
-
-def batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "label": torch.randint(0, 4, (2, 16, 32), generator=g, dtype=torch.int32),
-        "inst": torch.randint(0, 3, (2, 16, 32), generator=g, dtype=torch.int32),
-        "image": torch.randint(0, 256, (2, 3, 16, 32), generator=g, dtype=torch.uint8),
-    }
 
 
 def save(model: Pix2PixHD, run: RunDir, step: int, keep_last: int = 3) -> Path:
@@ -45,14 +38,14 @@ def save(model: Pix2PixHD, run: RunDir, step: int, keep_last: int = 3) -> Path:
 def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
     a = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
-    a.train_step(*a.encode(batch(0)))
+    a.train_step(*a.encode(random_batch(seed=0)))
     save(a, run, 1)
     b = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
     with torch.no_grad():  # make b differ first, so the load must do the work
         for p in b.G.parameters():
             p.add_(1.0)
     b.load(latest_checkpoint(run))  # type: ignore[arg-type]
-    x, real = a.encode(batch(1))
+    x, real = a.encode(random_batch(seed=1))
     assert torch.equal(a.G(x), b.G(x))
     assert all(torch.equal(u, v) for su, sv in zip(a.D(torch.cat([x, real], 1)),
                                                     b.D(torch.cat([x, real], 1)), strict=True)

@@ -16,7 +16,7 @@ from p2phd.gan import Pix2PixHD
 from p2phd.ops import encode_input
 from p2phd.synth import load_generator
 
-from helpers import TINY, cli
+from helpers import TINY, cli, random_batch
 
 
 def tiny_cfg(**loss: object) -> TrainConfig:
@@ -26,15 +26,6 @@ def tiny_cfg(**loss: object) -> TrainConfig:
         loss=LossConfig(vgg_loss=False, **loss),  # type: ignore[arg-type]
         run=RunOptions(device="cpu"),
     )  # fmt: skip
-
-
-def batch() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "label": torch.randint(0, 4, (2, 16, 32), generator=g, dtype=torch.int32),
-        "inst": torch.randint(0, 3, (2, 16, 32), generator=g, dtype=torch.int32),
-        "image": torch.randint(0, 256, (2, 3, 16, 32), generator=g, dtype=torch.uint8),
-    }
 
 
 def reference_grads(model: Pix2PixHD, x: torch.Tensor, real: torch.Tensor, mode: str
@@ -61,7 +52,7 @@ def reference_grads(model: Pix2PixHD, x: torch.Tensor, real: torch.Tensor, mode:
 def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
     model = Pix2PixHD(tiny_cfg(gan_mode=mode), torch.device("cpu"), "fp32")
     twin = copy.deepcopy(model)
-    x, real = model.encode(batch())
+    x, real = model.encode(random_batch())
     g_ref, d_ref = reference_grads(twin, x, real, mode)
     model.train_step(x, real)  # leaves the pre-update gradients in .grad
     for (name, p), ref in zip(model.G.named_parameters(), g_ref, strict=True):
@@ -73,7 +64,7 @@ def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
 
 def test_without_feature_matching_the_g_loss_has_no_feat_term() -> None:
     model = Pix2PixHD(tiny_cfg(ganfeat_loss=False), torch.device("cpu"), "fp32")
-    _, terms = model.compute_losses(*model.encode(batch()))
+    _, terms = model.compute_losses(*model.encode(random_batch()))
     assert terms["g_feat"] == 0 and terms["g_gan"] > 0
 
 

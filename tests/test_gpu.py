@@ -11,7 +11,7 @@ import torch
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.gan import Pix2PixHD
 
-from helpers import TINY, cli
+from helpers import TINY, cli, random_batch
 
 pytestmark = [
     pytest.mark.gpu,
@@ -25,15 +25,6 @@ CFG = TrainConfig(
 )
 
 
-def batch() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "label": torch.randint(0, 8, (2, 64, 128), generator=g, dtype=torch.int32),
-        "inst": torch.randint(0, 5, (2, 64, 128), generator=g, dtype=torch.int32),
-        "image": torch.randint(0, 256, (2, 3, 64, 128), generator=g, dtype=torch.uint8),
-    }
-
-
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12))
 
@@ -42,7 +33,7 @@ def test_bf16_step_stays_close_to_fp32() -> None:
     fp32 = Pix2PixHD(CFG, torch.device("cuda"), "fp32")
     bf16 = copy.deepcopy(fp32)
     bf16.precision = "bf16"
-    x, real = fp32.encode(batch())
+    x, real = fp32.encode(random_batch(8, 64, 128))
     fake32, terms32 = fp32.compute_losses(x, real)
     fake16, terms16 = bf16.compute_losses(x, real)
     assert rel(fake16, fake32) < 0.05
@@ -59,7 +50,7 @@ def test_bf16_step_stays_close_to_fp32() -> None:
 
 def test_compiled_generator_matches_eager() -> None:
     model = Pix2PixHD(CFG, torch.device("cuda"), "fp32")
-    x, _ = model.encode(batch())
+    x, _ = model.encode(random_batch(8, 64, 128))
     with torch.no_grad():
         eager = model.G(x)
         compiled = torch.compile(model.G)(x)

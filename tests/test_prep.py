@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from p2phd.cli import app
 from p2phd.config import PrepConfig
-from p2phd.data.prep import boundary, prepare_dataset, read_manifest, target_size
+from p2phd.data.prep import prepare_dataset, read_manifest, target_size
 from p2phd.errors import DatasetError
 
 W, H = 40, 70  # source size: not a multiple of 8 or 32
@@ -204,7 +204,7 @@ def test_width_resize_is_nearest_for_ids(tmp_path: Path) -> None:
     assert set(np.unique(ids(out / "train" / "inst" / "a.png"))) <= INST_IDS
     assert np.array_equal(
         np.asarray(Image.open(out / "train" / "boundary" / "a.png")) == 255,
-        boundary(ids(out / "train" / "inst" / "a.png")),
+        naive_boundary(ids(out / "train" / "inst" / "a.png")),
     )
 
 
@@ -268,18 +268,6 @@ def test_overwrite(tmp_path: Path) -> None:
     assert prep(src, out, "--overwrite").exit_code == 0
     assert not (out / "old.txt").exists() and (out / "dataset.json").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-
-
-def test_boundary_matches_ops_and_naive_loop() -> None:
-    torch = pytest.importorskip("torch")
-    from p2phd.ops import boundary_map
-
-    rng = np.random.default_rng(0)
-    for shape in ((1, 1), (1, 7), (6, 1), (9, 13)):
-        inst = rng.integers(0, 3, shape)
-        expected = boundary_map(torch.from_numpy(inst)[None])[0, 0].numpy()
-        assert np.array_equal(boundary(inst), expected)
-        assert np.array_equal(boundary(inst), naive_boundary(inst))
 
 
 def test_target_size_rounds_to_multiples() -> None:

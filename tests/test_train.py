@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from p2phd import losses
+from p2phd.nets.vgg import Vgg19Features
 
 from helpers import TINY, cli
 
@@ -42,34 +44,28 @@ def log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
+def poison_g_loss(monkeypatch: pytest.MonkeyPatch, factor: float, steps: range) -> None:
+    """Multiply G's GAN loss by `factor` (nan, inf) at the given (1-based) calls."""
+    real_loss, calls = losses.gan_g_loss, [0]
+
+    def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        value = real_loss(*args, **kwargs)
+        return value * factor if calls[0] in steps else value
+
+    monkeypatch.setattr(losses, "gan_g_loss", poisoned)
+
+
 def test_short_run_writes_a_complete_run_folder(toy_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code, out = train(
-        toy_data,
-        run,
-        "--max-steps",
-        "4",
-        "--save-every",
-        "2",
-        "--log-every",
-        "1",
-        "--sample-every",
-        "2",
-        "--keep-last",
-        "1",
-    )
+    opts = "--max-steps 4 --save-every 2 --log-every 1 --sample-every 2 --keep-last 1"
+    code, out = train(toy_data, run, *opts.split())
     assert code == 0, out
     ckpts = run / "checkpoints"
     assert (ckpts / "LATEST").read_text().strip() == "step-0000004"
     assert sorted(p.name for p in ckpts.iterdir()) == ["LATEST", "step-0000004"]  # pruned
     files = sorted(p.name for p in (ckpts / "step-0000004").iterdir())
-    assert files == [
-        "D.safetensors",
-        "G.safetensors",
-        "config.json",
-        "optim.safetensors",
-        "state.json",
-    ]
+    assert files == "D.safetensors G.safetensors config.json optim.safetensors state.json".split()
     state = json.loads((ckpts / "step-0000004" / "state.json").read_text())
     assert state["step"] == 4 and state["stage"] == "global" and state["lr"] == 2e-4
     record = json.loads((run / "config.json").read_text())
@@ -79,20 +75,16 @@ def test_short_run_writes_a_complete_run_folder(toy_data: Path, tmp_path: Path) 
     assert [r["step"] for r in lines] == [1, 2, 3, 4]
     assert all({"g_gan", "g_feat", "g_vgg", "d_real", "d_fake", "lr"} <= r.keys() for r in lines)
     assert all(r["g_vgg"] == 0 for r in lines)  # --no-vgg-loss
-    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
-        "step-0000002.png",
-        "step-0000004.png",
-    ]
+    samples = sorted(p.name for p in (run / "samples").glob("*.png"))
+    assert samples == ["step-0000002.png", "step-0000004.png"]
     html = (run / "samples" / "index.html").read_text()
     assert html.index("step-0000004.png") < html.index("step-0000002.png")  # newest first
-    from PIL import Image
-
     assert Image.open(run / "samples" / "step-0000004.png").size == (128 * 3 + 8, 64)
 
 
 def test_resume_is_bitwise_equal_to_a_straight_run(toy_data: Path, tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = ("--log-every", "1", "--batch-size", "2", "--epochs", "1", "--decay-epochs", "2")
+    common = "--log-every 1 --batch-size 2 --epochs 1 --decay-epochs 2".split()
     assert train(toy_data, straight, "--max-steps", "9", *common)[0] == 0
     assert train(toy_data, split, "--max-steps", "3", *common)[0] == 0  # mid-epoch (4 per epoch)
     code, out = train(toy_data, split, "--max-steps", "9", *common)
@@ -119,98 +111,36 @@ def test_vgg_loss_without_weights_says_what_to_do(toy_data: Path, tmp_path: Path
 
 
 def test_vgg_loss_with_a_weights_file(toy_data: Path, tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from p2phd.nets.vgg import Vgg19Features
-
     vgg = Vgg19Features()
-    save_file(
-        {k: torch.randn_like(v) * 0.05 for k, v in vgg.features.state_dict().items()},
-        str(tmp_path / "vgg.safetensors"),
-    )
-    args = [a for a in TINY if a != "--no-vgg-loss"]
-    code, out = cli(
-        "train-global",
-        toy_data,
-        "--run",
-        tmp_path / "run",
-        *args,
-        "--max-steps",
-        "2",
-        "--log-every",
-        "1",
-        "--vgg-weights",
-        tmp_path / "vgg.safetensors",
-    )
+    state = {k: torch.randn_like(v) * 0.05 for k, v in vgg.features.state_dict().items()}
+    save_file(state, str(tmp_path / "vgg.safetensors"))
+    tiny_with_vgg = [a for a in TINY if a != "--no-vgg-loss"]
+    code, out = cli("train-global", toy_data, "--run", tmp_path / "run", *tiny_with_vgg,
+                    "--max-steps", "2", "--log-every", "1",
+                    "--vgg-weights", tmp_path / "vgg.safetensors")  # fmt: skip
     assert code == 0, out
     assert all(r["g_vgg"] > 0 for r in log(tmp_path / "run"))
 
 
-def test_nonfinite_step_is_skipped(
-    toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = {"n": 0}
-    real_loss = losses.gan_g_loss
-
-    def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        value = real_loss(*args, **kwargs)
-        return value * float("nan") if calls["n"] == 3 else value
-
-    monkeypatch.setattr(losses, "gan_g_loss", poisoned)
-    run = tmp_path / "run"
-    code, out = train(
-        toy_data,
-        run,
-        "--max-steps",
-        "3",
-        "--save-every",
-        "1",
-        "--keep-last",
-        "9",
-        "--log-every",
-        "1",
-    )
+def test_nonfinite_step_is_skipped(toy_data: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    poison_g_loss(monkeypatch, float("nan"), range(3, 4))
+    run, opts = tmp_path / "run", "--save-every 1 --keep-last 9 --log-every 1".split()
+    code, out = train(toy_data, run, "--max-steps", "3", *opts)
     assert code == 0, out
     assert_same(weights(run, 2), weights(run, 3))  # step 3 was skipped; the end still saves
-    assert (
-        train(
-            toy_data,
-            run,
-            "--max-steps",
-            "4",
-            "--save-every",
-            "1",
-            "--keep-last",
-            "9",
-            "--log-every",
-            "1",
-        )[0]
-        == 0
-    )
-    assert not torch.equal(
-        weights(run, 3)["G"]["head.1.weight"], weights(run, 4)["G"]["head.1.weight"]
-    )
+    assert train(toy_data, run, "--max-steps", "4", *opts)[0] == 0
+    assert not torch.equal(weights(run, 3)["G"]["head.1.weight"],
+                           weights(run, 4)["G"]["head.1.weight"])  # fmt: skip
     assert [r["nonfinite_skipped"] for r in log(run)] == [0, 0, 1, 1]
     assert [r["finite"] for r in log(run)] == [True, True, False, True]
 
 
-def test_many_nonfinite_steps_stop_the_run(
-    toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = {"n": 0}
-    real_loss = losses.gan_g_loss
-
-    def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        value = real_loss(*args, **kwargs)
-        return value * float("inf") if calls["n"] > 2 else value
-
-    monkeypatch.setattr(losses, "gan_g_loss", poisoned)
+def test_many_nonfinite_steps_stop_the_run(toy_data: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    poison_g_loss(monkeypatch, float("inf"), range(3, 1000))
     run = tmp_path / "run"
-    code, out = train(
-        toy_data, run, "--max-steps", "20", "--save-every", "2", "--max-nonfinite", "3"
-    )
+    code, out = train(toy_data, run, *"--max-steps 20 --save-every 2 --max-nonfinite 3".split())
     assert code == 2 and "3 steps in a row had non-finite losses" in out
     assert (run / "checkpoints" / "LATEST").read_text().strip() == "step-0000002"
     for tensors in weights(run).values():
@@ -223,17 +153,8 @@ def test_sigterm_saves_and_rerun_resumes_exactly(toy_data: Path, tmp_path: Path)
     args = ["--max-steps", "40", "--log-every", "1", "--save-every", "1000"]
     assert train(toy_data, straight, *args)[0] == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "p2phd",
-        "train-global",
-        str(toy_data),
-        "--run",
-        str(killed),
-        *TINY,
-        *args,
-    ]
+    cmd = [sys.executable, "-m", "p2phd", "train-global", str(toy_data), "--run", str(killed),
+           *TINY, *args]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until training is under way

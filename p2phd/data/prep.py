@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.sources import SPLITS, Item, Source, discover, read_item
 from p2phd.errors import DatasetError
+from p2phd.ops import boundary_map
 
 SCHEMA_VERSION = 1
 MANIFEST = "dataset.json"
@@ -178,21 +180,6 @@ def target_size(width: int, height: int, cfg_width: int | None, multiple: int) -
         return _round_to(width, multiple), _round_to(height, multiple)
     out_width = _round_to(cfg_width, multiple)
     return out_width, _round_to(math.floor(height * out_width / width + 0.5), multiple)
-
-
-def boundary(ids: np.ndarray) -> np.ndarray:
-    """`[H, W]` ids -> bool `[H, W]`, true where a 4-neighbour has another id.
-
-    The reference's `get_edges`, the numpy twin of `p2phd.ops.boundary_map`.
-    """
-    edge = np.zeros(ids.shape, dtype=bool)
-    horizontal = ids[:, 1:] != ids[:, :-1]
-    vertical = ids[1:, :] != ids[:-1, :]
-    edge[:, 1:] |= horizontal
-    edge[:, :-1] |= horizontal
-    edge[1:, :] |= vertical
-    edge[:-1, :] |= vertical
-    return edge
 
 
 def _round_to(value: int, multiple: int) -> int:
@@ -372,8 +359,8 @@ def _process(job: _Job) -> dict[str, Any]:
                 written = ids.astype(dtype)
             else:
                 written = ids.astype(np.uint16)
-                edge = boundary(ids).astype(np.uint8) * 255
-                _write(base / "boundary" / f"{item.name}.png", edge)
+                edge = boundary_map(torch.from_numpy(ids)[None])[0, 0].numpy()
+                _write(base / "boundary" / f"{item.name}.png", edge.astype(np.uint8) * 255)
         _write(path, written)
     return {"key": item.name, "width": width, "height": height, "max_label": max_label}
 
