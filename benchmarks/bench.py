@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 from p2phd.nets.generator import build_generator
 from p2phd.nets.vgg import Vgg19Features
@@ -87,7 +88,7 @@ def config(args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
 def bench_train(
     cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
 ) -> tuple[float, float | None]:
-    model = Pix2PixHD(cfg, device, resolve_precision(cfg.run.precision, device))
+    model = Pix2PixHD(cfg, resolve_precision(cfg.run.precision, device), Dist(device=device))
     x, real = model.encode(scene(*size, device))
     return measure(lambda: model.train_step(x, real), device, args.warmup, args.iters)
 

@@ -280,41 +280,52 @@ def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> No
 
 def optimizer_tensors(
     opt: torch.optim.Optimizer, names: dict[int, str], prefix: str
-) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Adam state as flat tensors keyed `<prefix>.<param name>.<slot>`, groups as JSON."""
-    tensors: dict[str, Tensor] = {}
-    groups = []
-    for group in opt.param_groups:
-        group_names = [names[id(p)] for p in group["params"]]
-        groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": group_names})
-        for p, name in zip(group["params"], group_names, strict=True):
-            for slot, value in opt.state.get(p, {}).items():
-                tensors[f"{prefix}.{name}.{slot}"] = torch.as_tensor(value)
-    return tensors, groups
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Adam state as flat tensors keyed `<prefix>.<param name>.<slot>`, and its one parameter
+    group (hyperparameters and parameter names) as JSON."""
+    (group,) = opt.param_groups
+    params = [names[id(p)] for p in group["params"]]
+    tensors = {
+        f"{prefix}.{name}.{slot}": torch.as_tensor(value)
+        for p, name in zip(group["params"], params, strict=True)
+        for slot, value in opt.state.get(p, {}).items()
+    }
+    return tensors, {**{k: v for k, v in group.items() if k != "params"}, "params": params}
 
 
 def restore_optimizer(
     opt: torch.optim.Optimizer,
     tensors: dict[str, Tensor],
-    groups: list[dict[str, Any]],
+    group: dict[str, Any],
     names: dict[int, str],
     prefix: str,
+    *,
+    allow_new: bool = False,
 ) -> None:
-    """Inverse of `optimizer_tensors`, matching parameters by name, not by position."""
-    own = [[names[id(p)] for p in group["params"]] for group in opt.param_groups]
-    if own != [group["params"] for group in groups]:
-        raise CheckpointError(f"optimizer {prefix}: its parameters differ from the checkpoint's")
+    """Inverse of `optimizer_tensors`, matching parameters by name, not by position.
+
+    With `allow_new`, parameters the checkpoint did not optimise (G1 when train-joint
+    unfreezes it) start with fresh Adam moments; otherwise the sets must be equal.
+    """
+    (own_group,) = opt.param_groups
+    own = [names[id(p)] for p in own_group["params"]]
+    gone = sorted(set(group["params"]) - set(own))
+    new = sorted(set(own) - set(group["params"]))
+    if gone or (new and not allow_new):
+        raise CheckpointError(
+            f"optimizer {prefix}: the checkpoint's parameters differ from this run's "
+            f"(not here: {gone[:3]}, new: {new[:3]})"
+        )
     state: dict[int, dict[str, Tensor]] = {}
-    new_groups = []
-    for group in groups:
-        first = sum(len(g["params"]) for g in new_groups)
-        for i, name in enumerate(group["params"], start=first):
-            key = f"{prefix}.{name}."
-            slots = {k[len(key) :]: v for k, v in tensors.items() if k.startswith(key)}
-            if slots:
-                state[i] = slots
-        new_groups.append({**group, "params": list(range(first, first + len(group["params"])))})
-    opt.load_state_dict({"state": state, "param_groups": new_groups})
+    for i, name in enumerate(own):
+        key = f"{prefix}.{name}."
+        slots = {k[len(key) :]: v for k, v in tensors.items() if k.startswith(key)}
+        if slots:
+            state[i] = slots
+    hyper = {k: v for k, v in group.items() if k != "params"}
+    opt.load_state_dict(
+        {"state": state, "param_groups": [{**hyper, "params": list(range(len(own)))}]}
+    )
 
 
 def rng_tensors() -> dict[str, Tensor]:

@@ -187,122 +187,166 @@ def prep(
 
 
 Opt = typer.Option
+# Options shared by the training commands; None means "not given": defaults live in config.
+LabelNc = Annotated[int | None, Opt("--label-nc", help="Classes (default: the data's).")]
+Instance = Annotated[bool | None, Opt("--instance/--no-instance", help="Boundary map input.")]
+Ngf = Annotated[int | None, Opt(help="Generator width (global 64; local: G1's / 2^N).")]
+NDown = Annotated[int | None, Opt(help="G1 downsamplings (4).")]
+NBlocks = Annotated[int | None, Opt(help="G1 residual blocks (9).")]
+Norm = Annotated[str | None, Opt(help="instance | batch.")]
+NumD = Annotated[int | None, Opt("--num-d", help="D scales (global 2, local 3).")]
+NLayersD = Annotated[int | None, Opt("--n-layers-d", help="Layers per D scale (3).")]
+Ndf = Annotated[int | None, Opt(help="D width (64).")]
+GanMode = Annotated[str | None, Opt(help="lsgan | bce | hinge.")]
+LambdaFeat = Annotated[float | None, Opt(help="Feature-matching and VGG weight (10).")]
+GanFeat = Annotated[
+    bool | None, Opt("--ganfeat-loss/--no-ganfeat-loss", help="D feature matching.")
+]
+VggLoss = Annotated[bool | None, Opt("--vgg-loss/--no-vgg-loss", help="VGG19 perceptual loss.")]
+VggWeights = Annotated[str | None, Opt(help="Local vgg19 .pth or .safetensors.")]
+Lr = Annotated[float | None, Opt(help="Adam learning rate (2e-4).")]
+Beta1 = Annotated[float | None, Opt(help="Adam beta1 (0.5).")]
+Epochs = Annotated[int | None, Opt(help="Epochs at constant lr (100).")]
+DecayEpochs = Annotated[int | None, Opt(help="Epochs of linear decay to 0 (100).")]
+BatchSize = Annotated[int | None, Opt(help="Images per step and process (1).")]
+Seed = Annotated[int | None, Opt(help="Seed of weights, order and augmentation.")]
+LoadWidth = Annotated[int | None, Opt(help="Resize to this width on load.")]
+CropSize = Annotated[int | None, Opt(help="Random square crop.")]
+Flip = Annotated[bool | None, Opt("--flip/--no-flip", help="Random horizontal flip.")]
+Device = Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")]
+Precision = Annotated[str | None, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")]
+Compile = Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile G and D.")]
+ChannelsLast = Annotated[bool | None, Opt("--channels-last/--no-channels-last")]
+ActCkpt = Annotated[
+    bool | None,
+    Opt(
+        "--activation-checkpointing/--no-activation-checkpointing",
+        help="Recompute activations: less memory, more time.",
+    ),
+]
+MaxSteps = Annotated[int | None, Opt(help="Stop after this many steps in total.")]
+NumWorkers = Annotated[int | None, Opt(help="Data loader processes (2).")]
+LogEvery = Annotated[int | None, Opt(help="Steps between log lines (50).")]
+SampleEvery = Annotated[int | None, Opt(help="Steps between sample grids (500).")]
+SaveEvery = Annotated[int | None, Opt(help="Steps between checkpoints (1000).")]
+KeepLast = Annotated[int | None, Opt(help="Checkpoints kept (3).")]
+MaxNonfinite = Annotated[int | None, Opt(help="Stop after N bad steps in a row (10).")]
+DryRun = Annotated[bool, Opt("--dry-run", help="Print the resolved config and stop.")]
+Data = Annotated[Path, typer.Argument(help="Prepped dataset folder (p2phd prep).")]
+Run = Annotated[
+    Path,
+    Opt(
+        "--run",
+        "--run-dir",
+        help="Run folder; rerunning the command "
+        "resumes it. Under torchrun spell it --run-dir (torchrun would take "
+        "--run for its own --run-path).",
+    ),
+]
+NOT_CONFIG = ("data", "run", "global_run", "dry_run", "quiet", "as_json")
+
+
+def config_flags(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The given training options, sorted into config sections."""
+    from p2phd.config import sort_flags
+
+    return sort_flags(given(**{k: v for k, v in options.items() if k not in NOT_CONFIG}))
 
 
 @app.command("train-global")
 @user_errors
 def train_global(
-    data: Annotated[Path, typer.Argument(help="Prepped dataset folder (p2phd prep).")],
-    *,
-    run: Annotated[Path, Opt("--run", help="Run folder; rerunning the command resumes it.")],
-    label_nc: Annotated[
-        int | None, Opt("--label-nc", help="Classes (default: the data's).")
-    ] = None,
-    instance: Annotated[
-        bool | None, Opt("--instance/--no-instance", help="Use the instance-boundary map.")
-    ] = None,
-    ngf: Annotated[int | None, Opt(help="Generator base width (64).")] = None,
-    n_downsample_global: Annotated[int | None, Opt(help="Generator downsamplings (4).")] = None,
-    n_blocks_global: Annotated[int | None, Opt(help="Generator residual blocks (9).")] = None,
-    norm: Annotated[str | None, Opt(help="instance | batch.")] = None,
-    num_d: Annotated[int | None, Opt("--num-d", help="Discriminator scales (2).")] = None,
-    n_layers_d: Annotated[int | None, Opt("--n-layers-d", help="Layers per scale (3).")] = None,
-    ndf: Annotated[int | None, Opt(help="Discriminator base width (64).")] = None,
-    gan_mode: Annotated[str | None, Opt(help="lsgan | bce | hinge.")] = None,
-    lambda_feat: Annotated[float | None, Opt(help="Feature-matching and VGG weight (10).")] = None,
-    ganfeat_loss: Annotated[
-        bool | None, Opt("--ganfeat-loss/--no-ganfeat-loss", help="Discriminator feature matching.")
-    ] = None,
-    vgg_loss: Annotated[
-        bool | None, Opt("--vgg-loss/--no-vgg-loss", help="VGG19 perceptual loss.")
-    ] = None,
-    vgg_weights: Annotated[str | None, Opt(help="Local vgg19 .pth or .safetensors.")] = None,
-    lr: Annotated[float | None, Opt(help="Adam learning rate (2e-4).")] = None,
-    beta1: Annotated[float | None, Opt(help="Adam beta1 (0.5).")] = None,
-    epochs: Annotated[int | None, Opt(help="Epochs at constant lr (100).")] = None,
-    decay_epochs: Annotated[int | None, Opt(help="Epochs of linear decay to 0 (100).")] = None,
-    batch_size: Annotated[int | None, Opt(help="Images per step (1).")] = None,
-    seed: Annotated[int | None, Opt(help="Seed of weights, order and augmentation.")] = None,
-    load_width: Annotated[int | None, Opt(help="Resize to this width on load.")] = None,
-    crop_size: Annotated[int | None, Opt(help="Random square crop.")] = None,
-    flip: Annotated[bool | None, Opt("--flip/--no-flip", help="Random horizontal flip.")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")] = None,
-    precision: Annotated[str | None, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = None,
-    compile: Annotated[
-        bool | None, Opt("--compile/--no-compile", help="torch.compile G and D.")
-    ] = None,
-    channels_last: Annotated[bool | None, Opt("--channels-last/--no-channels-last")] = None,
-    max_steps: Annotated[int | None, Opt(help="Stop after this many steps in total.")] = None,
-    num_workers: Annotated[int | None, Opt(help="Data loader processes (2).")] = None,
-    log_every: Annotated[int | None, Opt(help="Steps between log lines (50).")] = None,
-    sample_every: Annotated[int | None, Opt(help="Steps between sample grids (500).")] = None,
-    save_every: Annotated[int | None, Opt(help="Steps between checkpoints (1000).")] = None,
-    keep_last: Annotated[int | None, Opt(help="Checkpoints kept (3).")] = None,
-    max_nonfinite: Annotated[int | None, Opt(help="Stop after N bad steps in a row.")] = None,
-    dry_run: Annotated[bool, Opt("--dry-run", help="Print the resolved config and stop.")] = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-) -> None:
+    data: Data, *, run: Run, label_nc: LabelNc = None, instance: Instance = None,
+    ngf: Ngf = None, n_downsample_global: NDown = None, n_blocks_global: NBlocks = None,
+    norm: Norm = None, num_d: NumD = None, n_layers_d: NLayersD = None, ndf: Ndf = None,
+    gan_mode: GanMode = None, lambda_feat: LambdaFeat = None, ganfeat_loss: GanFeat = None,
+    vgg_loss: VggLoss = None, vgg_weights: VggWeights = None, lr: Lr = None,
+    beta1: Beta1 = None, epochs: Epochs = None, decay_epochs: DecayEpochs = None,
+    batch_size: BatchSize = None, seed: Seed = None, load_width: LoadWidth = None,
+    crop_size: CropSize = None, flip: Flip = None, device: Device = None,
+    precision: Precision = None, compile: Compile = None, channels_last: ChannelsLast = None,
+    activation_checkpointing: ActCkpt = None, max_steps: MaxSteps = None,
+    num_workers: NumWorkers = None, log_every: LogEvery = None, sample_every: SampleEvery = None,
+    save_every: SaveEvery = None, keep_last: KeepLast = None, max_nonfinite: MaxNonfinite = None,
+    dry_run: DryRun = False, quiet: Quiet = False, as_json: AsJson = False,
+) -> None:  # fmt: skip
     """Train the global generator G1 with the multi-scale discriminator.
 
     Example: p2phd train-global data/cityscapes --run runs/512p --load-width 1024
     --vgg-weights vgg19-dcbb9e9d.pth
     """
-    from p2phd.train import build_config
+    flags = config_flags(locals())  # first: nothing but the options is local yet
+    from p2phd.stages import global_config
 
-    flags = {
-        "net": given(
-            label_nc=label_nc,
-            instance=instance,
-            ngf=ngf,
-            norm=norm,
-            n_downsample_global=n_downsample_global,
-            n_blocks_global=n_blocks_global,
-            num_d=num_d,
-            n_layers_d=n_layers_d,
-            ndf=ndf,
-        ),
-        "loss": given(
-            gan_mode=gan_mode,
-            lambda_feat=lambda_feat,
-            ganfeat_loss=ganfeat_loss,
-            vgg_loss=vgg_loss,
-            vgg_weights=vgg_weights,
-        ),
-        "data": given(load_width=load_width, crop_size=crop_size, flip=flip),
-        "optim": given(
-            lr=lr,
-            beta1=beta1,
-            epochs=epochs,
-            decay_epochs=decay_epochs,
-            batch_size=batch_size,
-            seed=seed,
-        ),
-        "run": given(
-            device=device,
-            precision=precision,
-            compile=compile,
-            channels_last=channels_last,
-            max_steps=max_steps,
-            num_workers=num_workers,
-            log_every=log_every,
-            sample_every=sample_every,
-            save_every=save_every,
-            keep_last=keep_last,
-            max_nonfinite=max_nonfinite,
-        ),
-    }
-    cfg = build_config("global", data, flags)
-    if dry_run:
-        emit_json(cfg.to_dict())
-        return
-    run_training(cfg, run, quiet=quiet, as_json=as_json)
+    cfg = global_config(data, flags)
+    run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json)
 
 
-def run_training(cfg: Any, run: Path, *, quiet: bool, as_json: bool) -> None:
+@app.command("train-local")
+@user_errors
+def train_local(
+    data: Data, *, run: Run,
+    global_run: Annotated[Path, Opt("--global", help="The train-global run holding G1.")],
+    n_local_enhancers: Annotated[int | None, Opt(help="Enhancers: 1 for 2048x1024, 2 for "
+                                                      "4096x2048.")] = None,
+    n_blocks_local: Annotated[int | None, Opt(help="Residual blocks per enhancer (3).")] = None,
+    fix_global_epochs: Annotated[int | None, Opt(help="Epochs with G1 frozen before "
+                                                      "train-joint (10).")] = None,
+    label_nc: LabelNc = None, instance: Instance = None, ngf: Ngf = None,
+    n_downsample_global: NDown = None, n_blocks_global: NBlocks = None, norm: Norm = None,
+    num_d: NumD = None, n_layers_d: NLayersD = None, ndf: Ndf = None,
+    gan_mode: GanMode = None, lambda_feat: LambdaFeat = None, ganfeat_loss: GanFeat = None,
+    vgg_loss: VggLoss = None, vgg_weights: VggWeights = None, lr: Lr = None,
+    beta1: Beta1 = None, epochs: Epochs = None, decay_epochs: DecayEpochs = None,
+    batch_size: BatchSize = None, seed: Seed = None, load_width: LoadWidth = None,
+    crop_size: CropSize = None, flip: Flip = None, device: Device = None,
+    precision: Precision = None, compile: Compile = None, channels_last: ChannelsLast = None,
+    activation_checkpointing: ActCkpt = None, max_steps: MaxSteps = None,
+    num_workers: NumWorkers = None, log_every: LogEvery = None, sample_every: SampleEvery = None,
+    save_every: SaveEvery = None, keep_last: KeepLast = None, max_nonfinite: MaxNonfinite = None,
+    dry_run: DryRun = False, quiet: Quiet = False, as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """Train the local enhancer G2 around the frozen G1 of a train-global run.
+
+    Example: p2phd train-local data/cityscapes --run runs/1024p --global runs/512p
+    --epochs 50 --decay-epochs 50 --vgg-weights vgg19-dcbb9e9d.pth
+    """
+    flags = config_flags(locals())  # first: nothing but the options is local yet
+    from p2phd.stages import local_config
+
+    cfg = local_config(data, global_run, flags)
+    run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json, init_from=global_run)
+
+
+@app.command("train-joint")
+@user_errors
+def train_joint(
+    data: Data, *, run: Run, device: Device = None, precision: Precision = None,
+    compile: Compile = None, channels_last: ChannelsLast = None,
+    activation_checkpointing: ActCkpt = None, max_steps: MaxSteps = None,
+    num_workers: NumWorkers = None, log_every: LogEvery = None, sample_every: SampleEvery = None,
+    save_every: SaveEvery = None, keep_last: KeepLast = None, max_nonfinite: MaxNonfinite = None,
+    dry_run: DryRun = False, quiet: Quiet = False, as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """Fine-tune G1 + G2 (+ D) of a train-local run together, continuing its schedule.
+
+    Example: p2phd train-joint data/cityscapes --run runs/1024p
+    """
+    flags = config_flags(locals())  # first: nothing but the options is local yet
+    from p2phd.stages import joint_config
+
+    cfg = joint_config(data, run, flags)
+    run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json)
+
+
+def run_training(cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bool,
+                 init_from: Path | None = None) -> None:  # fmt: skip
     """Train with a progress bar, then report; a signal exits 130 (SIGINT) / 143 (SIGTERM)."""
     from p2phd.train import train
 
+    if dry_run:
+        emit_json(cfg.to_dict())
+        return
     with progress_bar(quiet, "losses") as bar:
         task = bar.add_task(f"train {cfg.stage}", total=None, losses="")
         plain = not quiet and not err.is_terminal
@@ -318,26 +362,24 @@ def run_training(cfg: Any, run: Path, *, quiet: bool, as_json: bool) -> None:
                     text = " ".join(f"{k} {v:.3f}" for k, v in r.losses.items())
                     bar.update(task, losses=text)
                     if plain:
-                        err.print(
-                            f"step {r.step}/{r.total_steps} epoch {r.epoch} lr {r.lr:.2e} {text}"
-                        )
+                        err.print(f"step {r.step}/{r.total_steps} epoch {r.epoch} "
+                                  f"lr {r.lr:.2e} {text}")  # fmt: skip
 
-        result = train(cfg, run, show)
-    summary = {
-        "run": str(result.run),
-        "step": result.step,
-        "total_steps": result.total_steps,
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "samples": str(result.run / "samples" / "index.html"),
-        "interrupted_by": result.interrupted_by,
-    }
+        result = train(cfg, run, show, init_from=init_from)
+    if not result.is_main:
+        raise typer.Exit(128 + result.interrupted_by if result.interrupted_by else 0)
+    summary = {"run": str(result.run), "stage": result.stage, "step": result.step,
+               "total_steps": result.total_steps,
+               "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+               "samples": str(result.run / "samples" / "index.html"),
+               "interrupted_by": result.interrupted_by}  # fmt: skip
     if as_json:
         emit_json(summary)
     elif not quiet:
-        err.print(
-            f"step {result.step}/{result.total_steps}; checkpoint {summary['checkpoint']}; "
-            f"samples {summary['samples']}"
-        )
+        err.print(f"{result.stage} stage at step {result.step}/{result.total_steps}; "
+                  f"checkpoint {summary['checkpoint']}; samples {summary['samples']}")  # fmt: skip
+        if result.stage == "local" and result.step >= result.total_steps:
+            err.print(f"next, G1 and G2 together: p2phd train-joint DATA --run {run}")
     if result.interrupted_by is not None:
         err.print(
             f"stopped by signal {result.interrupted_by} after saving step {result.step}; "

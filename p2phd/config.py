@@ -24,7 +24,7 @@ from p2phd.errors import ConfigError
 
 SCHEMA_VERSION = 1
 
-Stage = Literal["global"]
+Stage = Literal["global", "local", "joint"]
 GanMode = Literal["lsgan", "bce", "hinge"]
 Norm = Literal["instance", "batch"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -52,9 +52,11 @@ class NetConfig:
     input_nc: int = 3  # channels of the input image when label_nc == 0
     output_nc: int = 3
     instance: bool = True  # add the instance-boundary map (paper §3.3)
-    ngf: int = 64
+    ngf: int = 64  # the outermost generator's width: G1's alone, or the finest enhancer's
     n_downsample_global: int = 4
     n_blocks_global: int = 9
+    n_local_enhancers: int = 0  # 0: G1 alone; 1 for 2048x1024, 2 for 4096x2048
+    n_blocks_local: int = 3
     norm: Norm = "instance"
     num_d: int = 2
     n_layers_d: int = 3
@@ -72,6 +74,8 @@ class NetConfig:
         for name in ("ngf", "ndf", "n_downsample_global", "num_d", "n_layers_d"):
             _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
         _require(self.n_blocks_global >= 0, "--n-blocks-global", "must be >= 0")
+        _require(self.n_local_enhancers >= 0, "--n-local-enhancers", "must be >= 0")
+        _require(self.n_blocks_local >= 0, "--n-blocks-local", "must be >= 0")
 
     @property
     def label_channels(self) -> int:
@@ -88,9 +92,14 @@ class NetConfig:
         return self.label_channels + self.output_nc
 
     @property
+    def global_ngf(self) -> int:
+        """G1's width: ngf itself, or ngf * 2^n_local_enhancers inside local enhancers."""
+        return self.ngf * 2**self.n_local_enhancers
+
+    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this for the generator to keep the size."""
-        return 2**self.n_downsample_global
+        return 2 ** (self.n_downsample_global + self.n_local_enhancers)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,11 +142,14 @@ class OptimConfig:
     beta2: float = 0.999
     epochs: int = 100  # the reference's niter
     decay_epochs: int = 100  # the reference's niter_decay
-    batch_size: int = 1
+    batch_size: int = 1  # per process: under torchrun the global batch is this x processes
     seed: int = 0
+    fix_global_epochs: int = 10  # local stage: epochs with G1 frozen (the reference's
+    #                              niter_fix_global); train-joint continues from there
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "--lr", "must be > 0")
+        _require(self.fix_global_epochs >= 1, "--fix-global-epochs", "must be >= 1")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1", "must lie in [0, 1)")
         _require(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs", "must be >= 0")
         _require(self.epochs + self.decay_epochs >= 1, "--epochs", "need at least one epoch")
@@ -168,6 +180,7 @@ class RunOptions:
     precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
     channels_last: bool = False
+    activation_checkpointing: bool = False  # recompute activations in backward: less memory
     max_steps: int | None = None  # stop after this many steps in total (short runs, tests)
     num_workers: int = 2
     log_every: int = 50
@@ -202,6 +215,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _require(
+            self.stage != "local" or self.optim.fix_global_epochs <= self.optim.total_epochs,
+            "--fix-global-epochs",
+            f"{self.optim.fix_global_epochs} is more than the {self.optim.total_epochs} epochs "
+            "of the schedule (--epochs + --decay-epochs)",
+        )
+        _require(
+            self.stage == "global" or self.net.n_local_enhancers >= 1,
+            "--n-local-enhancers",
+            "the local and joint stages need at least 1",
+        )
         if self.data.crop_size is not None:
             multiple = self.net.size_multiple
             _require(
@@ -308,3 +332,16 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if not ok:
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def sort_flags(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Place command-line options into the config sections that own them."""
+    sections = {"net": NetConfig, "loss": LossConfig, "data": DataConfig, "optim": OptimConfig,
+                "run": RunOptions}  # fmt: skip
+    owner = {f.name: name for name, cls in sections.items() for f in dataclasses.fields(cls)}
+    out: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for key, value in flags.items():
+        if key not in owner:
+            raise ConfigError(f"unknown option {key!r}")
+        out[owner[key]][key] = value
+    return out

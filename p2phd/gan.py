@@ -4,6 +4,10 @@ The step computes G's and D's losses from one D pass over [fake; real] with D's 
 before either update, exactly the reference's losses, then fills G's gradients and D's
 gradients with two backward passes restricted to each net's parameters: D's weights get no
 gradient from G's loss, and the fake goes through D once, not twice (REFERENCE.md §7.15).
+
+Stages differ only in what is trainable: in the local stage G1 (`global_generator`) is
+frozen by `requires_grad_(False)`, so no gradient is computed for it at all and Adam holds
+only the enhancers; the joint stage trains everything (REFERENCE.md §7.1).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from p2phd import losses
 from p2phd.checkpoint import Checkpoint, load_strict, optimizer_tensors, restore_optimizer
 from p2phd.config import TrainConfig
+from p2phd.distributed import Dist
+from p2phd.errors import CheckpointError
+from p2phd.nets.blocks import set_activation_checkpointing
 from p2phd.nets.discriminator import build_discriminator
-from p2phd.nets.generator import build_generator
+from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
 from p2phd.ops import encode_input
 from p2phd.runtime import autocast, seed_everything
@@ -26,23 +34,39 @@ from p2phd.runtime import autocast, seed_everything
 class Pix2PixHD:
     """G, D, the frozen VGG19 of the perceptual loss, and Adam for G and for D."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, precision: str) -> None:
-        self.cfg, self.device, self.precision = cfg, device, precision
+    def __init__(self, cfg: TrainConfig, precision: str, dist: Dist) -> None:
+        self.cfg, self.precision, self.dist = cfg, precision, dist
+        device = self.device = dist.device
         seed_everything(cfg.optim.seed)
         self.G = build_generator(cfg.net).to(device)
         self.D = build_discriminator(cfg.net).to(device)
-        self.vgg = load_vgg19(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_loss else None
+        self.vgg = None
+        if cfg.loss.vgg_loss:
+            assert cfg.loss.vgg_weights is not None  # checked before training starts
+            self.vgg = load_vgg19(cfg.loss.vgg_weights).to(device)
+        if cfg.stage == "local":
+            assert isinstance(self.G, LocalEnhancer)
+            self.G.global_generator.requires_grad_(False)
+        for net in (self.G, self.D):
+            set_activation_checkpointing(net, cfg.run.activation_checkpointing)
         self.memory_format = torch.channels_last if cfg.run.channels_last else None
         if self.memory_format is not None:
             for net in (self.G, self.D, self.vgg):
                 if net is not None:
-                    net.to(memory_format=self.memory_format)
+                    net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         betas = (cfg.optim.beta1, cfg.optim.beta2)
         fused = device.type == "cuda"  # one kernel for the whole update
-        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.optim.lr, betas, fused=fused)
+        trainable = [p for p in self.G.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, cfg.optim.lr, betas, fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.optim.lr, betas, fused=fused)
-        self.g_fwd: nn.Module = torch.compile(self.G) if cfg.run.compile else self.G
-        self.d_fwd: nn.Module = torch.compile(self.D) if cfg.run.compile else self.D
+        self.g_fwd, self.d_fwd = self._wrap(self.G), self._wrap(self.D)
+
+    def _wrap(self, net: nn.Module) -> Any:
+        """DDP under torchrun (gradients averaged over ranks), then torch.compile if asked."""
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(net, device_ids=ids)
+        return torch.compile(net) if self.cfg.run.compile else net
 
     def set_lr(self, lr: float) -> None:
         for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
@@ -80,35 +104,35 @@ class Pix2PixHD:
         g_vgg = zero
         if self.vgg is not None:
             with autocast(self.precision, self.device):
-                g_vgg = losses.vgg_loss(
+                perceptual = losses.vgg_loss(
                     self.vgg, fake, real, imagenet_norm=cfg.loss.vgg_imagenet_norm
                 )
-            g_vgg = g_vgg * cfg.loss.lambda_feat
+            g_vgg = perceptual * cfg.loss.lambda_feat
         g_gan = losses.gan_g_loss(cfg.loss.gan_mode, fake_outs)
-        terms = {
-            "g_gan": g_gan,
-            "g_feat": g_feat,
-            "g_vgg": g_vgg,
-            "d_real": d_real,
-            "d_fake": d_fake,
-        }
-        return fake, terms
+        terms = {"g_gan": g_gan, "g_feat": g_feat, "g_vgg": g_vgg}
+        return fake, {**terms, "d_real": d_real, "d_fake": d_fake}
 
-    def train_step(self, x: Tensor, real: Tensor) -> tuple[Tensor, dict[str, Tensor], bool]:
-        """One G and one D update; skipped (weights untouched) if a loss is not finite."""
+    def train_step(self, x: Tensor, real: Tensor, stop: bool = False
+                   ) -> tuple[Tensor, dict[str, Tensor], bool, bool]:  # fmt: skip
+        """One G and one D update, skipped (weights untouched) if a loss is not finite.
+
+        Returns (fake, loss terms, finite, stop): under torchrun every rank skips when any
+        rank's losses are not finite, and stops when any rank was asked to stop.
+        """
         fake, terms = self.compute_losses(x, real)
         loss_g = terms["g_gan"] + terms["g_feat"] + terms["g_vgg"]
         loss_d = 0.5 * (terms["d_real"] + terms["d_fake"])
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
-        g_params = [p for p in self.G.parameters() if p.requires_grad]
-        torch.autograd.backward(loss_g, inputs=g_params, retain_graph=True)
-        torch.autograd.backward(loss_d, inputs=list(self.D.parameters()))
-        finite = bool(torch.isfinite(loss_g + loss_d))  # the step's one host sync
-        if finite:
+        torch.autograd.backward(loss_g, inputs=self.opt_g.param_groups[0]["params"],
+                                retain_graph=True)  # fmt: skip
+        torch.autograd.backward(loss_d, inputs=self.opt_d.param_groups[0]["params"])
+        bad = not bool(torch.isfinite(loss_g + loss_d))  # the step's one host sync
+        bad, stop = self.dist.any(bad, stop)
+        if not bad:
             self.opt_g.step()
             self.opt_d.step()
-        return fake.detach(), {k: v.detach() for k, v in terms.items()}, finite
+        return fake.detach(), {k: v.detach() for k, v in terms.items()}, not bad, stop
 
     # ---- state for checkpoints -----------------------------------------------------------
     def _names(self) -> tuple[dict[int, str], dict[int, str]]:
@@ -120,16 +144,39 @@ class Pix2PixHD:
     def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
         """(tensors per file, JSON-able optimiser groups) for a checkpoint."""
         g_names, d_names = self._names()
-        g_opt, g_groups = optimizer_tensors(self.opt_g, g_names, "G")
-        d_opt, d_groups = optimizer_tensors(self.opt_d, d_names, "D")
+        g_opt, g_group = optimizer_tensors(self.opt_g, g_names, "G")
+        d_opt, d_group = optimizer_tensors(self.opt_d, d_names, "D")
         tensors = {"G": self.G.state_dict(), "D": self.D.state_dict(), "optim": {**g_opt, **d_opt}}
-        return tensors, {"G": g_groups, "D": d_groups}
+        return tensors, {"G": g_group, "D": d_group}
 
     def load(self, ckpt: Checkpoint) -> None:
-        """Weights and optimiser state from a checkpoint of the same config, strictly."""
+        """Weights and optimiser state from a checkpoint of this run, strictly. Entering the
+        joint stage from a local checkpoint, G1's parameters start with fresh Adam moments."""
         load_strict(self.G, ckpt.tensors("G"), f"{ckpt.path}/G.safetensors")
         load_strict(self.D, ckpt.tensors("D"), f"{ckpt.path}/D.safetensors")
         optim = ckpt.tensors("optim")
         g_names, d_names = self._names()
-        restore_optimizer(self.opt_g, optim, ckpt.state["optim"]["G"], g_names, "G")
+        unfreezing = self.cfg.stage == "joint" and ckpt.state["stage"] == "local"
+        restore_optimizer(self.opt_g, optim, ckpt.state["optim"]["G"], g_names, "G",
+                          allow_new=unfreezing)  # fmt: skip
         restore_optimizer(self.opt_d, optim, ckpt.state["optim"]["D"], d_names, "D")
+
+    def init_from_global(self, ckpt: Checkpoint) -> None:
+        """Start the local stage from a global run: its G1 weights go into
+        `global_generator` (strictly, all but the unused image head) and its D scales into
+        the coarsest scales of this D, which see the same absolute resolutions as before."""
+        assert isinstance(self.G, LocalEnhancer)
+        g1 = {k.removeprefix("trunk."): v for k, v in ckpt.tensors("G").items()
+              if k.startswith("trunk.")}  # fmt: skip
+        load_strict(self.G.global_generator.trunk, g1, f"{ckpt.path}/G.safetensors (trunk)")
+        d = ckpt.tensors("D")
+        loaded = len({k.split(".")[1] for k in d})
+        if loaded > len(self.D.scales):
+            raise CheckpointError(
+                f"{ckpt.path}/D.safetensors has {loaded} scales but --num-d is "
+                f"{len(self.D.scales)}; use --num-d {loaded} or more"
+            )
+        for k in range(loaded):
+            prefix = f"scales.{k}."
+            part = {key.removeprefix(prefix): v for key, v in d.items() if key.startswith(prefix)}
+            load_strict(self.D.scales[k], part, f"{ckpt.path}/D.safetensors (scale {k})")

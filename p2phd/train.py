@@ -1,14 +1,20 @@
-"""One Trainer for the training stages (DESIGN.md): data, resume, the loop, checkpoints.
+"""One Trainer for the three stages (DESIGN.md): data, resume, the loop, checkpoints.
 
-The nets and the step itself live in `p2phd.gan`. The trainer reports through a callback
-and never prints; the CLI draws the progress bar.
+The nets and the step itself live in `p2phd.gan`, the stages' configs in `p2phd.stages`.
+The trainer reports through a callback and never prints; the CLI draws the progress bar.
+Under torchrun every rank runs this loop on its slice of each batch; rank 0 alone writes.
+
+The learning rate is a function of the epoch (constant for `epochs`, then linear decay), so
+it carries over unchanged when a run goes from train-local to train-joint, and on resume.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,26 +28,19 @@ from p2phd.checkpoint import (
     config_record,
     latest_checkpoint,
     read_config_record,
+    require_checkpoint,
     restore_rng,
     rng_tensors,
     save_checkpoint,
     write_json_atomic,
 )
-from p2phd.config import (
-    DataConfig,
-    LossConfig,
-    NetConfig,
-    OptimConfig,
-    RunOptions,
-    TrainConfig,
-    diff,
-)
+from p2phd.config import TrainConfig, diff
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import EpochBatchSampler, PreppedDataset
-from p2phd.data.prep import read_manifest
+from p2phd.distributed import Dist, setup, teardown
 from p2phd.errors import CheckpointError, ConfigError, TrainingAborted
 from p2phd.gan import Pix2PixHD
-from p2phd.runtime import resolve_device, resolve_precision
+from p2phd.runtime import resolve_precision
 from p2phd.training_support import RunLock, StopSignals, worker_init, write_sample
 
 
@@ -55,7 +54,6 @@ class Report:
     epoch: int = 0
     lr: float = 0.0
     losses: dict[str, float] | None = None
-    it_per_s: float | None = None
     nonfinite_skipped: int = 0
     path: str | None = None
     resumed_from: int | None = None
@@ -64,98 +62,92 @@ class Report:
 @dataclass(frozen=True, slots=True)
 class TrainResult:
     run: Path
+    stage: str
     step: int
     total_steps: int
     checkpoint: Path | None
     interrupted_by: int | None  # the signal number that stopped the run early, if any
-
-
-def build_config(stage: str, data_root: Path, flags: dict[str, dict[str, Any]]) -> TrainConfig:
-    """The run's config from the options given; `label_nc` and `instance` default to the
-    prepped dataset's, and options that contradict the dataset are refused."""
-    manifest = read_manifest(Path(data_root))
-    net = dict(flags.get("net", {}))
-    net.setdefault("label_nc", manifest["label_nc"])
-    net.setdefault("instance", manifest["instance"])
-    if 0 < net["label_nc"] < manifest["label_nc"] or (net["label_nc"] == 0) != (
-        manifest["label_nc"] == 0
-    ):
-        raise ConfigError(
-            f"--label-nc {net['label_nc']}: {data_root} was prepped with "
-            f"label_nc {manifest['label_nc']}; pass --label-nc {manifest['label_nc']}"
-        )
-    if net["instance"] and not manifest["instance"]:
-        raise ConfigError(f"--instance: {data_root} has no instance maps; pass --no-instance")
-    return TrainConfig(
-        stage=stage,  # type: ignore[arg-type]
-        net=NetConfig(**net),
-        loss=LossConfig(**flags.get("loss", {})),
-        data=DataConfig(**flags.get("data", {})),
-        optim=OptimConfig(**flags.get("optim", {})),
-        run=RunOptions(data_root=str(data_root), **flags.get("run", {})),
-    )
+    is_main: bool  # rank 0 (or the only process): the one that reports
 
 
 def train(
-    cfg: TrainConfig, run_path: Path, on_report: Callable[[Report], None] | None = None
+    cfg: TrainConfig,
+    run_path: Path,
+    on_report: Callable[[Report], None] | None = None,
+    *,
+    init_from: Path | None = None,
 ) -> TrainResult:
-    """Train (or resume) the run in `run_path` until its last step, a signal or an error."""
-    run = RunDir(Path(run_path))
+    """Train (or resume) the run in `run_path` until its stage's last step or a signal.
+
+    `init_from`: for the local stage, the global run whose G1 and D start a new run.
+    """
     if cfg.loss.vgg_loss and cfg.loss.vgg_weights is None:
         raise ConfigError(
             "--vgg-weights: the VGG loss needs VGG19 ImageNet weights from a local file "
             "(torchvision's vgg19-dcbb9e9d.pth, or a .safetensors of it); pass the file, "
             "or train without the loss: --no-vgg-loss"
         )
-    run.root.mkdir(parents=True, exist_ok=True)
-    with RunLock(run.lock):
-        trainer = Trainer(cfg, run, resolve_device(cfg.run.device), on_report or (lambda r: None))
-        return trainer.fit()
+    dist = setup(cfg.run.device)
+    run = RunDir(Path(run_path))
+    try:
+        with ExitStack() as stack:
+            if dist.is_main:
+                run.root.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(RunLock(run.lock))
+            report = on_report if on_report and dist.is_main else (lambda r: None)
+            return Trainer(cfg, run, dist, report, init_from).fit()
+    finally:
+        teardown(dist)
 
 
 class Trainer:
     """Builds nets, optimisers and data for a config, resumes, and runs the loop."""
 
-    def __init__(
-        self, cfg: TrainConfig, run: RunDir, device: torch.device, report: Callable[[Report], None]
-    ) -> None:
-        self.cfg, self.run, self.device, self.report = cfg, run, device, report
-        self.precision = resolve_precision(cfg.run.precision, device)
+    def __init__(self, cfg: TrainConfig, run: RunDir, dist: Dist,
+                 report: Callable[[Report], None], init_from: Path | None) -> None:  # fmt: skip
+        self.cfg, self.run, self.dist, self.report = cfg, run, dist, report
+        self.precision = resolve_precision(cfg.run.precision, dist.device)
         history = self._check_resume()
-        augment = Augment(
-            cfg.data.load_width, cfg.data.crop_size, cfg.data.flip, cfg.net.size_multiple
-        )
-        self.dataset = PreppedDataset(
-            Path(cfg.run.data_root), "train", augment, seed=cfg.optim.seed
-        )
+        dist.barrier()  # rank 0 has cleaned up after any crash before anyone reads
+        augment = Augment(cfg.data.load_width, cfg.data.crop_size, cfg.data.flip,
+                          cfg.net.size_multiple)  # fmt: skip
+        self.dataset = PreppedDataset(Path(cfg.run.data_root), "train", augment,
+                                      seed=cfg.optim.seed)  # fmt: skip
         self._check_sizes()
-        self.model = Pix2PixHD(cfg, device, self.precision)
+        self.model = Pix2PixHD(cfg, self.precision, dist)
         self.step = self.saved_step = self.nonfinite_skipped = 0
-        resumed = self._resume()
-        history.append(
-            {
-                "stage": cfg.stage,
-                "event": "resume" if resumed else "start",
-                "step": self.step,
-                "time": time.time(),
-            }
-        )
-        write_json_atomic(run.config, config_record(cfg, history))
-        self.resumed_from = self.step if resumed else None
+        event: dict[str, Any] = {"stage": cfg.stage, "event": "start"}
+        if self._resume():
+            event["event"] = "resume"
+        elif init_from is not None:
+            source = require_checkpoint(init_from)
+            self.model.init_from_global(source)
+            event["from"] = str(source.path.resolve())
+        self.resumed_from = self.step if event["event"] == "resume" else None
+        history.append({**event, "step": self.step, "time": time.time()})
+        if dist.is_main:
+            write_json_atomic(run.config, config_record(cfg, history))
 
     # ---- set-up checks -------------------------------------------------------------------
     def _check_resume(self) -> list[dict[str, Any]]:
-        """A run folder resumes only with the same net, loss, data and optimiser settings."""
+        """A run folder continues only with the same net, loss, data and optimiser settings;
+        its stage may go on from local to joint, never back."""
         if not self.run.config.is_file():
             return []
         stored, history = read_config_record(self.run.config)
-        changes = diff(stored.fixed_part(), self.cfg.fixed_part())
+        here, was = self.cfg.stage, stored.stage
+        if here != was and (was, here) != ("local", "joint"):
+            hint = {"global": "train-global", "local": "train-local", "joint": "train-joint"}
+            raise CheckpointError(f"{self.run.root} is a {was}-stage run; continue it with "
+                                  f"p2phd {hint[was]}, or pass a new --run")  # fmt: skip
+        changes = diff({**stored.fixed_part(), "stage": here}, self.cfg.fixed_part())
         if changes:
             raise CheckpointError(
                 f"{self.run.root} was trained with other settings ({'; '.join(changes)}); "
                 "repeat the original options to resume, or pass a new --run"
             )
-        clean_partial(self.run)
+        if self.dist.is_main:
+            clean_partial(self.run)
         return history
 
     def _check_sizes(self) -> None:
@@ -165,8 +157,8 @@ class Trainer:
         if bad:
             raise ConfigError(
                 f"training size {bad[0][0]}x{bad[0][1]} is not a multiple of {multiple} "
-                f"(2^n_downsample_global); prep with --multiple {multiple}, or pick "
-                "--load-width / --crop-size accordingly"
+                "(2^(n_downsample_global + n_local_enhancers)); prep with --multiple "
+                f"{multiple}, or pick --load-width / --crop-size accordingly"
             )
         if len(sizes) > 1 and self.cfg.optim.batch_size > 1:
             raise ConfigError(
@@ -185,45 +177,42 @@ class Trainer:
         self.nonfinite_skipped = int(ckpt.state.get("nonfinite_skipped", 0))
         return True
 
-    def save(self, epoch: int) -> Path:
+    def save(self, epoch: int) -> Path | None:
+        """Rank 0 writes a checkpoint of the current step; the others just note it."""
+        self.saved_step = self.step
+        if not self.dist.is_main:
+            return None
         tensors, groups = self.model.state()
         tensors["optim"].update(rng_tensors())
-        state = {
-            "stage": self.cfg.stage,
-            "epoch": epoch,
-            "lr": self.cfg.optim.lr_at(epoch),
-            "nonfinite_skipped": self.nonfinite_skipped,
-            "optim": groups,
-        }
+        state = {"stage": self.cfg.stage, "epoch": epoch, "lr": self.cfg.optim.lr_at(epoch),
+                 "nonfinite_skipped": self.nonfinite_skipped, "optim": groups}  # fmt: skip
         record = config_record(self.cfg, read_config_record(self.run.config)[1])
-        path = save_checkpoint(
-            self.run, self.step, tensors, state, record, keep_last=self.cfg.run.keep_last
-        )
-        self.saved_step = self.step
-        return path
+        return save_checkpoint(self.run, self.step, tensors, state, record,
+                               keep_last=self.cfg.run.keep_last)  # fmt: skip
 
     # ---- the loop ------------------------------------------------------------------------
     def loader(self) -> DataLoader[dict[str, Any]]:
         sampler = EpochBatchSampler(
-            len(self.dataset),
-            self.cfg.optim.batch_size,
-            seed=self.cfg.optim.seed,
-            start_step=self.step,
-        )
+            len(self.dataset), self.cfg.optim.batch_size, seed=self.cfg.optim.seed,
+            start_step=self.step, rank=self.dist.rank, world_size=self.dist.world_size,
+        )  # fmt: skip
         self.steps_per_epoch = sampler.steps_per_epoch
         workers = self.cfg.run.num_workers
         return DataLoader(
             self.dataset,
             batch_sampler=sampler,
             num_workers=workers,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.dist.device.type == "cuda",
             worker_init_fn=worker_init,
             prefetch_factor=4 if workers else None,
             generator=torch.Generator(),  # leaves the global RNG alone: exact resume
         )
 
     def total_steps(self) -> int:
-        total = self.cfg.optim.total_epochs * self.steps_per_epoch
+        """The last step of this stage: the local stage ends after fix_global_epochs."""
+        optim = self.cfg.optim
+        epochs = optim.fix_global_epochs if self.cfg.stage == "local" else optim.total_epochs
+        total = epochs * self.steps_per_epoch
         return min(total, self.cfg.run.max_steps) if self.cfg.run.max_steps else total
 
     def fit(self) -> TrainResult:
@@ -232,15 +221,19 @@ class Trainer:
         epoch = self.step // self.steps_per_epoch
         self.report(Report("start", self.step, total, epoch, resumed_from=self.resumed_from))
         saved: Path | None = None
-        streak, last_time, last_step = 0, time.perf_counter(), self.step
-        with StopSignals() as stop:
+        streak, stopping = 0, False
+        self._last_log = (time.perf_counter(), self.step)
+        with StopSignals() as signals:
             batches = iter(loader) if self.step < total else iter(())
-            while self.step < total and stop.signum is None:
+            while self.step < total and not stopping:
                 epoch = self.step // self.steps_per_epoch
                 lr = self.cfg.optim.lr_at(epoch)
                 self.model.set_lr(lr)
                 batch = next(batches)
-                fake, terms, finite = self.model.train_step(*self.model.encode(batch))
+                x, real = self.model.encode(batch)
+                fake, terms, finite, stopping = self.model.train_step(
+                    x, real, stop=signals.signum is not None
+                )
                 self.step += 1
                 streak = 0 if finite else streak + 1
                 self.nonfinite_skipped += int(not finite)
@@ -252,51 +245,42 @@ class Trainer:
                     )
                 values = None
                 if self.step % opts.log_every == 0 or self.step == total:
-                    now = time.perf_counter()
-                    rate = (self.step - last_step) / max(now - last_time, 1e-9)
-                    last_time, last_step = now, self.step
-                    values = {k: float(v) for k, v in terms.items()}
-                    self._log(epoch, lr, values, rate, finite)
-                self.report(
-                    Report(
-                        "step",
-                        self.step,
-                        total,
-                        epoch,
-                        lr,
-                        values,
-                        nonfinite_skipped=self.nonfinite_skipped,
-                    )
-                )
-                if self.step % opts.sample_every == 0 or self.step == total:
-                    path = write_sample(
-                        self.run.samples, self.step, batch, fake, self.cfg.net.label_nc
-                    )
+                    values = self.dist.mean({k: float(v) for k, v in terms.items()})
+                    self._log(epoch, lr, values, finite)
+                self.report(Report("step", self.step, total, epoch, lr, values,
+                                   nonfinite_skipped=self.nonfinite_skipped))  # fmt: skip
+                if self.dist.is_main and (self.step % opts.sample_every == 0
+                                          or self.step == total):  # fmt: skip
+                    path = write_sample(self.run.samples, self.step, batch, fake,
+                                        self.cfg.net.label_nc)  # fmt: skip
                     self.report(Report("sample", self.step, total, epoch, path=str(path)))
                 if self.step % opts.save_every == 0 and streak == 0:  # never mid-streak
                     saved = self._save_and_report(epoch, total)
             if self.step > self.saved_step:  # the end, or a signal: keep what was done
                 saved = self._save_and_report(epoch, total)
+        self.dist.barrier()  # the last checkpoint is complete before any rank exits
         self.report(Report("end", self.step, total, epoch))
-        return TrainResult(self.run.root, self.step, total, saved, stop.signum)
+        stopped_by = None
+        if stopping:  # this rank's signal, or (under torchrun) another rank's
+            stopped_by = signals.signum or int(signal.SIGTERM)
+        return TrainResult(self.run.root, self.cfg.stage, self.step, total, saved, stopped_by,
+                           self.dist.is_main)  # fmt: skip
 
-    def _save_and_report(self, epoch: int, total: int) -> Path:
+    def _save_and_report(self, epoch: int, total: int) -> Path | None:
         path = self.save(epoch)
-        self.report(Report("checkpoint", self.step, total, epoch, path=str(path)))
+        if path is not None:
+            self.report(Report("checkpoint", self.step, total, epoch, path=str(path)))
         return path
 
-    def _log(
-        self, epoch: int, lr: float, values: dict[str, float], rate: float, finite: bool
-    ) -> None:
-        record = {
-            "step": self.step,
-            "epoch": epoch,
-            "lr": lr,
-            "it_per_s": round(rate, 3),
-            "nonfinite_skipped": self.nonfinite_skipped,
-            "finite": finite,
-            "time": time.time(),
-            **values,
-        }
+    def _log(self, epoch: int, lr: float, values: dict[str, float], finite: bool) -> None:
+        if not self.dist.is_main:
+            return
+        now = time.perf_counter()
+        last_time, last_step = self._last_log
+        rate = (self.step - last_step) / max(now - last_time, 1e-9)
+        self._last_log = (now, self.step)
+        record = {"step": self.step, "epoch": epoch, "lr": lr, "it_per_s": round(rate, 3),
+                  "nonfinite_skipped": self.nonfinite_skipped, "finite": finite,
+                  "time": time.time(), **values}  # fmt: skip
         with open(self.run.log, "a") as f:
             f.write(json.dumps(record) + "\n")

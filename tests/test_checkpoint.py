@@ -16,6 +16,7 @@ from p2phd.checkpoint import (
     save_checkpoint,
 )
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError
 from p2phd.gan import Pix2PixHD
 
@@ -37,10 +38,10 @@ def save(model: Pix2PixHD, run: RunDir, step: int, keep_last: int = 3) -> Path:
 
 def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    a = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    a = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     a.train_step(*a.encode(random_batch(seed=0)))
     save(a, run, 1)
-    b = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    b = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     with torch.no_grad():  # make b differ first, so the load must do the work
         for p in b.G.parameters():
             p.add_(1.0)
@@ -57,7 +58,7 @@ def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) ->
 
 
 def test_checkpoint_keys_are_a_stable_public_format() -> None:
-    model = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     g_keys = list(model.G.state_dict())
     assert g_keys[:2] == ["trunk.1.weight", "trunk.1.bias"]
     assert "trunk.10.conv_block.1.weight" in g_keys and "trunk.10.conv_block.5.bias" in g_keys
@@ -68,7 +69,7 @@ def test_checkpoint_keys_are_a_stable_public_format() -> None:
 
 def test_rotation_keeps_the_last_and_latest_names_the_newest(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    model = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     for step in (2, 4, 6, 8):
         save(model, run, step, keep_last=2)
     assert sorted(p.name for p in run.checkpoints.iterdir()) == [
@@ -82,7 +83,7 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = RunDir(tmp_path)
-    model = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     save(model, run, 2)
     import p2phd.checkpoint as ckpt_module
 
@@ -104,7 +105,7 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint(
 
 def test_damaged_files_are_reported_not_loaded(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    model = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     save(model, run, 2)
     g = run.step_dir(2) / "G.safetensors"
     g.write_bytes(g.read_bytes()[: g.stat().st_size // 2])
@@ -113,7 +114,7 @@ def test_damaged_files_are_reported_not_loaded(tmp_path: Path) -> None:
 
 
 def test_strict_load_lists_the_mismatches() -> None:
-    model = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     state = dict(model.G.state_dict())
     del state["head.1.bias"]
     state["extra.weight"] = torch.zeros(1)
@@ -127,7 +128,7 @@ def test_strict_load_lists_the_mismatches() -> None:
 
 def test_nonfinite_weights_are_never_saved(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    model = Pix2PixHD(CFG, torch.device("cpu"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     with torch.no_grad():
         model.G.head[1].bias[0] = float("nan")
     with pytest.raises(CheckpointError, match="G.head.1.bias is not finite"):

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import TINY, cli
 
-COMMANDS = ["toy", "prep", "train-global", "synthesize"]
+COMMANDS = ["toy", "prep", "train-global", "train-local", "train-joint", "synthesize"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

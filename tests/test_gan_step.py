@@ -12,6 +12,7 @@ import torch
 from p2phd import losses
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.data.io import read_id_map, read_rgb
+from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 from p2phd.ops import encode_input
 from p2phd.synth import load_generator
@@ -50,7 +51,7 @@ def reference_grads(model: Pix2PixHD, x: torch.Tensor, real: torch.Tensor, mode:
 
 @pytest.mark.parametrize("mode", ["lsgan", "bce", "hinge"])
 def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
-    model = Pix2PixHD(tiny_cfg(gan_mode=mode), torch.device("cpu"), "fp32")
+    model = Pix2PixHD(tiny_cfg(gan_mode=mode), "fp32", Dist(device=torch.device("cpu")))
     twin = copy.deepcopy(model)
     x, real = model.encode(random_batch())
     g_ref, d_ref = reference_grads(twin, x, real, mode)
@@ -63,7 +64,7 @@ def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
 
 
 def test_without_feature_matching_the_g_loss_has_no_feat_term() -> None:
-    model = Pix2PixHD(tiny_cfg(ganfeat_loss=False), torch.device("cpu"), "fp32")
+    model = Pix2PixHD(tiny_cfg(ganfeat_loss=False), "fp32", Dist(device=torch.device("cpu")))
     _, terms = model.compute_losses(*model.encode(random_batch()))
     assert terms["g_feat"] == 0 and terms["g_gan"] > 0
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 
 from helpers import TINY, cli, random_batch
@@ -30,7 +31,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_bf16_step_stays_close_to_fp32() -> None:
-    fp32 = Pix2PixHD(CFG, torch.device("cuda"), "fp32")
+    fp32 = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cuda")))
     bf16 = copy.deepcopy(fp32)
     bf16.precision = "bf16"
     x, real = fp32.encode(random_batch(8, 64, 128))
@@ -49,7 +50,7 @@ def test_bf16_step_stays_close_to_fp32() -> None:
 
 
 def test_compiled_generator_matches_eager() -> None:
-    model = Pix2PixHD(CFG, torch.device("cuda"), "fp32")
+    model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cuda")))
     x, _ = model.encode(random_batch(8, 64, 128))
     with torch.no_grad():
         eager = model.G(x)

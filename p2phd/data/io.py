@@ -91,7 +91,7 @@ def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bicubic resize of a uint8 photo (antialiased when shrinking), as the reference."""
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
+    return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2phd.config import NetConfig
-from p2phd.nets.blocks import Norm, check_channels, init_weights, norm_layer
+from p2phd.nets.blocks import Checkpointed, Norm, check_channels, init_weights, norm_layer
 
 
-class NLayerDiscriminator(nn.Module):
+class NLayerDiscriminator(Checkpointed):
     """70x70 PatchGAN: 4x4 convs with padding 2, returning every layer's output.
 
     `layers[j]` is the reference's `model<j>`: a stride-2 conv + LeakyReLU (no norm), then
@@ -50,7 +50,7 @@ class NLayerDiscriminator(nn.Module):
         check_channels(x, self.in_channels, "NLayerDiscriminator")
         outs = []
         for layer in self.layers:
-            x = layer(x)
+            x = self.run(layer, x)
             outs.append(x)
         return outs
 
