@@ -5,11 +5,15 @@
     python benchmarks/bench.py --device cpu         # small shapes, for a quick look
 
 Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the reference nets:
-  train512  one training step at 1024x512: global G (ngf 64, 4 down, 9 blocks), 2-scale D,
-            feature matching and VGG19 losses (random VGG weights: speed does not depend on them)
-  infer512  G forward at 1024x512 under inference_mode
-On the CPU the shapes shrink to 256x128 unless --full is given. Timings are medians after
-warm-up with the device synchronised; peak memory is torch.cuda.max_memory_allocated.
+  train512   one training step at 1024x512: global G (ngf 64, 4 down, 9 blocks), 2-scale D,
+             feature matching and VGG19 losses (random VGG weights: speed does not depend on them)
+  infer512   G forward at 1024x512 under inference_mode
+  train1024  one joint-stage step at 2048x1024: local G (ngf 32, 1 enhancer, 3 blocks),
+             3-scale D, feature matching and VGG (--activation-checkpointing: the memory option)
+  infer1024  local G forward at 2048x1024
+  train2048  (only when named) a joint-stage step at 4096x2048: 2 enhancers (ngf 16), 3-scale D
+On the CPU the shapes shrink by 4 in each direction unless --full is given. Timings are
+medians after warm-up with the device synchronised; peak memory is max_memory_allocated.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from p2phd.nets.vgg import Vgg19Features
 from p2phd.ops import encode_input
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 
-CASES = ("train512", "infer512")
+CASES = ("train512", "infer512", "train1024", "infer1024")  # the default; train2048 on request
+SIZES = {"512": (512, 1024), "1024": (1024, 2048), "2048": (2048, 4096)}
+LOCAL = {"512": (64, 0), "1024": (32, 1), "2048": (16, 2)}  # ngf, enhancers
 
 
 def scene(height: int, width: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -72,34 +78,34 @@ def measure(
     return statistics.median(times), peak
 
 
-def config(args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
+def config(case: str, args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
+    """The reference's nets for a case: G1 for the 512p cases, G1 + G2 for the 1024p ones."""
+    ngf, enhancers = LOCAL[case.removeprefix("train").removeprefix("infer")]
+    local = enhancers > 0
+    net = NetConfig(label_nc=35, ngf=ngf, n_local_enhancers=enhancers, num_d=3 if local else 2)
     return TrainConfig(
-        net=NetConfig(label_nc=35),
+        stage="joint" if local else "global",
+        net=net,
         loss=LossConfig(vgg_weights=str(vgg_path)),
-        run=RunOptions(
-            device=args.device,
-            precision=args.precision,
-            compile=args.compile,
-            channels_last=args.channels_last,
-        ),
-    )
+        run=RunOptions(device=args.device, precision=args.precision, compile=args.compile,
+                       channels_last=args.channels_last,
+                       activation_checkpointing=args.activation_checkpointing),
+    )  # fmt: skip
 
 
-def bench_train(
-    cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
-) -> tuple[float, float | None]:
+def bench_train(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
+                args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
     model = Pix2PixHD(cfg, resolve_precision(cfg.run.precision, device), Dist(device=device))
     x, real = model.encode(scene(*size, device))
     return measure(lambda: model.train_step(x, real), device, args.warmup, args.iters)
 
 
-def bench_infer(
-    cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
-) -> tuple[float, float | None]:
+def bench_infer(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
+                args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
     precision = resolve_precision(cfg.run.precision, device)
     G = build_generator(cfg.net).to(device).eval()
     if cfg.run.channels_last:
-        G.to(memory_format=torch.channels_last)
+        G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     fwd = torch.compile(G) if cfg.run.compile else G
     batch = scene(*size, device)
 
@@ -118,6 +124,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="auto (bf16 on CUDA) | fp32 | bf16")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--iters", type=int, default=None)
@@ -128,7 +135,7 @@ def main() -> None:
     small = device.type == "cpu" and not args.full
     args.warmup = args.warmup if args.warmup is not None else (1 if small else 5)
     args.iters = args.iters if args.iters is not None else (3 if small else 20)
-    size = (128, 256) if small else (512, 1024)
+    scale = 4 if small else 1
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,11 +144,12 @@ def main() -> None:
             {k: v.contiguous() for k, v in Vgg19Features().features.state_dict().items()},
             str(vgg_path),
         )
-        cfg = config(args, vgg_path)
         results = []
         for case in args.cases.split(","):
-            fn = {"train512": bench_train, "infer512": bench_infer}[case]
-            ms, peak = fn(cfg, size, device, args)
+            base = SIZES[case.removeprefix("train").removeprefix("infer")]
+            size = (base[0] // scale, base[1] // scale)
+            fn = bench_train if case.startswith("train") else bench_infer
+            ms, peak = fn(config(case, args, vgg_path), size, device, args)
             results.append(
                 {
                     "case": case,
@@ -158,6 +166,7 @@ def main() -> None:
         "precision": resolve_precision(args.precision, device),
         "compile": args.compile,
         "channels_last": args.channels_last,
+        "activation_checkpointing": args.activation_checkpointing,
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(machine))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,3 +30,42 @@ def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
     again = subprocess.run(["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)], env=env,
                            capture_output=True, text=True, timeout=900)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]  # a rerun finds everything done
+
+
+@pytest.mark.slow
+def test_toy_coarse_to_fine_chain(tmp_path: Path) -> None:
+    env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1]), "TOY_EPOCHS": "1"}
+    work = tmp_path / "c2f"
+    result = subprocess.run(["bash", str(ROOT / "examples" / "toy_coarse_to_fine.sh"),
+                             str(work)], env=env, capture_output=True, text=True,
+                            timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((work / "local" / "config.json").read_text())["history"]
+    assert [h["stage"] for h in history] == ["local", "joint"]
+    config = json.loads((work / "local" / "config.json").read_text())["config"]
+    assert config["net"]["n_local_enhancers"] == 1 and config["net"]["ngf"] == 8
+    images = sorted((work / "synth").glob("*.png"))
+    assert len(images) == 6 and Image.open(images[0]).size == (128, 64)
+
+
+def test_recipes_use_only_existing_options() -> None:
+    """Every --option in the example scripts is one the named command accepts."""
+    import typer
+
+    from p2phd.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    accepted = {name: {o for p in cmd.params for o in p.opts + p.secondary_opts}
+                for name, cmd in commands.items()}  # fmt: skip
+    for script in ("cityscapes_512p.sh", "cityscapes_1024p.sh", "toy_coarse_to_fine.sh",
+                   "toy_demo.sh"):  # fmt: skip
+        text = (ROOT / "examples" / script).read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            words = line.split()
+            used = [w for w in words if w in accepted]
+            if not used or line.lstrip().startswith("#"):
+                continue
+            for word in words[words.index(used[0]) :]:
+                option = word.split("=")[0]
+                if option.startswith("--"):
+                    assert option in accepted[used[0]], f"{script}: {used[0]} has no {option}"
