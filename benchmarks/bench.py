@@ -12,6 +12,9 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
              3-scale D, feature matching and VGG (--activation-checkpointing: the memory option)
   infer1024  local G forward at 2048x1024
   train2048  (only when named) a joint-stage step at 4096x2048: 2 enhancers (ngf 16), 3-scale D
+  train512feat  train512 with the feature encoder E (--instance-feat; G takes 39 channels)
+  pool25, pool250  instance-wise average pooling of 3 feature channels at 2048x1024 with 25
+             and 250 instances (ops.instance_mean, forward)
 On the CPU the shapes shrink by 4 in each direction unless --full is given. Timings are
 medians after warm-up with the device synchronised; peak memory is max_memory_allocated.
 """
@@ -36,12 +39,12 @@ from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 from p2phd.nets.generator import build_generator
 from p2phd.nets.vgg import Vgg19Features
-from p2phd.ops import encode_input
+from p2phd.ops import encode_input, instance_mean
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 
-CASES = ("train512", "infer512", "train1024", "infer1024")  # the default; train2048 on request
-SIZES = {"512": (512, 1024), "1024": (1024, 2048), "2048": (2048, 4096)}
-LOCAL = {"512": (64, 0), "1024": (32, 1), "2048": (16, 2)}  # ngf, enhancers
+CASES = ("train512", "infer512", "train1024", "infer1024", "train512feat", "pool25", "pool250")
+SIZES = {"512": (512, 1024), "1024": (1024, 2048), "2048": (2048, 4096), "512feat": (512, 1024)}
+LOCAL = {"512": (64, 0), "1024": (32, 1), "2048": (16, 2), "512feat": (64, 0)}  # ngf, levels
 
 
 def scene(height: int, width: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -82,7 +85,8 @@ def config(case: str, args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
     """The reference's nets for a case: G1 for the 512p cases, G1 + G2 for the 1024p ones."""
     ngf, enhancers = LOCAL[case.removeprefix("train").removeprefix("infer")]
     local = enhancers > 0
-    net = NetConfig(label_nc=35, ngf=ngf, n_local_enhancers=enhancers, num_d=3 if local else 2)
+    net = NetConfig(label_nc=35, ngf=ngf, n_local_enhancers=enhancers, num_d=3 if local else 2,
+                    instance_feat=case.endswith("feat"))  # fmt: skip
     return TrainConfig(
         stage="joint" if local else "global",
         net=net,
@@ -96,8 +100,8 @@ def config(case: str, args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
 def bench_train(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
                 args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
     model = Pix2PixHD(cfg, resolve_precision(cfg.run.precision, device), Dist(device=device))
-    x, real = model.encode(scene(*size, device))
-    return measure(lambda: model.train_step(x, real), device, args.warmup, args.iters)
+    inputs = model.encode(scene(*size, device))
+    return measure(lambda: model.train_step(*inputs), device, args.warmup, args.iters)
 
 
 def bench_infer(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
@@ -114,6 +118,16 @@ def bench_infer(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
             return fwd(encode_input(batch["label"], batch["inst"], label_nc=35))
 
     return measure(run, device, args.warmup, args.iters)
+
+
+def bench_pool(instances: int, size: tuple[int, int], device: torch.device,
+               args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
+    """ops.instance_mean over a map of `instances` rectangles (Cityscapes-style ids)."""
+    rows = {25: 5, 250: 10}[instances]
+    cells = torch.arange(instances, device=device).reshape(rows, -1)
+    inst = F.interpolate(cells[None, None].float(), size, mode="nearest")[0].long() + 26000
+    feats = torch.randn(1, 3, *size, device=device)
+    return measure(lambda: instance_mean(feats, inst), device, args.warmup, args.iters)
 
 
 def main() -> None:
@@ -146,10 +160,14 @@ def main() -> None:
         )
         results = []
         for case in args.cases.split(","):
-            base = SIZES[case.removeprefix("train").removeprefix("infer")]
-            size = (base[0] // scale, base[1] // scale)
-            fn = bench_train if case.startswith("train") else bench_infer
-            ms, peak = fn(config(case, args, vgg_path), size, device, args)
+            if case.startswith("pool"):
+                size = (1024 // scale, 2048 // scale)
+                ms, peak = bench_pool(int(case.removeprefix("pool")), size, device, args)
+            else:
+                base = SIZES[case.removeprefix("train").removeprefix("infer")]
+                size = (base[0] // scale, base[1] // scale)
+                fn = bench_train if case.startswith("train") else bench_infer
+                ms, peak = fn(config(case, args, vgg_path), size, device, args)
             results.append(
                 {
                     "case": case,

@@ -197,6 +197,12 @@ Norm = Annotated[str | None, Opt(help="instance | batch.")]
 NumD = Annotated[int | None, Opt("--num-d", help="D scales (global 2, local 3).")]
 NLayersD = Annotated[int | None, Opt("--n-layers-d", help="Layers per D scale (3).")]
 Ndf = Annotated[int | None, Opt(help="D width (64).")]
+InstFeat = Annotated[bool | None, Opt("--instance-feat", help="Per-instance features from E.")]
+LabelFeat = Annotated[bool | None, Opt("--label-feat", help="Per-class features from E.")]
+FeatNum = Annotated[int | None, Opt(help="Feature channels (3).")]
+Nef = Annotated[int | None, Opt(help="Encoder width (16).")]
+NDownE = Annotated[int | None, Opt("--n-downsample-e", help="Encoder downsamplings (4).")]
+ClassDivisor = Annotated[int | None, Opt(help="Instance id i >= N has class i // N (1000).")]
 GanMode = Annotated[str | None, Opt(help="lsgan | bce | hinge.")]
 LambdaFeat = Annotated[float | None, Opt(help="Feature-matching and VGG weight (10).")]
 GanFeat = Annotated[
@@ -259,6 +265,8 @@ def train_global(
     data: Data, *, run: Run, label_nc: LabelNc = None, instance: Instance = None,
     ngf: Ngf = None, n_downsample_global: NDown = None, n_blocks_global: NBlocks = None,
     norm: Norm = None, num_d: NumD = None, n_layers_d: NLayersD = None, ndf: Ndf = None,
+    instance_feat: InstFeat = None, label_feat: LabelFeat = None, feat_num: FeatNum = None,
+    nef: Nef = None, n_downsample_e: NDownE = None, class_divisor: ClassDivisor = None,
     gan_mode: GanMode = None, lambda_feat: LambdaFeat = None, ganfeat_loss: GanFeat = None,
     vgg_loss: VggLoss = None, vgg_weights: VggWeights = None, lr: Lr = None,
     beta1: Beta1 = None, epochs: Epochs = None, decay_epochs: DecayEpochs = None,
@@ -295,6 +303,8 @@ def train_local(
     label_nc: LabelNc = None, instance: Instance = None, ngf: Ngf = None,
     n_downsample_global: NDown = None, n_blocks_global: NBlocks = None, norm: Norm = None,
     num_d: NumD = None, n_layers_d: NLayersD = None, ndf: Ndf = None,
+    instance_feat: InstFeat = None, label_feat: LabelFeat = None, feat_num: FeatNum = None,
+    nef: Nef = None, n_downsample_e: NDownE = None, class_divisor: ClassDivisor = None,
     gan_mode: GanMode = None, lambda_feat: LambdaFeat = None, ganfeat_loss: GanFeat = None,
     vgg_loss: VggLoss = None, vgg_weights: VggWeights = None, lr: Lr = None,
     beta1: Beta1 = None, epochs: Epochs = None, decay_epochs: DecayEpochs = None,
@@ -388,6 +398,68 @@ def run_training(cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bo
         raise typer.Exit(128 + result.interrupted_by)
 
 
+@app.command("encode-features")
+@user_errors
+def encode_features(
+    run: Annotated[Path, typer.Argument(help="Run trained with --instance-feat/--label-feat.")],
+    data: Data,
+    *,
+    split: Annotated[str, Opt(help="Which split of DATA to encode.")] = "train",
+    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """Encode every instance of the training images with the run's E, per class.
+
+    Example: p2phd encode-features runs/512p_feat data/cityscapes
+    """
+    from p2phd.features import encode_features as encode
+
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("encode features", total=None)
+        report = encode(run, data, split=split, device=device, precision=precision,
+                        progress=lambda done, total: bar.update(task, completed=done,
+                                                                total=total))  # fmt: skip
+    if as_json:
+        emit_json(report.to_dict())
+    elif not quiet:
+        counts = ", ".join(f"{c}: {n}" for c, n in report.classes.items())
+        err.print(f"encoded {report.images} images into {report.path} (instances per class: "
+                  f"{counts})")  # fmt: skip
+
+
+def cluster(
+    run: Annotated[Path, typer.Argument(help="Run with features.safetensors.")],
+    *,
+    k: Annotated[int, Opt("--k", help="Clusters per class (at most its instances).")] = 10,
+    min_area: Annotated[float, Opt(help="Leave out instances under this fraction of their "
+                                        "image (the reference's 1/64).")] = 1 / 64,
+    n_init: Annotated[int, Opt(help="k-means restarts.")] = 10,
+    seed: Annotated[int, Opt(help="k-means random_state.")] = 0,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:  # fmt: skip
+    """Run k-means per class over the encoded instance features.
+
+    Example: p2phd cluster runs/512p_feat --k 10
+    """
+    from p2phd.features import cluster_features
+
+    report = cluster_features(run, k=k, min_area=min_area, n_init=n_init, seed=seed)
+    if as_json:
+        emit_json(report.to_dict())
+    elif not quiet:
+        done = ", ".join(f"{c}: {v['clusters']}" for c, v in report.clusters.items())
+        err.print(f"clusters per class ({done}) in {report.path}")
+        for c, why in report.skipped.items():
+            err.print(f"class {c} has no clusters: {why}")
+
+
+app.command("cluster")(user_errors(cluster))
+app.command("cluster-features")(user_errors(cluster))  # the reference's name for it
+
+
 @app.command()
 @user_errors
 def synthesize(
@@ -395,36 +467,49 @@ def synthesize(
     inputs: Annotated[list[Path], typer.Argument(help="Label maps, or folders of them.")],
     *,
     out: Annotated[Path, Opt("--out", help="Folder for the images and index.html.")],
-    inst: Annotated[
-        list[Path] | None, Opt("--inst", help="Instance maps or folders (paired by file name).")
-    ] = None,
+    inst: Annotated[list[Path] | None, Opt("--inst", help="Instance maps or folders "
+                                                           "(paired by file name).")] = None,
+    style: Annotated[str | None, Opt(help="random (default) | cluster=I: each instance's "
+                                          "cluster of its class.")] = None,
+    style_map: Annotated[Path | None, Opt(help="JSON: per instance id or class, a cluster "
+                                               "index or a feature vector.")] = None,
+    style_from: Annotated[list[Path] | None, Opt("--style-from", help="Photos (or folders, "
+                          "paired by name) whose encoded instances give the styles.")] = None,
+    variations: Annotated[int, Opt(help="Images per label map, in different styles.")] = 1,
+    vary: Annotated[str | None, Opt(help="What changes across variations: class:C or "
+                                         "instance:ID (default: everything).")] = None,
+    relabel: Annotated[list[str] | None, Opt("--relabel", help="SRC:DST: class SRC becomes "
+                                                              "DST (repeatable).")] = None,
+    relabel_instance: Annotated[list[str] | None, Opt("--relabel-instance", help="ID:DST: "
+                                "instance ID becomes class DST (repeatable).")] = None,
+    seed: Annotated[int, Opt(help="Seed of the random styles.")] = 0,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 4,
     width: Annotated[int | None, Opt(help="Resize label maps to this width.")] = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
     precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
-) -> None:
-    """Turn label maps (+ instance maps) into images with a trained generator.
+) -> None:  # fmt: skip
+    """Turn label maps (+ instance maps) into images; pick and edit instance styles.
 
     Example: p2phd synthesize runs/512p data/cityscapes/test/label --inst
-    data/cityscapes/test/inst --out results/512p
+    data/cityscapes/test/inst --out results/512p --variations 4 --vary class:26
     """
+    from p2phd.synth import make_options
     from p2phd.synth import synthesize as run_synthesis
 
+    options = make_options(
+        run, style=style, style_map=style_map, vary=vary, seed=seed, relabels=relabel or (),
+        relabel_instances=relabel_instance or (), style_from=tuple(style_from or ()),
+        variations=variations, batch_size=batch_size, width=width, device=device,
+        precision=precision,
+    )  # fmt: skip
     with progress_bar(quiet) as bar:
         task = bar.add_task("synthesize", total=None)
         report = run_synthesis(
-            run,
-            inputs,
-            out,
-            inst=inst or (),
-            batch_size=batch_size,
-            width=width,
-            device=device,
-            precision=precision,
+            run, inputs, out, inst=inst or (), options=options,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        )  # fmt: skip
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:

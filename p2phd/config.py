@@ -58,6 +58,12 @@ class NetConfig:
     n_local_enhancers: int = 0  # 0: G1 alone; 1 for 2048x1024, 2 for 4096x2048
     n_blocks_local: int = 3
     norm: Norm = "instance"
+    instance_feat: bool = False  # E's features, averaged per instance, enter G (paper §3.4)
+    label_feat: bool = False  # the same, averaged per class instead
+    feat_num: int = 3
+    nef: int = 16
+    n_downsample_e: int = 4
+    class_divisor: int = 1000  # instance id i >= this belongs to class i // this (Cityscapes)
     num_d: int = 2
     n_layers_d: int = 3
     ndf: int = 64
@@ -76,6 +82,23 @@ class NetConfig:
         _require(self.n_blocks_global >= 0, "--n-blocks-global", "must be >= 0")
         _require(self.n_local_enhancers >= 0, "--n-local-enhancers", "must be >= 0")
         _require(self.n_blocks_local >= 0, "--n-blocks-local", "must be >= 0")
+        _require(
+            not (self.instance_feat and self.label_feat),
+            "--instance-feat",
+            "pick one of --instance-feat and --label-feat",
+        )
+        _require(
+            not self.instance_feat or self.instance,
+            "--instance-feat",
+            "pools features per instance and so needs instance maps; use --label-feat instead",
+        )
+        _require(
+            not self.label_feat or self.label_nc > 0,
+            "--label-feat",
+            "pools features per class and so needs label maps (label_nc > 0)",
+        )
+        for name in ("feat_num", "nef", "n_downsample_e", "class_divisor"):
+            _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
 
     @property
     def label_channels(self) -> int:
@@ -83,8 +106,14 @@ class NetConfig:
         return (self.label_nc or self.input_nc) + int(self.instance)
 
     @property
+    def use_features(self) -> bool:
+        """Whether the encoder E exists and its feature maps are part of G's input."""
+        return self.instance_feat or self.label_feat
+
+    @property
     def generator_in_channels(self) -> int:
-        return self.label_channels
+        """Encoded label, then (with features) the feature maps: 36 or 39 for Cityscapes."""
+        return self.label_channels + (self.feat_num if self.use_features else 0)
 
     @property
     def discriminator_in_channels(self) -> int:
@@ -98,8 +127,9 @@ class NetConfig:
 
     @property
     def size_multiple(self) -> int:
-        """Height and width must be multiples of this for the generator to keep the size."""
-        return 2 ** (self.n_downsample_global + self.n_local_enhancers)
+        """Height and width must be multiples of this for G (and E) to keep the size."""
+        g = 2 ** (self.n_downsample_global + self.n_local_enhancers)
+        return max(g, 2**self.n_downsample_e) if self.use_features else g
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -25,6 +25,7 @@ from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError
 from p2phd.nets.blocks import set_activation_checkpointing
 from p2phd.nets.discriminator import build_discriminator
+from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
 from p2phd.ops import encode_input
@@ -32,7 +33,8 @@ from p2phd.runtime import autocast, seed_everything
 
 
 class Pix2PixHD:
-    """G, D, the frozen VGG19 of the perceptual loss, and Adam for G and for D."""
+    """G, D, the feature encoder E (runs with features), the frozen VGG19 of the perceptual
+    loss, and Adam for G (+ E: E learns only through G's losses, as in the reference) and D."""
 
     def __init__(self, cfg: TrainConfig, precision: str, dist: Dist) -> None:
         self.cfg, self.precision, self.dist = cfg, precision, dist
@@ -40,6 +42,7 @@ class Pix2PixHD:
         seed_everything(cfg.optim.seed)
         self.G = build_generator(cfg.net).to(device)
         self.D = build_discriminator(cfg.net).to(device)
+        self.E = build_encoder(cfg.net).to(device) if cfg.net.use_features else None
         self.vgg = None
         if cfg.loss.vgg_loss:
             assert cfg.loss.vgg_weights is not None  # checked before training starts
@@ -57,9 +60,12 @@ class Pix2PixHD:
         betas = (cfg.optim.beta1, cfg.optim.beta2)
         fused = device.type == "cuda"  # one kernel for the whole update
         trainable = [p for p in self.G.parameters() if p.requires_grad]
+        if self.E is not None:
+            trainable += list(self.E.parameters())
         self.opt_g = torch.optim.Adam(trainable, cfg.optim.lr, betas, fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.optim.lr, betas, fused=fused)
         self.g_fwd, self.d_fwd = self._wrap(self.G), self._wrap(self.D)
+        self.e_fwd = self._wrap(self.E) if self.E is not None else None
 
     def _wrap(self, net: nn.Module) -> Any:
         """DDP under torchrun (gradients averaged over ranks), then torch.compile if asked."""
@@ -72,8 +78,9 @@ class Pix2PixHD:
         for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
             group["lr"] = lr
 
-    def encode(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """(G's input, the real image in [-1, 1]) from a loader batch, on the device."""
+    def encode(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """From a loader batch, on the device: (the encoded label, i.e. G's input without
+        features and D's condition; the real image in [-1, 1]; E's pooling map or None)."""
         net, dev = self.cfg.net, self.device
         label = batch["label"].to(dev, non_blocking=True)
         if net.label_nc == 0:
@@ -83,15 +90,23 @@ class Pix2PixHD:
         real = batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1
         if self.memory_format is not None:
             x, real = (t.contiguous(memory_format=self.memory_format) for t in (x, real))
-        return x, real
+        pool = None
+        if net.use_features:
+            pool = inst if net.instance_feat else label
+        return x, real, pool
 
-    def compute_losses(self, x: Tensor, real: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The fake and the five loss terms with their weights applied."""
+    def compute_losses(self, x: Tensor, real: Tensor, pool: Tensor | None = None
+                       ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+        """The fake and the five loss terms with their weights applied. With features, E
+        encodes the real image, pooled per region of `pool`, and its maps join G's input."""
         cfg = self.cfg
         with autocast(self.precision, self.device):
-            fake = self.g_fwd(x)
-            cond = x[:, : cfg.net.label_channels]
-            both = torch.cat([torch.cat([cond, fake], 1), torch.cat([cond, real], 1)], 0)
+            g_in = x
+            if self.e_fwd is not None:
+                assert pool is not None
+                g_in = torch.cat([x, self.e_fwd(real, pool).to(x.dtype)], 1)
+            fake = self.g_fwd(g_in)
+            both = torch.cat([torch.cat([x, fake], 1), torch.cat([x, real], 1)], 0)
             outs = self.d_fwd(both)
         n = x.shape[0]
         fake_outs = [[t[:n] for t in scale] for scale in outs]
@@ -112,14 +127,14 @@ class Pix2PixHD:
         terms = {"g_gan": g_gan, "g_feat": g_feat, "g_vgg": g_vgg}
         return fake, {**terms, "d_real": d_real, "d_fake": d_fake}
 
-    def train_step(self, x: Tensor, real: Tensor, stop: bool = False
-                   ) -> tuple[Tensor, dict[str, Tensor], bool, bool]:  # fmt: skip
+    def train_step(self, x: Tensor, real: Tensor, pool: Tensor | None = None,
+                   stop: bool = False) -> tuple[Tensor, dict[str, Tensor], bool, bool]:  # fmt: skip
         """One G and one D update, skipped (weights untouched) if a loss is not finite.
 
         Returns (fake, loss terms, finite, stop): under torchrun every rank skips when any
         rank's losses are not finite, and stops when any rank was asked to stop.
         """
-        fake, terms = self.compute_losses(x, real)
+        fake, terms = self.compute_losses(x, real, pool)
         loss_g = terms["g_gan"] + terms["g_feat"] + terms["g_vgg"]
         loss_d = 0.5 * (terms["d_real"] + terms["d_fake"])
         self.opt_g.zero_grad(set_to_none=True)
@@ -136,10 +151,11 @@ class Pix2PixHD:
 
     # ---- state for checkpoints -----------------------------------------------------------
     def _names(self) -> tuple[dict[int, str], dict[int, str]]:
-        return (
-            {id(p): n for n, p in self.G.named_parameters()},
-            {id(p): n for n, p in self.D.named_parameters()},
-        )
+        """Parameter names for the optimiser files; E's share G's optimiser as `encoder.*`."""
+        g = {id(p): n for n, p in self.G.named_parameters()}
+        if self.E is not None:
+            g |= {id(p): f"encoder.{n}" for n, p in self.E.named_parameters()}
+        return g, {id(p): n for n, p in self.D.named_parameters()}
 
     def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
         """(tensors per file, JSON-able optimiser groups) for a checkpoint."""
@@ -147,6 +163,8 @@ class Pix2PixHD:
         g_opt, g_group = optimizer_tensors(self.opt_g, g_names, "G")
         d_opt, d_group = optimizer_tensors(self.opt_d, d_names, "D")
         tensors = {"G": self.G.state_dict(), "D": self.D.state_dict(), "optim": {**g_opt, **d_opt}}
+        if self.E is not None:
+            tensors["E"] = self.E.state_dict()
         return tensors, {"G": g_group, "D": d_group}
 
     def load(self, ckpt: Checkpoint) -> None:
@@ -154,6 +172,8 @@ class Pix2PixHD:
         joint stage from a local checkpoint, G1's parameters start with fresh Adam moments."""
         load_strict(self.G, ckpt.tensors("G"), f"{ckpt.path}/G.safetensors")
         load_strict(self.D, ckpt.tensors("D"), f"{ckpt.path}/D.safetensors")
+        if self.E is not None:
+            load_strict(self.E, ckpt.tensors("E"), f"{ckpt.path}/E.safetensors")
         optim = ckpt.tensors("optim")
         g_names, d_names = self._names()
         unfreezing = self.cfg.stage == "joint" and ckpt.state["stage"] == "local"
@@ -169,6 +189,8 @@ class Pix2PixHD:
         g1 = {k.removeprefix("trunk."): v for k, v in ckpt.tensors("G").items()
               if k.startswith("trunk.")}  # fmt: skip
         load_strict(self.G.global_generator.trunk, g1, f"{ckpt.path}/G.safetensors (trunk)")
+        if self.E is not None:
+            load_strict(self.E, ckpt.tensors("E"), f"{ckpt.path}/E.safetensors")
         d = ckpt.tensors("D")
         loaded = len({k.split(".")[1] for k in d})
         if loaded > len(self.D.scales):

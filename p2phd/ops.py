@@ -61,18 +61,30 @@ def instance_mean(features: Tensor, instance_map: Tensor) -> Tensor:
     return means[inverse].reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
+def instance_class(instance_map: Tensor, divisor: int = 1000) -> Tensor:
+    """The class of each instance id: the id itself below `divisor`, else id // divisor.
+
+    Cityscapes' convention: "stuff" pixels carry their class id, each "thing" instance the
+    id class * 1000 + k.
+    """
+    return torch.where(instance_map < divisor, instance_map, instance_map // divisor)
+
+
 def encode_input(
     label_map: Tensor,
     instance_map: Tensor | None,
+    feature_map: Tensor | None = None,
     *,
     label_nc: int,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Build the generator input: one-hot labels, then the boundary map (REFERENCE.md §1.1).
+    """Build the generator input: one-hot labels, the boundary map, then instance features
+    (REFERENCE.md §1.1).
 
     `label_map`: `[N, H, W]` integer class ids, or for label_nc 0 an `[N, C, H, W]` image in
     [-1, 1] used as it is. `instance_map`: `[N, H, W]` ids, or None for runs without instance
-    maps. The first `NetConfig.label_channels` channels are also what D is conditioned on.
+    maps. `feature_map`: `[N, feat_num, H, W]` or None. The first `NetConfig.label_channels`
+    channels (all but the features) are what D is conditioned on.
     """
     if label_nc == 0:
         parts = [label_map.to(dtype)]
@@ -80,4 +92,6 @@ def encode_input(
         parts = [one_hot(label_map, label_nc, dtype)]
     if instance_map is not None:
         parts.append(boundary_map(instance_map).to(dtype))
+    if feature_map is not None:
+        parts.append(feature_map.to(dtype))
     return torch.cat(parts, dim=1)

@@ -33,7 +33,8 @@ LOCAL_DEFAULTS = {"n_local_enhancers": 1, "num_d": 3}
 # What the local stage must share with the global run for G1 and D to load.
 SHARED_WITH_GLOBAL = (
     "label_nc", "input_nc", "output_nc", "instance", "n_downsample_global", "n_blocks_global",
-    "norm", "n_layers_d", "ndf",
+    "norm", "n_layers_d", "ndf", "instance_feat", "label_feat", "feat_num", "nef",
+    "n_downsample_e", "class_divisor",
 )  # fmt: skip
 
 

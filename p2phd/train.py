@@ -230,9 +230,8 @@ class Trainer:
                 lr = self.cfg.optim.lr_at(epoch)
                 self.model.set_lr(lr)
                 batch = next(batches)
-                x, real = self.model.encode(batch)
                 fake, terms, finite, stopping = self.model.train_step(
-                    x, real, stop=signals.signum is not None
+                    *self.model.encode(batch), stop=signals.signum is not None
                 )
                 self.step += 1
                 streak = 0 if finite else streak + 1

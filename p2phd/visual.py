@@ -84,6 +84,19 @@ def hstack(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def grid(images: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.ndarray:
+    """Images of one size in rows of `columns`, white gaps between them."""
+    rows = [hstack(images[i : i + columns], gap) for i in range(0, len(images), columns)]
+    width = rows[0].shape[1]
+    padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+              for r in rows]  # fmt: skip
+    spacer = np.full((gap, width, 3), 255, dtype=np.uint8)
+    parts: list[np.ndarray] = []
+    for i, row in enumerate(padded):
+        parts += [spacer, row] if i else [row]
+    return np.concatenate(parts, axis=0)
+
+
 def write_index(folder: Path, title: str, rows: Sequence[tuple[str, Sequence[str]]]) -> Path:
     """Write `folder/index.html` listing `rows` of (caption, image paths relative to folder)."""
     body = [f"<h1>{html.escape(title)}</h1>"]

@@ -46,7 +46,7 @@ def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) ->
         for p in b.G.parameters():
             p.add_(1.0)
     b.load(latest_checkpoint(run))  # type: ignore[arg-type]
-    x, real = a.encode(random_batch(seed=1))
+    x, real, _ = a.encode(random_batch(seed=1))
     assert torch.equal(a.G(x), b.G(x))
     assert all(torch.equal(u, v) for su, sv in zip(a.D(torch.cat([x, real], 1)),
                                                     b.D(torch.cat([x, real], 1)), strict=True)

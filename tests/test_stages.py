@@ -64,7 +64,7 @@ def test_activation_checkpointing_keeps_the_gradients() -> None:
     saving = copy.deepcopy(plain)
     set_activation_checkpointing(saving.G, True)
     set_activation_checkpointing(saving.D, True)
-    x, real = plain.encode(random_batch(height=32, width=64))
+    x, real, _ = plain.encode(random_batch(height=32, width=64))
     plain.train_step(x, real)
     saving.train_step(x, real)
     for (name, a), b in zip(plain.G.named_parameters(), saving.G.parameters(), strict=True):

@@ -1,0 +1,219 @@
+"""Instance features after training: encode them per class, cluster them, load the bank.
+
+`encode-features` runs E over the training set at the training resolution and keeps, per
+class, one row per instance: its feature vector and its area as a fraction of the image.
+`cluster` runs k-means per class over the instances larger than `min_area` (the reference's
+1/64 of the image). Files are safetensors + JSON in the run folder; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
+from p2phd.data.augment import Augment
+from p2phd.data.dataset import PreppedDataset
+from p2phd.errors import CheckpointError, ConfigError
+from p2phd.nets.encoder import FeatureEncoder, build_encoder
+from p2phd.ops import instance_class
+from p2phd.runtime import autocast, resolve_device, resolve_precision
+
+FEATURES, CLUSTERS = "features.safetensors", "clusters.safetensors"
+
+
+def _key(kind: str, label: int) -> str:
+    return f"{kind}_{label:03d}"
+
+
+def _save_atomic(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+    write_json_atomic(path.with_suffix(".json"), meta)
+
+
+def load_encoder(ckpt: Checkpoint, device: torch.device) -> FeatureEncoder:
+    """The run's E, or an error if the run was trained without features."""
+    net = ckpt.config.net
+    if not net.use_features:
+        raise ConfigError(
+            f"{ckpt.path.parent.parent}: was trained without instance features; train with "
+            "--instance-feat (or --label-feat) to encode, cluster and pick styles"
+        )
+    encoder = build_encoder(net)
+    load_strict(encoder, ckpt.tensors("E"), f"{ckpt.path}/E.safetensors")
+    return encoder.to(device).eval()
+
+
+def region_rows(features: Tensor, pool_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For one `[F, H, W]` pooled feature map and its `[H, W]` pooling map: the region ids
+    `[U]`, each region's mean feature `[U, F]` and its area fraction `[U]` (no loop)."""
+    ids, inverse = torch.unique(pool_map.reshape(-1), return_inverse=True)
+    flat = features.reshape(features.shape[0], -1).T.float()
+    sums = flat.new_zeros(len(ids), flat.shape[1]).index_add_(0, inverse, flat)
+    counts = torch.bincount(inverse, minlength=len(ids)).to(flat.dtype)
+    return ids, sums / counts[:, None], counts / pool_map.numel()
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureReport:
+    path: Path
+    images: int
+    classes: dict[int, int]  # class -> instances
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "images": self.images,
+                "classes": {str(c): n for c, n in self.classes.items()}}  # fmt: skip
+
+
+def encode_features(
+    run: Path,
+    data: Path,
+    *,
+    split: str = "train",
+    device: str = "auto",
+    precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureReport:
+    """Encode every instance of a prepped split with the run's E; write features.safetensors."""
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    ckpt = require_checkpoint(run)
+    encoder, net, cfg = load_encoder(ckpt, dev), ckpt.config.net, ckpt.config
+    augment = Augment(cfg.data.load_width, None, False, net.size_multiple)  # training size
+    dataset = PreppedDataset(Path(data), split, augment, seed=0)
+    rows: dict[int, list[Tensor]] = {}
+    sources: dict[int, list[Tensor]] = {}
+    with torch.inference_mode():
+        for i in range(len(dataset)):
+            sample = dataset[(0, i)]
+            image = sample["image"][None].to(dev).float() / 127.5 - 1
+            pool = (sample["inst"] if net.instance_feat else sample["label"])[None].to(dev)
+            with autocast(prec, dev):
+                pooled = encoder(image, pool)[0]
+            ids, means, areas = (t.cpu() for t in region_rows(pooled, pool[0]))
+            classes = ids if net.label_feat else instance_class(ids, net.class_divisor)
+            table = torch.cat([means, areas[:, None]], 1)
+            for c in classes.unique().tolist():  # a handful of classes per image
+                mask = classes == c
+                rows.setdefault(c, []).append(table[mask])
+                src = torch.stack([torch.full_like(ids[mask], i), ids[mask]], 1).long()
+                sources.setdefault(c, []).append(src)
+            if progress:
+                progress(i + 1, len(dataset))
+    tensors = {_key("label", c): torch.cat(r) for c, r in sorted(rows.items())}
+    tensors |= {_key("source", c): torch.cat(s) for c, s in sorted(sources.items())}
+    counts = {c: int(sum(len(r) for r in rs)) for c, rs in sorted(rows.items())}
+    meta = {
+        "schema_version": 1, "feat_num": net.feat_num, "split": split, "images": len(dataset),
+        "pool": "instance" if net.instance_feat else "label",
+        "columns": "feat_num features, then the area as a fraction of the image",
+        "source_columns": "image index in the split, region id",
+        "checkpoint": str(ckpt.path.resolve()),
+        "classes": {str(c): n for c, n in counts.items()},
+    }  # fmt: skip
+    path = Path(run) / FEATURES
+    _save_atomic(tensors, path, meta)
+    return FeatureReport(path, len(dataset), counts)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterReport:
+    path: Path
+    clusters: dict[int, dict[str, Any]]  # class -> instances, kept, clusters, inertia
+    skipped: dict[int, str]  # class -> why it has no clusters
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path),
+                "clusters": {str(c): v for c, v in self.clusters.items()},
+                "skipped": {str(c): v for c, v in self.skipped.items()}}  # fmt: skip
+
+
+def cluster_features(run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init: int = 10,
+                     seed: int = 0) -> ClusterReport:  # fmt: skip
+    """k-means per class (k = min(instances, k)) over instances larger than `min_area`."""
+    import sklearn
+    from sklearn.cluster import KMeans
+
+    if k < 1 or not 0 <= min_area < 1 or n_init < 1:
+        raise ConfigError("--k and --n-init must be >= 1 and --min-area in [0, 1)")
+    path = Path(run) / FEATURES
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; run p2phd encode-features {run} DATA first")
+    features = _load(path)
+    tensors: dict[str, Tensor] = {}
+    clusters: dict[int, dict[str, Any]] = {}
+    skipped: dict[int, str] = {}
+    for name in sorted(n for n in features if n.startswith("label_")):
+        c, rows = int(name.removeprefix("label_")), features[name].double()
+        tensors[_key("mean", c)] = rows[:, :-1].mean(0).float()
+        kept = rows[rows[:, -1] > min_area, :-1].numpy()
+        if len(kept) == 0:
+            skipped[c] = (f"none of its {len(rows)} instances covers more than "
+                          f"{min_area:.4g} of its image")  # fmt: skip
+            continue
+        n = min(len(kept), k)
+        km = KMeans(n_clusters=n, n_init=n_init, random_state=seed).fit(kept)
+        tensors[_key("label", c)] = torch.from_numpy(km.cluster_centers_).float()
+        clusters[c] = {"instances": len(rows), "kept": len(kept), "clusters": n,
+                       "inertia": float(km.inertia_)}  # fmt: skip
+    meta = {"schema_version": 1, "k": k, "min_area": min_area, "n_init": n_init, "seed": seed,
+            "sklearn": sklearn.__version__, "classes": {str(c): v for c, v in clusters.items()},
+            "skipped": {str(c): v for c, v in skipped.items()}}  # fmt: skip
+    out = Path(run) / CLUSTERS
+    _save_atomic(tensors, out, meta)
+    return ClusterReport(out, clusters, skipped)
+
+
+def _load(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc}); write it again") from exc
+
+
+@dataclass(frozen=True)
+class FeatureBank:
+    """Cluster centres and class means as lookup tables for vectorised style sampling.
+
+    `centers` `[total clusters, F]`; `offset[c]` where class c's centres start and `count[c]`
+    how many it has (0: none); `means[c]` its mean feature (zeros for unseen classes).
+    """
+
+    centers: Tensor
+    offset: np.ndarray
+    count: np.ndarray
+    means: Tensor
+
+    @classmethod
+    def load(cls, run: Path, label_nc: int, feat_num: int) -> FeatureBank:
+        path = Path(run) / CLUSTERS
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: missing; run p2phd encode-features {run} DATA, then p2phd cluster "
+                f"{run} (or give --style-from PHOTO)"
+            )
+        data = _load(path)
+        size = max(label_nc, 1 + max((int(k[-3:]) for k in data), default=0))
+        count, offset = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        means, centers = torch.zeros(size, feat_num), []
+        total = 0
+        for c in range(size):
+            if _key("mean", c) in data:
+                means[c] = data[_key("mean", c)]
+            if _key("label", c) in data:
+                centers.append(data[_key("label", c)])
+                offset[c], count[c] = total, len(centers[-1])
+                total += count[c]
+        table = torch.cat(centers) if centers else torch.zeros(0, feat_num)
+        return cls(table, offset, count, means)

@@ -1,0 +1,62 @@
+"""The instance-wise feature encoder E (paper §3.4, REFERENCE.md §1.5)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from p2phd.config import NetConfig
+from p2phd.nets.blocks import Norm, check_channels, init_weights, norm_layer
+from p2phd.ops import instance_mean
+
+
+class FeatureEncoder(nn.Module):
+    """E: an encoder-decoder (no residual blocks, no skips) from a photo to `feat_num`
+    channels in [-1, 1], averaged inside every instance of a pooling map.
+
+    `layers` holds the reference's Sequential modules in order (its `model.<i>` is our
+    `layers.<i>`). Input `[N, in_channels, H, W]` and a pooling map `[N, H, W]` (instance
+    ids, or class ids for label features); output `[N, feat_num, H, W]`, constant inside
+    each region. H and W must be multiples of 2^n_downsample.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        feat_num: int = 3,
+        *,
+        nef: int = 16,
+        n_downsample: int = 4,
+        norm: Norm = "instance",
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, nef, kernel_size=7),
+            norm_layer(norm, nef),
+            nn.ReLU(inplace=True),
+        ]
+        for i in range(n_downsample):
+            ch = nef * 2**i
+            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), norm_layer(norm, ch * 2),
+                       nn.ReLU(inplace=True)]  # fmt: skip
+        for i in range(n_downsample, 0, -1):
+            ch = nef * 2**i
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
+                norm_layer(norm, ch // 2),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(nef, feat_num, kernel_size=7), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, image: Tensor, pool_map: Tensor) -> Tensor:
+        check_channels(image, self.in_channels, "FeatureEncoder")
+        return instance_mean(self.layers(image), pool_map)
+
+
+def build_encoder(net: NetConfig) -> FeatureEncoder:
+    """The encoder a config describes (only for runs with features)."""
+    return FeatureEncoder(net.output_nc, net.feat_num, nef=net.nef,
+                          n_downsample=net.n_downsample_e, norm=net.norm)  # fmt: skip

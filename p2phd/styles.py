@@ -1,0 +1,185 @@
+"""Semantic manipulation at synthesis: each region's style, and class edits (paper §3.4, §4).
+
+A region is an instance (runs with --instance-feat) or a class (--label-feat). Its style is a
+feature vector: a k-means centre of its class (random, chosen, or from a style map), an
+explicit vector, or what E encodes from a real photo. Classes without clusters get their
+class mean, or zeros if the class was never seen: never uninitialised memory (the
+reference's `sample_features` bug). Choices are made for all regions at once.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from p2phd.errors import ConfigError, DatasetError
+from p2phd.features import FeatureBank
+
+
+@dataclass(frozen=True, slots=True)
+class StyleMap:
+    """Per instance id and per class: a cluster index or an explicit feature vector."""
+
+    instances: dict[int, int | tuple[float, ...]] = field(default_factory=dict)
+    classes: dict[int, int | tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StyleSpec:
+    """How synthesis picks features: `random` (seeded), or cluster `cluster` of each class;
+    then the style map's entries; `vary` names the class or instance that changes across
+    `--variations`."""
+
+    mode: Literal["random", "cluster"] = "random"
+    cluster: int = 0
+    style_map: StyleMap = field(default_factory=StyleMap)
+    vary: tuple[Literal["class", "instance"], int] | None = None
+    seed: int = 0
+
+
+def parse_style(text: str) -> tuple[Literal["random", "cluster"], int]:
+    """`random` or `cluster=I`."""
+    if text == "random":
+        return "random", 0
+    name, _, value = text.partition("=")
+    if name == "cluster" and value.isdigit():
+        return "cluster", int(value)
+    raise ConfigError(f"--style {text}: use random or cluster=I (I a cluster index)")
+
+
+def parse_pair(text: str, option: str) -> tuple[int, int]:
+    """`A:B` with two non-negative integers (relabel edits)."""
+    a, _, b = text.partition(":")
+    if not (a.isdigit() and b.isdigit()):
+        raise ConfigError(f"{option} {text}: use SRC:DST with two ids, e.g. 21:11")
+    return int(a), int(b)
+
+
+def parse_vary(text: str) -> tuple[Literal["class", "instance"], int]:
+    """`class:C` or `instance:ID`."""
+    kind, _, value = text.partition(":")
+    if kind in ("class", "instance") and value.isdigit():
+        return kind, int(value)  # type: ignore[return-value]
+    raise ConfigError(f"--vary {text}: use class:C or instance:ID")
+
+
+def read_style_map(path: Path, feat_num: int, label_nc: int) -> StyleMap:
+    """`{"instances": {"26001": 2}, "classes": {"21": [0.1, -0.3, 0.5]}}`: cluster indices or
+    explicit vectors of feat_num numbers."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--style-map {path}: unreadable ({exc})") from exc
+    if not isinstance(data, dict) or set(data) - {"instances", "classes"}:
+        raise ConfigError(f"--style-map {path}: expected an object with 'instances' and/or "
+                          "'classes'")  # fmt: skip
+    parsed: dict[str, dict[int, int | tuple[float, ...]]] = {}
+    for part in ("instances", "classes"):
+        entries = {}
+        for key, value in data.get(part, {}).items():
+            where = f"--style-map {path}: {part}[{key}]"
+            if not str(key).isdigit():
+                raise ConfigError(f"{where}: keys are ids")
+            if part == "classes" and int(key) >= label_nc:
+                raise ConfigError(f"{where}: unknown class (this run has {label_nc})")
+            if isinstance(value, int) and value >= 0:
+                entries[int(key)] = value
+            elif isinstance(value, list) and len(value) == feat_num:
+                entries[int(key)] = tuple(float(v) for v in value)
+            else:
+                raise ConfigError(f"{where}: a cluster index or a list of {feat_num} numbers")
+        parsed[part] = entries
+    return StyleMap(parsed["instances"], parsed["classes"])
+
+
+def relabel(label: np.ndarray, inst: np.ndarray | None, classes: list[tuple[int, int]],
+            instances: list[tuple[int, int]], divisor: int, where: Path
+            ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Class edits on one map pair: every pixel of class SRC becomes DST (`classes`), or one
+    instance becomes class DST (`instances`); instance ids follow, so boundaries and styles
+    follow: a relabelled "thing" gets fresh ids of class DST, "stuff" merges into DST."""
+    label, inst = label.copy(), None if inst is None else inst.copy()
+    for src, dst in classes:
+        mask = label == src
+        label[mask] = dst
+        if inst is not None:
+            stuff = inst == src
+            things = (inst >= divisor) & (inst // divisor == src)
+            inst[things] = dst * divisor + inst[things] % divisor + _next_k(inst, dst, divisor)
+            inst[stuff] = dst
+    for ident, dst in instances:
+        if inst is None or not (mask := inst == ident).any():
+            raise DatasetError(f"{where}: has no instance {ident} to relabel; pick an id from "
+                               "its instance map")  # fmt: skip
+        label[mask] = dst
+        inst[mask] = max(dst * divisor, divisor) + _next_k(inst, dst, divisor)
+    return label, inst
+
+
+def _next_k(inst: np.ndarray, cls: int, divisor: int) -> int:
+    """The first free instance number of class `cls` (ids cls * divisor + k)."""
+    ks = inst[(inst >= divisor) & (inst // divisor == cls)] % divisor
+    return int(ks.max()) + 1 if ks.size else 0
+
+
+def regions(pool_map: Tensor, label_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Region ids `[U]`, each pixel's region index `[H*W]`, each region's class `[U]` (the
+    label under its first pixel: edits keep labels and regions consistent)."""
+    ids, inverse = torch.unique(pool_map.reshape(-1), return_inverse=True)
+    first = torch.full((len(ids),), pool_map.numel(), dtype=torch.long, device=ids.device)
+    first.scatter_reduce_(0, inverse, torch.arange(pool_map.numel(), device=ids.device), "amin")
+    return ids, inverse, label_map.reshape(-1)[first]
+
+
+def region_features(ids: np.ndarray, classes: np.ndarray, bank: FeatureBank, spec: StyleSpec,
+                    key: str, variation: int = 0) -> Tensor:  # fmt: skip
+    """`[U, F]`: one feature vector per region under `spec`, deterministic for the seed, the
+    image key and the variation number."""
+    k = bank.count[classes]
+    high = np.maximum(k, 1)
+    stream = [spec.seed, zlib.crc32(key.encode())]
+    if spec.vary is None and variation:
+        stream.append(variation)  # no target: each variation re-draws every region
+    choice = np.random.default_rng(stream).integers(0, high)
+    if spec.mode == "cluster":
+        _check_index(spec.cluster, classes, k, "--style cluster")
+        choice = np.full_like(choice, spec.cluster)
+    if spec.vary is not None:
+        kind, target = spec.vary
+        hit = (ids if kind == "instance" else classes) == target
+        choice = np.where(hit, variation % high, choice)  # variation v: cluster v of the target
+    explicit: dict[int, tuple[float, ...]] = {}
+    for table, keys in ((spec.style_map.classes, classes), (spec.style_map.instances, ids)):
+        for ident, value in table.items():  # instance entries come last and win
+            hit = keys == ident
+            if isinstance(value, int):
+                _check_index(value, classes[hit], k[hit], f"--style-map entry {ident}")
+                choice[hit] = value
+            else:
+                explicit |= dict.fromkeys(np.flatnonzero(hit).tolist(), value)
+    clustered = bank.means[classes]
+    if len(bank.centers):
+        clustered = bank.centers[torch.from_numpy(bank.offset[classes] + choice)]
+    vectors = torch.where(torch.from_numpy(k > 0)[:, None], clustered, bank.means[classes])
+    for i, value in explicit.items():
+        vectors[i] = torch.tensor(value)
+    return vectors
+
+
+def _check_index(index: int, classes: np.ndarray, k: np.ndarray, option: str) -> None:
+    bad = (k > 0) & (index >= k)
+    if bad.any():
+        c = int(classes[bad][0])
+        raise ConfigError(f"{option}: cluster {index} does not exist for class {c}, which has "
+                          f"{int(k[bad][0])} (0..{int(k[bad][0]) - 1})")  # fmt: skip
+    none = k == 0
+    if none.any() and option.startswith("--style-map"):
+        raise ConfigError(f"{option}: class {int(classes[none][0])} has no clusters; give a "
+                          "feature vector instead")  # fmt: skip
