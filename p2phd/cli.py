@@ -405,6 +405,7 @@ def encode_features(
     data: Data,
     *,
     split: Annotated[str, Opt(help="Which split of DATA to encode.")] = "train",
+    batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 4,
     device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
     precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
     quiet: Quiet = False,
@@ -418,7 +419,8 @@ def encode_features(
 
     with progress_bar(quiet) as bar:
         task = bar.add_task("encode features", total=None)
-        report = encode(run, data, split=split, device=device, precision=precision,
+        report = encode(run, data, split=split, batch_size=batch_size, device=device,
+                        precision=precision,
                         progress=lambda done, total: bar.update(task, completed=done,
                                                                 total=total))  # fmt: skip
     if as_json:

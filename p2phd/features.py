@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
+from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset
 from p2phd.errors import CheckpointError, ConfigError
@@ -65,6 +67,20 @@ def region_rows(features: Tensor, pool_map: Tensor) -> tuple[Tensor, Tensor, Ten
     return ids, sums / counts[:, None], counts / pool_map.numel()
 
 
+def _collect(index: int, feats: Tensor, pool_map: Tensor, net: NetConfig,
+             rows: dict[int, list[Tensor]], sources: dict[int, list[Tensor]]) -> None:  # fmt: skip
+    """Append one image's region rows, [features, area], to its classes' lists."""
+    ids, means, areas = (t.cpu() for t in region_rows(feats, pool_map))
+    classes = ids if net.label_feat else instance_class(ids, net.class_divisor)
+    table = torch.cat([means, areas[:, None]], 1)
+    for c in classes.unique().tolist():  # a handful of classes per image
+        mask = classes == c
+        rows.setdefault(c, []).append(table[mask])
+        sources.setdefault(c, []).append(
+            torch.stack([torch.full_like(ids[mask], index), ids[mask]], 1).long()
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureReport:
     path: Path
@@ -81,11 +97,14 @@ def encode_features(
     data: Path,
     *,
     split: str = "train",
+    batch_size: int = 4,
     device: str = "auto",
     precision: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureReport:
     """Encode every instance of a prepped split with the run's E; write features.safetensors."""
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     ckpt = require_checkpoint(run)
@@ -94,23 +113,24 @@ def encode_features(
     dataset = PreppedDataset(Path(data), split, augment, seed=0)
     rows: dict[int, list[Tensor]] = {}
     sources: dict[int, list[Tensor]] = {}
+    size = {i: augment.load_size(it["width"], it["height"]) for i, it in enumerate(dataset.items)}
+    order = sorted(range(len(dataset)), key=lambda i: (size[i], i))  # batches of one size
+    done = 0
     with torch.inference_mode():
-        for i in range(len(dataset)):
-            sample = dataset[(0, i)]
-            image = sample["image"][None].to(dev).float() / 127.5 - 1
-            pool = (sample["inst"] if net.instance_feat else sample["label"])[None].to(dev)
-            with autocast(prec, dev):
-                pooled = encoder(image, pool)[0]
-            ids, means, areas = (t.cpu() for t in region_rows(pooled, pool[0]))
-            classes = ids if net.label_feat else instance_class(ids, net.class_divisor)
-            table = torch.cat([means, areas[:, None]], 1)
-            for c in classes.unique().tolist():  # a handful of classes per image
-                mask = classes == c
-                rows.setdefault(c, []).append(table[mask])
-                src = torch.stack([torch.full_like(ids[mask], i), ids[mask]], 1).long()
-                sources.setdefault(c, []).append(src)
-            if progress:
-                progress(i + 1, len(dataset))
+        for _, same in groupby(order, key=size.__getitem__):
+            group = list(same)
+            for start in range(0, len(group), batch_size):
+                indices = group[start : start + batch_size]
+                samples = [dataset[(0, i)] for i in indices]
+                image = torch.stack([s["image"] for s in samples]).to(dev).float() / 127.5 - 1
+                pool = torch.stack([s["inst" if net.instance_feat else "label"] for s in samples])
+                with autocast(prec, dev):
+                    pooled = encoder(image, pool.to(dev))
+                for i, feats, ids_map in zip(indices, pooled, pool, strict=True):
+                    _collect(i, feats, ids_map.to(dev), net, rows, sources)
+                done += len(indices)
+                if progress:
+                    progress(done, len(dataset))
     tensors = {_key("label", c): torch.cat(r) for c, r in sorted(rows.items())}
     tensors |= {_key("source", c): torch.cat(s) for c, s in sorted(sources.items())}
     counts = {c: int(sum(len(r) for r in rs)) for c, rs in sorted(rows.items())}

@@ -255,3 +255,32 @@ def test_toy_car_palette_is_recovered(tmp_path: Path) -> None:
                  re.findall(r"cluster (\d) -> palette (\d) \((\d+) away\)", line)]  # fmt: skip
         assert [p for _, p, _ in found] == majority, line
         assert max(d for _, _, d in found) < 110, line  # the palette colours are >= 160 apart
+
+
+def test_batching_does_not_change_the_features(feature_run: Path, toy_data: Path,
+                                               tmp_path: Path) -> None:  # fmt: skip
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(feature_run, run)
+    assert cli("encode-features", run, toy_data, "--batch-size", "3", *TEST)[0] == 0
+    one, three = (load_file(str(r / "features.safetensors")) for r in (feature_run, run))
+    assert one.keys() == three.keys()
+    for key in one:
+        torch.testing.assert_close(one[key], three[key], atol=1e-5, rtol=1e-5)
+
+
+def test_label_features_pool_per_class(toy_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--label-feat",
+                    "--max-steps", "2")  # fmt: skip
+    assert code == 0, out
+    assert cli("encode-features", run, toy_data, *TEST)[0] == 0
+    features = load_file(str(run / "features.safetensors"))
+    assert features["label_006"].shape[0] == 8  # one row per image for each class, cars too
+    assert cli("cluster", run, "--k", "3", "--quiet")[0] == 0
+    code, out = synth(run, toy_data, tmp_path / "o", "--variations", "2")
+    assert code == 0, out
+    code, out = cli("train-global", toy_data, "--run", tmp_path / "x", *TINY, "--label-feat",
+                    "--instance-feat")  # fmt: skip
+    assert code == 2 and "pick one of --instance-feat and --label-feat" in out
