@@ -81,6 +81,11 @@ class Checkpoint:
         path = self.path / f"{name}.safetensors"
         expected = self.state.get("files", {}).get(path.name)
         if not path.is_file():
+            if "imported" in self.state:
+                raise CheckpointError(
+                    f"{path}: missing: the run was imported without the reference's "
+                    f"net_{name}.pth; import its checkpoint folder with that file to train"
+                )
             raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
         if expected is not None and path.stat().st_size != expected:
             raise CheckpointError(

@@ -13,7 +13,7 @@ from helpers import TINY, cli
 
 COMMANDS = [
     "toy", "prep", "train-global", "train-local", "train-joint", "encode-features", "cluster",
-    "synthesize",
+    "synthesize", "import-reference",
 ]  # fmt: skip
 
 
@@ -29,7 +29,7 @@ def test_exactly_the_built_commands_exist() -> None:
     from p2phd.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    assert list(commands) == [*COMMANDS[:-1], "cluster-features", "synthesize"]
+    assert list(commands) == [*COMMANDS[:-2], "cluster-features", *COMMANDS[-2:]]
     assert commands["cluster-features"].help == commands["cluster"].help  # an alias
     assert cli("cluster-features", "--help")[0] == 0
 
