@@ -21,6 +21,24 @@ def norm_layer(norm: Norm, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}; use 'instance' or 'batch'")
 
 
+def down_block(channels: int, norm: Norm) -> list[nn.Module]:
+    """3x3 stride-2 conv doubling the channels, norm, ReLU (G1, the enhancers, E)."""
+    return [
+        nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1),
+        norm_layer(norm, channels * 2),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def up_block(channels: int, norm: Norm) -> list[nn.Module]:
+    """Transposed 3x3 stride-2 conv halving the channels, norm, ReLU."""
+    return [
+        nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1),
+        norm_layer(norm, channels // 2),
+        nn.ReLU(inplace=True),
+    ]
+
+
 class ResnetBlock(nn.Module):
     """x + [pad, conv3x3, norm, ReLU, pad, conv3x3, norm](x); no activation after the sum.
 

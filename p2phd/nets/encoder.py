@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from p2phd.config import NetConfig
-from p2phd.nets.blocks import Norm, check_channels, init_weights, norm_layer
+from p2phd.nets.blocks import Norm, check_channels, down_block, init_weights, norm_layer, up_block
 from p2phd.ops import instance_mean
 
 
@@ -37,16 +37,9 @@ class FeatureEncoder(nn.Module):
             nn.ReLU(inplace=True),
         ]
         for i in range(n_downsample):
-            ch = nef * 2**i
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), norm_layer(norm, ch * 2),
-                       nn.ReLU(inplace=True)]  # fmt: skip
+            layers += down_block(nef * 2**i, norm)
         for i in range(n_downsample, 0, -1):
-            ch = nef * 2**i
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
-                norm_layer(norm, ch // 2),
-                nn.ReLU(inplace=True),
-            ]
+            layers += up_block(nef * 2**i, norm)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(nef, feat_num, kernel_size=7), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
         init_weights(self)

@@ -11,8 +11,10 @@ from p2phd.nets.blocks import (
     Norm,
     ResnetBlock,
     check_channels,
+    down_block,
     init_weights,
     norm_layer,
+    up_block,
 )
 
 
@@ -54,16 +56,10 @@ class GlobalGenerator(Checkpointed):
             nn.ReLU(inplace=True),
         ]
         for i in range(n_downsample):
-            ch = ngf * 2**i
-            layers += [
-                nn.Conv2d(ch, ch * 2, kernel_size=3, stride=2, padding=1),
-                norm_layer(norm, ch * 2),
-                nn.ReLU(inplace=True),
-            ]
-        bottleneck = ngf * 2**n_downsample
-        layers += [ResnetBlock(bottleneck, norm) for _ in range(n_blocks)]
+            layers += down_block(ngf * 2**i, norm)
+        layers += [ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)]
         for i in range(n_downsample, 0, -1):
-            layers += _upsample(ngf * 2**i, norm)
+            layers += up_block(ngf * 2**i, norm)
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Sequential(*_head(ngf, out_channels)) if head else nn.Identity()
         # Checkpoint segments: the stem, each down/up triple and each residual block.
@@ -82,15 +78,6 @@ class GlobalGenerator(Checkpointed):
         return self.run(self.head, x)
 
 
-def _upsample(channels: int, norm: Norm) -> list[nn.Module]:
-    """Transposed 3x3 stride-2 conv halving the channels, norm, ReLU."""
-    return [
-        nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1),
-        norm_layer(norm, channels // 2),
-        nn.ReLU(inplace=True),
-    ]
-
-
 class Enhancer(Checkpointed):
     """One local enhancer level: `front` (the reference's model<n>_1) encodes the input at
     this level's resolution to half size; `back` (model<n>_2) refines the sum of that and the
@@ -105,11 +92,9 @@ class Enhancer(Checkpointed):
             nn.Conv2d(in_channels, ngf, kernel_size=7),
             norm_layer(norm, ngf),
             nn.ReLU(inplace=True),
-            nn.Conv2d(ngf, ngf * 2, kernel_size=3, stride=2, padding=1),
-            norm_layer(norm, ngf * 2),
-            nn.ReLU(inplace=True),
+            *down_block(ngf, norm),
         )
-        back = [ResnetBlock(ngf * 2, norm) for _ in range(n_blocks)] + _upsample(ngf * 2, norm)
+        back = [ResnetBlock(ngf * 2, norm) for _ in range(n_blocks)] + up_block(ngf * 2, norm)
         self.back = nn.Sequential(*back, *(_head(ngf, out_channels) if last else []))
         self.n_blocks = n_blocks
 

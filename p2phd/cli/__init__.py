@@ -1,0 +1,16 @@
+"""The `p2phd` command line: one thin typer command per subcommand.
+
+Each command parses its options, builds the frozen config, calls one core function and shows
+its progress. Importing the modules below registers their commands on `app`, in the order
+`p2phd --help` lists them (hence no import sorting here).
+"""
+# isort: skip_file
+
+from p2phd.cli.app import app, main
+from p2phd.cli import data  # noqa: F401  toy, prep
+from p2phd.cli import train  # noqa: F401  train-global, train-local, train-joint
+from p2phd.cli import features  # noqa: F401  encode-features, cluster(-features)
+from p2phd.cli import synth  # noqa: F401  synthesize
+from p2phd.cli import interop  # noqa: F401  import-reference
+
+__all__ = ["app", "main"]

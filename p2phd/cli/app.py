@@ -1,0 +1,101 @@
+"""The typer app and what every command shares: one-line errors, progress, JSON output.
+
+Known problems (`P2phdError`) print one line and exit with status 2; anything else is a bug
+and exits with status 1 and a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from p2phd.errors import P2phdError
+
+app = typer.Typer(
+    name="p2phd",
+    help="pix2pixHD as a command-line toolkit: label maps (+ instance maps) -> photos.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # one line per message
+Opt = typer.Option
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a `P2phdError` into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except P2phdError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user actually gave (typer defaults are None): defaults stay in config."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+class RateColumn(ProgressColumn):
+    """Steps per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} it/s" if speed else "-.-- it/s", style="progress.data.speed")
+
+
+@contextmanager
+def progress_bar(quiet: bool, *fields: str) -> Iterator[Progress]:
+    """A rich progress bar with rate and ETA (hidden with --quiet or when stderr is no TTY)."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        *(TextColumn(f"{{task.fields[{f}]}}") for f in fields),
+    ]
+    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
+        yield bar
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    """The machine-readable summary asked for with --json, on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

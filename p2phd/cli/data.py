@@ -1,0 +1,99 @@
+"""`p2phd toy` and `p2phd prep`: data to train on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from p2phd.cli.app import AsJson, Quiet, app, emit_json, err, given, progress_bar, user_errors
+
+
+@app.command()
+@user_errors
+def toy(
+    out: Annotated[Path, typer.Argument(help="Folder to create, in the reference layout.")],
+    *,
+    train: Annotated[int, typer.Option(help="Training scenes.")] = 24,
+    test: Annotated[int, typer.Option(help="Test scenes.")] = 4,
+    height: Annotated[int, typer.Option(help="Scene height in pixels (64 .. 1024).")] = 64,
+    width: Annotated[int, typer.Option(help="Scene width in pixels (128 .. 2048).")] = 128,
+    seed: Annotated[int, typer.Option(help="Same seed, same scenes.")] = 0,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Make procedural street scenes: label, instance and photo maps, and car styles.
+
+    Example: p2phd toy toy_src --train 24 --test 4 --height 64 --width 128
+    """
+    from p2phd.data.toy import write_toy_dataset
+
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("toy scenes", total=train + test)
+        summary = write_toy_dataset(
+            out,
+            n_train=train,
+            n_test=test,
+            height=height,
+            width=width,
+            seed=seed,
+            progress=lambda: bar.advance(task),
+        )
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        err.print(f"wrote {train} training and {test} test scenes to {out}")
+
+
+@app.command()
+@user_errors
+def prep(
+    src: Annotated[Path, typer.Argument(help="Source: reference layout or raw Cityscapes.")],
+    data: Annotated[Path, typer.Argument(help="Prepped dataset folder to create.")],
+    *,
+    width: Annotated[int | None, typer.Option(help="Resize to this width.")] = None,
+    multiple: Annotated[
+        int | None, typer.Option(help="Round sizes to multiples of this (default 32).")
+    ] = None,
+    label_nc: Annotated[
+        int | None, typer.Option("--label-nc", help="Classes; inferred when left out.")
+    ] = None,
+    skip_bad: Annotated[
+        bool | None, typer.Option("--skip-bad", help="Skip and count bad items.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel worker processes.")] = None,
+    overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Pair, check and convert a dataset: label, instance and boundary maps, photos, manifest.
+
+    Example: p2phd prep ~/cityscapes data/cityscapes --width 2048
+    """
+    from p2phd.config import PrepConfig
+    from p2phd.data.prep import prepare_dataset
+
+    cfg = PrepConfig(
+        **given(
+            width=width,
+            multiple=multiple,
+            label_nc=label_nc,
+            skip_bad=skip_bad,
+            workers=workers,
+            overwrite=overwrite,
+        )
+    )
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("prep", total=None)
+        report = prepare_dataset(
+            src,
+            data,
+            cfg,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    summary = report.to_dict()
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        err.print(report.describe())
