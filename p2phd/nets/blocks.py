@@ -21,6 +21,21 @@ def norm_layer(norm: Norm, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}; use 'instance' or 'batch'")
 
 
+def stem_block(in_channels: int, channels: int, norm: Norm) -> list[nn.Module]:
+    """Reflection pad 3, 7x7 conv, norm, ReLU: the first layers of G1, an enhancer and E."""
+    return [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(in_channels, channels, kernel_size=7),
+        norm_layer(norm, channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def head_block(channels: int, out_channels: int) -> list[nn.Module]:
+    """Reflection pad 3, 7x7 conv to the output channels, tanh: their last layers."""
+    return [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, kernel_size=7), nn.Tanh()]
+
+
 def down_block(channels: int, norm: Norm) -> list[nn.Module]:
     """3x3 stride-2 conv doubling the channels, norm, ReLU (G1, the enhancers, E)."""
     return [

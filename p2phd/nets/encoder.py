@@ -5,7 +5,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from p2phd.config import NetConfig
-from p2phd.nets.blocks import Norm, check_channels, down_block, init_weights, norm_layer, up_block
+from p2phd.nets.blocks import (
+    Norm,
+    check_channels,
+    down_block,
+    head_block,
+    init_weights,
+    stem_block,
+    up_block,
+)
 from p2phd.ops import instance_mean
 
 
@@ -30,17 +38,12 @@ class FeatureEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, nef, kernel_size=7),
-            norm_layer(norm, nef),
-            nn.ReLU(inplace=True),
-        ]
+        layers = stem_block(in_channels, nef, norm)
         for i in range(n_downsample):
             layers += down_block(nef * 2**i, norm)
         for i in range(n_downsample, 0, -1):
             layers += up_block(nef * 2**i, norm)
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(nef, feat_num, kernel_size=7), nn.Tanh()]
+        layers += head_block(nef, feat_num)
         self.layers = nn.Sequential(*layers)
         init_weights(self)
 

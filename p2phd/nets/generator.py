@@ -12,15 +12,11 @@ from p2phd.nets.blocks import (
     ResnetBlock,
     check_channels,
     down_block,
+    head_block,
     init_weights,
-    norm_layer,
+    stem_block,
     up_block,
 )
-
-
-def _head(ngf: int, out_channels: int) -> list[nn.Module]:
-    """Pad, 7x7 conv to the image channels, tanh."""
-    return [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7), nn.Tanh()]
 
 
 class GlobalGenerator(Checkpointed):
@@ -49,19 +45,14 @@ class GlobalGenerator(Checkpointed):
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, ngf, kernel_size=7),
-            norm_layer(norm, ngf),
-            nn.ReLU(inplace=True),
-        ]
+        layers = stem_block(in_channels, ngf, norm)
         for i in range(n_downsample):
             layers += down_block(ngf * 2**i, norm)
         layers += [ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)]
         for i in range(n_downsample, 0, -1):
             layers += up_block(ngf * 2**i, norm)
         self.trunk = nn.Sequential(*layers)
-        self.head = nn.Sequential(*_head(ngf, out_channels)) if head else nn.Identity()
+        self.head = nn.Sequential(*head_block(ngf, out_channels)) if head else nn.Identity()
         # Checkpoint segments: the stem, each down/up triple and each residual block.
         ends = [4 + 3 * i for i in range(n_downsample + 1)]
         ends += [ends[-1] + i for i in range(1, n_blocks + 1)]
@@ -87,15 +78,9 @@ class Enhancer(Checkpointed):
     def __init__(self, in_channels: int, out_channels: int, ngf: int, n_blocks: int,
                  norm: Norm, last: bool) -> None:  # fmt: skip
         super().__init__()
-        self.front = nn.Sequential(
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, ngf, kernel_size=7),
-            norm_layer(norm, ngf),
-            nn.ReLU(inplace=True),
-            *down_block(ngf, norm),
-        )
+        self.front = nn.Sequential(*stem_block(in_channels, ngf, norm), *down_block(ngf, norm))
         back = [ResnetBlock(ngf * 2, norm) for _ in range(n_blocks)] + up_block(ngf * 2, norm)
-        self.back = nn.Sequential(*back, *(_head(ngf, out_channels) if last else []))
+        self.back = nn.Sequential(*back, *(head_block(ngf, out_channels) if last else []))
         self.n_blocks = n_blocks
 
     def forward(self, x: Tensor, coarser: Tensor) -> Tensor:
