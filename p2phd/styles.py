@@ -112,14 +112,22 @@ def relabel(label: np.ndarray, inst: np.ndarray | None, classes: list[tuple[int,
         if inst is not None:
             stuff = inst == src
             things = (inst >= divisor) & (inst // divisor == src)
-            inst[things] = dst * divisor + inst[things] % divisor + _next_k(inst, dst, divisor)
+            k = inst[things] % divisor + _next_k(inst, dst, divisor)
+            if k.size and k.max() >= divisor:
+                raise DatasetError(f"{where}: too many instances of classes {src} and {dst} "
+                                   f"together for ids class * {divisor} + k")  # fmt: skip
+            inst[things] = dst * divisor + k
             inst[stuff] = dst
     for ident, dst in instances:
         if inst is None or not (mask := inst == ident).any():
             raise DatasetError(f"{where}: has no instance {ident} to relabel; pick an id from "
                                "its instance map")  # fmt: skip
         label[mask] = dst
-        inst[mask] = max(dst * divisor, divisor) + _next_k(inst, dst, divisor)
+        k = _next_k(inst, dst, divisor)
+        new = dst * divisor + k
+        if dst == 0 or k >= divisor or (inst == new).any():
+            new = int(inst.max()) + 1  # any unused id keeps it a separate object
+        inst[mask] = new
     return label, inst
 
 

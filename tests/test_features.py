@@ -284,3 +284,18 @@ def test_label_features_pool_per_class(toy_data: Path, tmp_path: Path) -> None:
     code, out = cli("train-global", toy_data, "--run", tmp_path / "x", *TINY, "--label-feat",
                     "--instance-feat")  # fmt: skip
     assert code == 2 and "pick one of --instance-feat and --label-feat" in out
+
+
+def test_relabel_keeps_objects_apart() -> None:
+    from p2phd.styles import relabel
+
+    label = np.array([[26, 26, 24, 0], [21, 21, 24, 0]])
+    inst = np.array([[26000, 26001, 24000, 0], [21, 21, 24001, 1000]])
+    new_label, new_inst = relabel(label, inst, [(24, 26)], [], 1000, Path("x"))
+    assert (new_label == np.array([[26, 26, 26, 0], [21, 21, 26, 0]])).all()
+    assert len(np.unique(new_inst)) == len(np.unique(inst))  # persons became cars 26002, 26003
+    assert set(new_inst[new_label == 26].tolist()) == {26000, 26001, 26002, 26003}
+    _, merged = relabel(label, inst, [(21, 0)], [], 1000, Path("x"))
+    assert (merged[1, :2] == 0).all()  # stuff merges into the new class's stuff id
+    new_label, new_inst = relabel(label, inst, [], [(26001, 0)], 1000, Path("x"))
+    assert new_label[0, 1] == 0 and new_inst[0, 1] not in inst  # a separate object still
