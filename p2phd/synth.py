@@ -240,6 +240,9 @@ def _check(net: NetConfig, opts: SynthOptions) -> None:
         raise ConfigError("--relabel needs label maps; this run takes RGB input images")
     if opts.variations < 1 or opts.batch_size < 1:
         raise ConfigError("--variations and --batch-size must be >= 1")
+    if opts.style_from and (opts.variations > 1 or opts.styled):
+        raise ConfigError("--style-from takes every style from the photos; it does not combine "
+                          "with --style, --style-map, --vary or --variations")  # fmt: skip
 
 
 def synthesize(run: Path, inputs: Sequence[Path], out: Path, *, inst: Sequence[Path] = (),

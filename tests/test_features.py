@@ -150,6 +150,9 @@ def test_style_map_and_style_from_photo(feature_run: Path, toy_data: Path, toy_s
     )  # the test photos: the reference's encoded image
     assert code == 0, out
     assert len(list((tmp_path / "p").glob("toy_test_*.png"))) == 2
+    code, out = synth(feature_run, toy_data, tmp_path / "q", "--style-from",
+                      toy_source / "test_img", "--variations", "2")  # fmt: skip
+    assert code == 2 and "--style-from takes every style from the photos" in out
     style_map.write_text(json.dumps({"classes": {"6": [1, 2]}}))
     code, out = synth(feature_run, toy_data, tmp_path / "bad", "--style-map", style_map)
     assert code == 2 and "a cluster index or a list of 3 numbers" in out
