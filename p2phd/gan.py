@@ -54,9 +54,9 @@ class Pix2PixHD:
             set_activation_checkpointing(net, cfg.run.activation_checkpointing)
         self.memory_format = torch.channels_last if cfg.run.channels_last else None
         if self.memory_format is not None:
-            for net in (self.G, self.D, self.vgg):
-                if net is not None:
-                    net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+            for part in (self.G, self.D, self.vgg):
+                if part is not None:
+                    part.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         betas = (cfg.optim.beta1, cfg.optim.beta2)
         fused = device.type == "cuda"  # one kernel for the whole update
         trainable = [p for p in self.G.parameters() if p.requires_grad]

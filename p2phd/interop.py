@@ -209,13 +209,13 @@ def import_reference(
         sha[files[role].name] = _sha256(files[role])
     tensors, groups = model.state()
     tensors = {k: v for k, v in tensors.items() if k in imported or k == "optim"}
-    state = {"stage": stage, "epoch": 0, "lr": cfg.optim.lr, "nonfinite_skipped": 0,
-             "optim": groups, "imported": {"from": str(ckpt_dir.resolve()), "nets": imported,
-                                           "sha256": sha}}  # fmt: skip
+    meta = {"stage": stage, "epoch": 0, "lr": cfg.optim.lr, "nonfinite_skipped": 0,
+            "optim": groups, "imported": {"from": str(ckpt_dir.resolve()), "nets": imported,
+                                          "sha256": sha}}  # fmt: skip
     history = [{"stage": stage, "event": "import", "step": 0, "from": str(ckpt_dir.resolve())}]
     record = config_record(cfg, history)
     runs.root.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(runs, 0, tensors, state, record, keep_last=1)
+    save_checkpoint(runs, 0, tensors, meta, record, keep_last=1)
     write_json_atomic(runs.config, record)
     found = clusters or next(iter(sorted(ckpt_dir.glob("features_clustered_*.npy"))), None)
     count = None

@@ -82,14 +82,14 @@ def read_style_map(path: Path, feat_num: int, label_nc: int) -> StyleMap:
                           "'classes'")  # fmt: skip
     parsed: dict[str, dict[int, int | tuple[float, ...]]] = {}
     for part in ("instances", "classes"):
-        entries = {}
+        entries: dict[int, int | tuple[float, ...]] = {}
         for key, value in data.get(part, {}).items():
             where = f"--style-map {path}: {part}[{key}]"
             if not str(key).isdigit():
                 raise ConfigError(f"{where}: keys are ids")
             if part == "classes" and int(key) >= label_nc:
                 raise ConfigError(f"{where}: unknown class (this run has {label_nc})")
-            if isinstance(value, int) and value >= 0:
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 entries[int(key)] = value
             elif isinstance(value, list) and len(value) == feat_num:
                 entries[int(key)] = tuple(float(v) for v in value)

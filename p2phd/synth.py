@@ -296,7 +296,8 @@ def _render(G: nn.Module, net: NetConfig, chunk: list[tuple[_Read, int]], styler
         label = torch.stack([torch.from_numpy(r.label) for r, _ in chunk]).to(device)
     inst = None
     if net.instance:
-        inst = torch.stack([torch.from_numpy(r.inst) for r, _ in chunk]).to(device)  # type: ignore[arg-type]
+        inst = torch.stack([torch.from_numpy(r.inst) for r, _ in chunk if r.inst is not None])
+        inst = inst.to(device)
     features = torch.stack([styler(r, v) for r, v in chunk]) if styler else None
     with torch.inference_mode(), autocast(precision, device):
         fake = G(encode_input(label, inst, features, label_nc=net.label_nc))

@@ -229,7 +229,7 @@ class Trainer:
                 epoch = self.step // self.steps_per_epoch
                 lr = self.cfg.optim.lr_at(epoch)
                 self.model.set_lr(lr)
-                batch = next(batches)
+                batch: dict[str, Any] = next(batches)
                 fake, terms, finite, stopping = self.model.train_step(
                     *self.model.encode(batch), stop=signals.signum is not None
                 )

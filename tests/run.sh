@@ -7,4 +7,5 @@ source "$ROOT/examples/setup_env.sh"
 cd "$ROOT"
 "$VENV/bin/ruff" check p2phd tests benchmarks
 "$VENV/bin/ruff" format --check --quiet p2phd tests benchmarks
+"$VENV/bin/mypy" --no-error-summary
 "$VENV/bin/python" -m pytest -q "$@"

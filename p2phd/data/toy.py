@@ -37,7 +37,7 @@ _WINDSCREEN = (120, 150, 190)  # light, so a car's mean colour stays near its pa
 _MIN_SIDE = 32
 _SPLITS = (("train", 0, "toy"), ("test", 1, "toy_test"))  # split, seed stream, name stem
 
-Colour = Sequence[float] | Callable[[np.ndarray, np.ndarray], np.ndarray]
+Colour = Sequence[float] | np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray]
 Styles = dict[int, dict[str, Any]]  # instance id -> {"class", "palette_index", "rgb"}
 
 
@@ -118,7 +118,9 @@ def _foliage(y: np.ndarray, x: np.ndarray, *, unit: float) -> np.ndarray:
 
 def _tiles(y: np.ndarray, x: np.ndarray, *, ground: int, tile: int, line: int) -> np.ndarray:
     joint = (x % tile < line) | ((y - ground) % tile < line)
-    return np.where(joint[:, None], np.float32([140, 135, 128]), np.float32([178, 172, 162]))
+    return np.where(
+        joint[:, None], np.array([140, 135, 128], np.float32), np.array([178, 172, 162], np.float32)
+    )
 
 
 def _asphalt(
@@ -126,7 +128,7 @@ def _asphalt(
 ) -> np.ndarray:
     grey = 95 + rng.normal(0, 5, y.shape).astype(np.float32)
     mark = (y >= lane[0]) & (y < lane[1]) & (x % (2 * dash) < dash)
-    return np.where(mark[:, None], np.float32([220, 220, 210]), grey[:, None] + [0, 0, 4])
+    return np.where(mark[:, None], np.array([220, 220, 210], np.float32), grey[:, None] + [0, 0, 4])
 
 
 def _paint_stuff(c: _Canvas, rng: np.random.Generator, ground: int, kerb: int, unit: float) -> None:
@@ -248,9 +250,9 @@ def _paint_cars(c: _Canvas, rng: np.random.Generator) -> Styles:
         wheels = _ellipse(yy, xx, bottom - r, x0 + 0.22 * cw, r, r)
         wheels |= _ellipse(yy, xx, bottom - r, x1 - 0.22 * cw, r, r)
         index = int(rng.integers(len(CAR_PALETTE)))
-        rgb = np.float32(CAR_PALETTE[index])
+        rgb = np.array(CAR_PALETTE[index], np.float32)
         c.paint(cabin | _box(yy, xx, waist, bottom, x0, x1), CAR, rgb, CAR * 1000 + k)
-        c.image[windows] = 0.65 * rgb + 0.35 * np.float32(_WINDSCREEN)
+        c.image[windows] = 0.65 * rgb + 0.35 * np.array(_WINDSCREEN, np.float32)
         c.image[_box(yy, xx, bottom - 0.12 * ch, bottom, x0, x1)] = 0.88 * rgb  # sill
         c.image[wheels] = (30, 30, 32)
         styles[CAR * 1000 + k] = {

@@ -110,7 +110,7 @@ class Checkpointed(nn.Module):
 
     def run(self, segment: Callable[..., Tensor], *args: Tensor) -> Tensor:
         if self.checkpointing_now():
-            return checkpoint(segment, *args, use_reentrant=False)  # type: ignore[no-any-return]
+            return checkpoint(segment, *args, use_reentrant=False)
         return segment(*args)
 
 

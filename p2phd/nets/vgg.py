@@ -15,7 +15,25 @@ from torch import Tensor, nn
 from p2phd.errors import ConfigError
 
 # torchvision's configuration "E" up to relu5_1 (feature index 29).
-_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
+_LAYOUT: list[int | str] = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+]
 # The reference's slices end after relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1.
 SLICE_ENDS = (2, 7, 12, 21, 30)
 LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
@@ -29,11 +47,11 @@ class Vgg19Features(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for item in _LAYOUT:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU()]
-                channels = int(item)
+                layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU()]
+                channels = item
         self.features = nn.Sequential(*layers)
         self.requires_grad_(False)
         self.eval()
