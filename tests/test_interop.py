@@ -233,3 +233,33 @@ def test_imported_runs_synthesize_and_fine_tune(toy_data: Path, tmp_path: Path) 
     code, out = cli("train-local", toy_data, "--run", tmp_path / "local", "--global",
                     tmp_path / "imported", *opts.split())  # fmt: skip
     assert code == 0, out  # the local run took its G1 and D from the imported run
+
+
+def test_an_imported_local_generator_fine_tunes_with_train_joint(
+    toy_data: Path, tmp_path: Path
+) -> None:
+    from p2phd.config import LossConfig, TrainConfig
+
+    net = NetConfig(label_nc=8, ngf=4, n_downsample_global=2, n_blocks_global=1,
+                    n_local_enhancers=1, n_blocks_local=1, ndf=8, n_layers_d=2,
+                    num_d=3)  # fmt: skip
+    cfg = TrainConfig(stage="joint", net=net, loss=LossConfig(vgg_loss=False))
+    model = Pix2PixHD(cfg, "fp32", Dist())
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for role, module in (("G", model.G), ("D", model.D)):
+        state = {reference_name(k, role, net, True): v for k, v in module.state_dict().items()}
+        assert role != "G" or "model1_1.1.weight" in state  # the reference's local layout
+        torch.save(state, folder / f"latest_net_{role}.pth")
+    code, out = cli("import-reference", folder, "--run", tmp_path / "run", "--netg", "local",
+                    "--label-nc", "8", "--ngf", "4", "--n-downsample-global", "2",
+                    "--n-blocks-global", "1", "--n-blocks-local", "1", "--ndf", "8",
+                    "--n-layers-d", "2", "--num-d", "3", *IMPORT)  # fmt: skip
+    assert code == 0, out
+    code, out = cli("train-joint", toy_data, "--run", tmp_path / "run", "--device", "cpu",
+                    "--num-workers", "0", "--max-steps", "2", "--quiet")  # fmt: skip
+    assert code == 0, out
+    trained = require_checkpoint(tmp_path / "run")
+    assert trained.step == 2 and trained.config.stage == "joint"
+    g1 = "global_generator.trunk.1.weight"  # G1 trains in the joint stage
+    assert not torch.equal(trained.tensors("G")[g1], model.G.state_dict()[g1])
