@@ -29,7 +29,7 @@ from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
 from p2phd.ops import encode_input
-from p2phd.runtime import autocast, seed_everything
+from p2phd.runtime import autocast, seed_everything, use_fast_kernels
 
 
 class Pix2PixHD:
@@ -39,6 +39,7 @@ class Pix2PixHD:
     def __init__(self, cfg: TrainConfig, precision: str, dist: Dist) -> None:
         self.cfg, self.precision, self.dist = cfg, precision, dist
         device = self.device = dist.device
+        use_fast_kernels(device)
         seed_everything(cfg.optim.seed)
         self.G = build_generator(cfg.net).to(device)
         self.D = build_discriminator(cfg.net).to(device)

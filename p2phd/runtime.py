@@ -16,7 +16,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     """`auto` is CUDA when present, else the CPU; an unavailable CUDA device is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: p2phd runs on cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
     if device.type == "cuda" and device.index is not None:
@@ -51,3 +56,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def use_fast_kernels(device: torch.device) -> None:
+    """On CUDA, let cuDNN pick the fastest convolution algorithms for the shapes it meets
+    (the shapes of a run are fixed, so the search is paid once)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

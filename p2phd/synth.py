@@ -34,7 +34,7 @@ from p2phd.features import FeatureBank, load_encoder
 from p2phd.nets.encoder import FeatureEncoder
 from p2phd.nets.generator import build_generator
 from p2phd.ops import encode_input
-from p2phd.runtime import autocast, resolve_device, resolve_precision
+from p2phd.runtime import autocast, resolve_device, resolve_precision, use_fast_kernels
 from p2phd.styles import (
     StyleMap,
     StyleSpec,
@@ -252,6 +252,7 @@ def synthesize(run: Path, inputs: Sequence[Path], out: Path, *, inst: Sequence[P
     opts = options or SynthOptions()
     dev = resolve_device(opts.device)
     prec = resolve_precision(opts.precision, dev)
+    use_fast_kernels(dev)
     G, ckpt = load_generator(run, dev)
     net = ckpt.config.net
     _check(net, opts)
