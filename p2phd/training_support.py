@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
+from p2phd.data.io import write_png
 from p2phd.errors import CheckpointError
 from p2phd.visual import colorize, hstack, to_uint8, write_index
 
@@ -84,8 +85,6 @@ def write_sample(
     folder: Path, step: int, batch: dict[str, Any], fake: Tensor, label_nc: int
 ) -> Path:
     """Write label | synthesized | real of the batch's first sample, and refresh index.html."""
-    from p2phd.data.io import write_png
-
     label = batch["label"][0]
     shown = (
         to_uint8(label.float() / 127.5 - 1)
