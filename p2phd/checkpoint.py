@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 import p2phd
+from p2phd.atomic import atomic_path
 from p2phd.config import TrainConfig
 from p2phd.errors import CheckpointError, ConfigError
 
@@ -73,9 +74,6 @@ class Checkpoint:
     def step(self) -> int:
         return int(self.state["step"])
 
-    def has(self, name: str) -> bool:
-        return (self.path / f"{name}.safetensors").is_file()
-
     def tensors(self, name: str) -> dict[str, Tensor]:
         """Load `<name>.safetensors`, checking it is the size state.json recorded."""
         path = self.path / f"{name}.safetensors"
@@ -100,14 +98,8 @@ class Checkpoint:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so the file is either the old one or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -179,9 +171,8 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    tmp_latest = run.checkpoints / f".LATEST.tmp-{os.getpid()}"
-    tmp_latest.write_text(final.name + "\n")
-    os.replace(tmp_latest, run.latest)
+    with atomic_path(run.latest) as tmp_latest:
+        tmp_latest.write_text(final.name + "\n")
     _fsync_dir(run.checkpoints)
     _prune(run, keep_last)
     return final

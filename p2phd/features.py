@@ -8,7 +8,6 @@ class, one row per instance: its feature vector and its area as a fraction of th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -21,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from p2phd.atomic import atomic_path
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
@@ -33,14 +33,15 @@ from p2phd.runtime import autocast, resolve_device, resolve_precision
 FEATURES, CLUSTERS = "features.safetensors", "clusters.safetensors"
 
 
-def _key(kind: str, label: int) -> str:
+def bank_key(kind: str, label: int) -> str:
+    """`label_026`, `mean_026`, `source_026`: per-class tensor names in the bank files."""
     return f"{kind}_{label:03d}"
 
 
-def _save_atomic(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+def save_bank(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> None:
+    """Write a feature or cluster file (safetensors) and its JSON summary beside it."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     write_json_atomic(path.with_suffix(".json"), meta)
 
 
@@ -131,8 +132,8 @@ def encode_features(
                 done += len(indices)
                 if progress:
                     progress(done, len(dataset))
-    tensors = {_key("label", c): torch.cat(r) for c, r in sorted(rows.items())}
-    tensors |= {_key("source", c): torch.cat(s) for c, s in sorted(sources.items())}
+    tensors = {bank_key("label", c): torch.cat(r) for c, r in sorted(rows.items())}
+    tensors |= {bank_key("source", c): torch.cat(s) for c, s in sorted(sources.items())}
     counts = {c: int(sum(len(r) for r in rs)) for c, rs in sorted(rows.items())}
     meta = {
         "schema_version": 1, "feat_num": net.feat_num, "split": split, "images": len(dataset),
@@ -143,7 +144,7 @@ def encode_features(
         "classes": {str(c): n for c, n in counts.items()},
     }  # fmt: skip
     path = Path(run) / FEATURES
-    _save_atomic(tensors, path, meta)
+    save_bank(tensors, path, meta)
     return FeatureReport(path, len(dataset), counts)
 
 
@@ -176,7 +177,7 @@ def cluster_features(run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init
     skipped: dict[int, str] = {}
     for name in sorted(n for n in features if n.startswith("label_")):
         c, rows = int(name.removeprefix("label_")), features[name].double()
-        tensors[_key("mean", c)] = rows[:, :-1].mean(0).float()
+        tensors[bank_key("mean", c)] = rows[:, :-1].mean(0).float()
         kept = rows[rows[:, -1] > min_area, :-1].numpy()
         if len(kept) == 0:
             skipped[c] = (f"none of its {len(rows)} instances covers more than "
@@ -184,14 +185,14 @@ def cluster_features(run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init
             continue
         n = min(len(kept), k)
         km = KMeans(n_clusters=n, n_init=n_init, random_state=seed).fit(kept)
-        tensors[_key("label", c)] = torch.from_numpy(km.cluster_centers_).float()
+        tensors[bank_key("label", c)] = torch.from_numpy(km.cluster_centers_).float()
         clusters[c] = {"instances": len(rows), "kept": len(kept), "clusters": n,
                        "inertia": float(km.inertia_)}  # fmt: skip
     meta = {"schema_version": 1, "k": k, "min_area": min_area, "n_init": n_init, "seed": seed,
             "sklearn": sklearn.__version__, "classes": {str(c): v for c, v in clusters.items()},
             "skipped": {str(c): v for c, v in skipped.items()}}  # fmt: skip
     out = Path(run) / CLUSTERS
-    _save_atomic(tensors, out, meta)
+    save_bank(tensors, out, meta)
     return ClusterReport(out, clusters, skipped)
 
 
@@ -229,10 +230,10 @@ class FeatureBank:
         means, centers = torch.zeros(size, feat_num), []
         total = 0
         for c in range(size):
-            if _key("mean", c) in data:
-                means[c] = data[_key("mean", c)]
-            if _key("label", c) in data:
-                centers.append(data[_key("label", c)])
+            if bank_key("mean", c) in data:
+                means[c] = data[bank_key("mean", c)]
+            if bank_key("label", c) in data:
+                centers.append(data[bank_key("label", c)])
                 offset[c], count[c] = total, len(centers[-1])
                 total += count[c]
         table = torch.cat(centers) if centers else torch.zeros(0, feat_num)

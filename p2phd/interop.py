@@ -33,7 +33,7 @@ from p2phd.checkpoint import (
 from p2phd.config import LossConfig, NetConfig, TrainConfig
 from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError, ConfigError
-from p2phd.features import CLUSTERS, _key, _save_atomic
+from p2phd.features import CLUSTERS, bank_key, save_bank
 from p2phd.gan import Pix2PixHD
 
 
@@ -221,7 +221,7 @@ def import_reference(
     count = None
     if found is not None and net.use_features:
         centres = read_cluster_file(found, net.feat_num)
-        _save_atomic({_key("label", c): torch.from_numpy(v) for c, v in centres.items()},
+        save_bank({bank_key("label", c): torch.from_numpy(v) for c, v in centres.items()},
                      runs.root / CLUSTERS, {"schema_version": 1, "imported_from": str(found),
                                             "sha256": _sha256(found),
                                             "classes": {str(c): {"clusters": len(v)}

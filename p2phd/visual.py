@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from p2phd.atomic import atomic_path
 
 # Cityscapes labelIds 0..34 (cityscapesScripts' colours), used when label_nc == 35.
 _CITYSCAPES = [
@@ -116,7 +117,6 @@ def write_index(folder: Path, title: str, rows: Sequence[tuple[str, Sequence[str
         + "</body></html>\n"
     )
     path = folder / "index.html"
-    tmp = folder / f".index.html.tmp-{os.getpid()}"
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page)
     return path

@@ -7,14 +7,13 @@ truncated and decompression-bomb files become a `DatasetError` naming the file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from p2phd.atomic import atomic_path
 from p2phd.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -99,23 +98,10 @@ def write_png(path: Path, array: np.ndarray) -> None:
 
     The file appears complete or not at all (temp file, flush, rename).
     """
-    if array.dtype == np.uint16:
-        image = Image.fromarray(array)  # mode I;16, a 16-bit PNG
-    elif array.dtype == np.uint8:
-        image = Image.fromarray(array)
-    else:
+    if array.dtype not in (np.uint8, np.uint16):  # uint16 [H, W] becomes a 16-bit PNG
         raise ValueError(f"write_png takes uint8 or uint16 arrays, got {array.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def id_map_array(ids: np.ndarray) -> np.ndarray:
