@@ -27,7 +27,7 @@ from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.encoder import FeatureEncoder, build_encoder
-from p2phd.ops import instance_class
+from p2phd.ops import instance_class, segment_mean
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 
 FEATURES, CLUSTERS = "features.safetensors", "clusters.safetensors"
@@ -61,11 +61,9 @@ def load_encoder(ckpt: Checkpoint, device: torch.device) -> FeatureEncoder:
 def region_rows(features: Tensor, pool_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """For one `[F, H, W]` pooled feature map and its `[H, W]` pooling map: the region ids
     `[U]`, each region's mean feature `[U, F]` and its area fraction `[U]` (no loop)."""
-    ids, inverse = torch.unique(pool_map.reshape(-1), return_inverse=True)
     flat = features.reshape(features.shape[0], -1).T.float()
-    sums = flat.new_zeros(len(ids), flat.shape[1]).index_add_(0, inverse, flat)
-    counts = torch.bincount(inverse, minlength=len(ids)).to(flat.dtype)
-    return ids, sums / counts[:, None], counts / pool_map.numel()
+    ids, _, means, sizes = segment_mean(flat, pool_map.reshape(-1))
+    return ids, means, sizes / pool_map.numel()
 
 
 def _collect(index: int, feats: Tensor, pool_map: Tensor, net: NetConfig,

@@ -40,24 +40,31 @@ def boundary_map(instance_map: Tensor) -> Tensor:
     return edge.unsqueeze(1)
 
 
+def segment_mean(values: Tensor, keys: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Mean of the rows of `values` `[P, C]` sharing a key (`keys` `[P]`): (the distinct
+    keys `[U]`, each row's segment index `[P]`, the means `[U, C]`, the sizes `[U]`).
+
+    One sort-based `unique` and one scatter, whatever the number of segments.
+    """
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    sums = values.new_zeros(unique.numel(), values.shape[1]).index_add(0, inverse, values)
+    sizes = torch.bincount(inverse, minlength=unique.numel()).to(values.dtype)
+    return unique, inverse, sums / sizes[:, None], sizes
+
+
 def instance_mean(features: Tensor, instance_map: Tensor) -> Tensor:
     """Replace every feature vector by the mean over its instance (paper §3.4).
 
     `features` `[N, C, H, W]`, `instance_map` `[N, H, W]`; instances are separate per batch
-    element. One sort-based `unique` and two scatter/gather passes, whatever the number of
-    instances; differentiable with respect to `features`.
+    element. A `segment_mean` and a gather, whatever the number of instances;
+    differentiable with respect to `features`.
     """
     n, c, h, w = features.shape
     ids = instance_map.long()
     # Make ids unique across the batch: shift element b by b * (max id + 1).
-    span = ids.max() + 1
-    offsets = torch.arange(n, device=ids.device).view(n, 1, 1) * span
-    unique, inverse = torch.unique((ids + offsets).reshape(-1), return_inverse=True)
+    offsets = torch.arange(n, device=ids.device).view(n, 1, 1) * (ids.max() + 1)
     flat = features.permute(0, 2, 3, 1).reshape(-1, c)
-    count = unique.numel()
-    sums = flat.new_zeros(count, c).index_add(0, inverse, flat)
-    sizes = torch.bincount(inverse, minlength=count).to(flat.dtype).unsqueeze(1)
-    means = sums / sizes
+    _, inverse, means, _ = segment_mean(flat, (ids + offsets).reshape(-1))
     return means[inverse].reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
