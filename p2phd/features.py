@@ -27,7 +27,7 @@ from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.encoder import FeatureEncoder, build_encoder
-from p2phd.ops import instance_class, segment_mean
+from p2phd.ops import instance_class, segment_mean, unit_image
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 
 FEATURES, CLUSTERS = "features.safetensors", "clusters.safetensors"
@@ -121,7 +121,7 @@ def encode_features(
             for start in range(0, len(group), batch_size):
                 indices = group[start : start + batch_size]
                 samples = [dataset[(0, i)] for i in indices]
-                image = torch.stack([s["image"] for s in samples]).to(dev).float() / 127.5 - 1
+                image = unit_image(torch.stack([s["image"] for s in samples]).to(dev))
                 pool = torch.stack([s["inst" if net.instance_feat else "label"] for s in samples])
                 with autocast(prec, dev):
                     pooled = encoder(image, pool.to(dev))

@@ -28,7 +28,7 @@ from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
-from p2phd.ops import encode_input
+from p2phd.ops import encode_input, unit_image
 from p2phd.runtime import autocast, seed_everything, use_fast_kernels
 
 
@@ -85,10 +85,10 @@ class Pix2PixHD:
         net, dev = self.cfg.net, self.device
         label = batch["label"].to(dev, non_blocking=True)
         if net.label_nc == 0:
-            label = label.float() / 127.5 - 1
+            label = unit_image(label)
         inst = batch["inst"].to(dev, non_blocking=True) if net.instance else None
         x = encode_input(label, inst, label_nc=net.label_nc)
-        real = batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1
+        real = unit_image(batch["image"].to(dev, non_blocking=True))
         if self.memory_format is not None:
             x, real = (t.contiguous(memory_format=self.memory_format) for t in (x, real))
         pool = None

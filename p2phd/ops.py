@@ -13,6 +13,11 @@ import torch
 from torch import Tensor
 
 
+def unit_image(image: Tensor) -> Tensor:
+    """uint8 values 0..255 -> float in [-1, 1], the range of G's output and of real images."""
+    return image.float() / 127.5 - 1
+
+
 def one_hot(label_map: Tensor, label_nc: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """`[N, H, W]` class ids in [0, label_nc) -> `[N, label_nc, H, W]` one-hot.
 

@@ -33,7 +33,7 @@ from p2phd.errors import ConfigError, DatasetError
 from p2phd.features import FeatureBank, load_encoder
 from p2phd.nets.encoder import FeatureEncoder
 from p2phd.nets.generator import build_generator
-from p2phd.ops import encode_input
+from p2phd.ops import encode_input, unit_image
 from p2phd.runtime import autocast, resolve_device, resolve_precision, use_fast_kernels
 from p2phd.styles import (
     StyleMap,
@@ -214,7 +214,7 @@ class _Styler:
             assert r.photo is not None
             photo = torch.from_numpy(r.photo).permute(2, 0, 1)[None].to(self.device)
             with torch.inference_mode():
-                return self.encoder(photo.float() / 127.5 - 1, pool[None].to(self.device))[0]
+                return self.encoder(unit_image(photo), pool[None].to(self.device))[0]
         assert self.bank is not None
         ids, inverse, classes = regions(pool, label)
         vectors = region_features(ids.numpy(), classes.numpy(), self.bank, self.spec,
@@ -292,7 +292,7 @@ def _render(G: nn.Module, net: NetConfig, chunk: list[tuple[_Read, int]], styler
     """One forward pass of G over up to batch-size (input, variation) jobs; write the PNGs."""
     if net.label_nc == 0:
         label = torch.stack([torch.from_numpy(r.label).permute(2, 0, 1) for r, _ in chunk])
-        label = label.to(device).float() / 127.5 - 1
+        label = unit_image(label.to(device))
     else:
         label = torch.stack([torch.from_numpy(r.label) for r, _ in chunk]).to(device)
     inst = None

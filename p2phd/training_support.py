@@ -13,6 +13,7 @@ from torch import Tensor
 
 from p2phd.data.io import write_png
 from p2phd.errors import CheckpointError
+from p2phd.ops import unit_image
 from p2phd.visual import colorize, hstack, to_uint8, write_index
 
 
@@ -87,11 +88,11 @@ def write_sample(
     """Write label | synthesized | real of the batch's first sample, and refresh index.html."""
     label = batch["label"][0]
     shown = (
-        to_uint8(label.float() / 127.5 - 1)
+        to_uint8(unit_image(label))
         if label_nc == 0
         else colorize(label.numpy().astype("int64"), label_nc)
     )
-    real = to_uint8(batch["image"][0].float() / 127.5 - 1)
+    real = to_uint8(unit_image(batch["image"][0]))
     grid = hstack([shown, to_uint8(fake[0]), real])
     path = folder / f"step-{step:07d}.png"
     write_png(path, grid)
