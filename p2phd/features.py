@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from p2phd.atomic import atomic_path
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
-from p2phd.data.dataset import PreppedDataset
+from p2phd.data.dataset import PreppedDataset, size_batches
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.encoder import FeatureEncoder, build_encoder
 from p2phd.ops import instance_class, segment_mean, unit_image
@@ -112,24 +111,20 @@ def encode_features(
     dataset = PreppedDataset(Path(data), split, augment, seed=0)
     rows: dict[int, list[Tensor]] = {}
     sources: dict[int, list[Tensor]] = {}
-    size = {i: augment.load_size(it["width"], it["height"]) for i, it in enumerate(dataset.items)}
-    order = sorted(range(len(dataset)), key=lambda i: (size[i], i))  # batches of one size
+    sizes = [augment.load_size(it["width"], it["height"]) for it in dataset.items]
     done = 0
     with torch.inference_mode():
-        for _, same in groupby(order, key=size.__getitem__):
-            group = list(same)
-            for start in range(0, len(group), batch_size):
-                indices = group[start : start + batch_size]
-                samples = [dataset[(0, i)] for i in indices]
-                image = unit_image(torch.stack([s["image"] for s in samples]).to(dev))
-                pool = torch.stack([s["inst" if net.instance_feat else "label"] for s in samples])
-                with autocast(prec, dev):
-                    pooled = encoder(image, pool.to(dev))
-                for i, feats, ids_map in zip(indices, pooled, pool, strict=True):
-                    _collect(i, feats, ids_map.to(dev), net, rows, sources)
-                done += len(indices)
-                if progress:
-                    progress(done, len(dataset))
+        for indices in size_batches(range(len(dataset)), sizes.__getitem__, batch_size):
+            samples = [dataset[(0, i)] for i in indices]
+            image = unit_image(torch.stack([s["image"] for s in samples]).to(dev))
+            pool = torch.stack([s["inst" if net.instance_feat else "label"] for s in samples])
+            with autocast(prec, dev):
+                pooled = encoder(image, pool.to(dev))
+            for i, feats, ids_map in zip(indices, pooled, pool, strict=True):
+                _collect(i, feats, ids_map.to(dev), net, rows, sources)
+            done += len(indices)
+            if progress:
+                progress(done, len(dataset))
     tensors = {bank_key("label", c): torch.cat(r) for c, r in sorted(rows.items())}
     tensors |= {bank_key("source", c): torch.cat(s) for c, s in sorted(sources.items())}
     counts = {c: int(sum(len(r) for r in rs)) for c, rs in sorted(rows.items())}

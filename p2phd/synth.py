@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ from torch import Tensor, nn
 
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint
 from p2phd.config import NetConfig
+from p2phd.data.augment import scaled_size
+from p2phd.data.dataset import size_batches
 from p2phd.data.io import (
     IMAGE_SUFFIXES,
     image_size,
@@ -156,7 +157,7 @@ def _target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[in
     w, h = image_size(item.label)
     m = net.size_multiple
     if width is not None:
-        w, h = width, max(m, round(h * width / w / m) * m)
+        w, h = scaled_size(w, h, width, m)
     if w % m or h % m:
         raise DatasetError(f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
                            f"pass --width {max(m, round(w / m) * m)} to resize")  # fmt: skip
@@ -259,25 +260,21 @@ def synthesize(run: Path, inputs: Sequence[Path], out: Path, *, inst: Sequence[P
     items = collect_items(inputs, inst, net.instance, opts.style_from)
     styler = _Styler(Path(run), ckpt, opts, dev) if net.use_features else None
     sizes = {item.key: _target_size(item, net, opts.width) for item in items}
-    items.sort(key=lambda item: (sizes[item.key], item.key))  # batch one size together
     (out / "labels").mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[str]] = {}
-    for _, same_size in groupby(items, key=lambda item: sizes[item.key]):
-        group = list(same_size)
-        for start in range(0, len(group), opts.batch_size):
-            batch = [_read(item, net, sizes[item.key], opts)
-                     for item in group[start : start + opts.batch_size]]  # fmt: skip
-            for r in batch:
-                shown = r.label if net.label_nc == 0 else colorize(r.label, net.label_nc)
-                write_png(out / "labels" / f"{r.item.key}.png", shown)
-            jobs = [(r, v) for r in batch for v in range(opts.variations)]
-            for i in range(0, len(jobs), opts.batch_size):
-                chunk = jobs[i : i + opts.batch_size]
-                _render(G, net, chunk, styler, out, dev, prec, opts.variations)
-            for r in batch:
-                rows[r.item.key] = _finish(r.item.key, out, opts.variations)
-            if progress:
-                progress(len(rows), len(items))
+    for group in size_batches(items, lambda item: sizes[item.key], opts.batch_size):
+        batch = [_read(item, net, sizes[item.key], opts) for item in group]
+        for r in batch:
+            shown = r.label if net.label_nc == 0 else colorize(r.label, net.label_nc)
+            write_png(out / "labels" / f"{r.item.key}.png", shown)
+        jobs = [(r, v) for r in batch for v in range(opts.variations)]
+        for i in range(0, len(jobs), opts.batch_size):
+            chunk = jobs[i : i + opts.batch_size]
+            _render(G, net, chunk, styler, out, dev, prec, opts.variations)
+        for r in batch:
+            rows[r.item.key] = _finish(r.item.key, out, opts.variations)
+        if progress:
+            progress(len(rows), len(items))
     table = [(key, [f"labels/{key}.png", *rows[key]]) for key in sorted(rows)]
     index = write_index(out, f"p2phd synthesize: {run}", table)
     return SynthReport(out, index, [str(out / p) for key in sorted(rows) for p in rows[key]])

@@ -14,6 +14,11 @@ from p2phd.data.io import resize_ids, resize_rgb
 from p2phd.errors import ConfigError
 
 
+def scaled_size(width: int, height: int, new_width: int, multiple: int) -> tuple[int, int]:
+    """`new_width` wide, the height keeping the aspect ratio rounded to `multiple` (>= 1x)."""
+    return new_width, max(multiple, round(height * new_width / width / multiple) * multiple)
+
+
 @dataclass(frozen=True, slots=True)
 class AugmentParams:
     width: int  # size after the load resize
@@ -35,8 +40,7 @@ class Augment:
         """Size after the load resize: `load_width` wide, height rounded to the multiple."""
         if self.load_width is None:
             return width, height
-        m = self.multiple
-        return self.load_width, max(m, round(height * self.load_width / width / m) * m)
+        return scaled_size(width, height, self.load_width, self.multiple)
 
     def draw(self, rng: np.random.Generator, width: int, height: int) -> AugmentParams:
         w, h = self.load_size(width, height)

@@ -8,9 +8,9 @@ reach the device, a quarter of the bytes of float.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from p2phd.data.io import read_id_map, read_rgb
 from p2phd.data.prep import read_manifest
 from p2phd.errors import ConfigError, DatasetError
 
+K = TypeVar("K")
 SampleKey = tuple[int, int]  # (epoch, index): the sample's augmentation depends on both
 
 
@@ -77,6 +78,16 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         image = apply_rgb(params, read_rgb(self.path("img", index)))
         sample["image"] = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         return sample
+
+
+def size_batches(keys: Iterable[K], size: Callable[[K], Hashable], batch_size: int
+                 ) -> list[list[K]]:  # fmt: skip
+    """`keys` in batches of up to `batch_size` whose items share one size (for inference
+    over inputs of mixed sizes); items keep their order within a size."""
+    groups: dict[Hashable, list[K]] = {}
+    for key in keys:
+        groups.setdefault(size(key), []).append(key)
+    return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
 
 
 class EpochBatchSampler(Sampler[list[SampleKey]]):
