@@ -107,7 +107,7 @@ class Trainer:
                  report: Callable[[Report], None], init_from: Path | None) -> None:  # fmt: skip
         self.cfg, self.run, self.dist, self.report = cfg, run, dist, report
         self.precision = resolve_precision(cfg.run.precision, dist.device)
-        history = self._check_resume()
+        self.history = self._check_resume()
         dist.barrier()  # rank 0 has cleaned up after any crash before anyone reads
         augment = Augment(cfg.data.load_width, cfg.data.crop_size, cfg.data.flip,
                           cfg.net.size_multiple)  # fmt: skip
@@ -124,9 +124,9 @@ class Trainer:
             self.model.init_from_global(source)
             event["from"] = str(source.path.resolve())
         self.resumed_from = self.step if event["event"] == "resume" else None
-        history.append({**event, "step": self.step, "time": time.time()})
+        self.history.append({**event, "step": self.step, "time": time.time()})
         if dist.is_main:
-            write_json_atomic(run.config, config_record(cfg, history))
+            write_json_atomic(run.config, config_record(cfg, self.history))
 
     # ---- set-up checks -------------------------------------------------------------------
     def _check_resume(self) -> list[dict[str, Any]]:
@@ -186,7 +186,7 @@ class Trainer:
         tensors["optim"].update(rng_tensors())
         state = {"stage": self.cfg.stage, "epoch": epoch, "lr": self.cfg.optim.lr_at(epoch),
                  "nonfinite_skipped": self.nonfinite_skipped, "optim": groups}  # fmt: skip
-        record = config_record(self.cfg, read_config_record(self.run.config)[1])
+        record = config_record(self.cfg, self.history)
         return save_checkpoint(self.run, self.step, tensors, state, record,
                                keep_last=self.cfg.run.keep_last)  # fmt: skip
 
