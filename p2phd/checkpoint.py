@@ -253,24 +253,30 @@ def require_checkpoint(run_path: Path) -> Checkpoint:
     return ckpt
 
 
+def key_mismatches(expected: dict[str, torch.Size], tensors: dict[str, Tensor]) -> str | None:
+    """What keeps `tensors` from filling `expected` (key -> shape) exactly, as one line
+    listing the missing, unexpected and mis-shaped keys (a few of each), or None."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(tensors[k].shape)} != {tuple(shape)}"
+        for k, shape in expected.items()
+        if k in tensors and tensors[k].shape != shape
+    )
+    parts = [
+        f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+        if keys
+    ]
+    return "; ".join(parts) or None
+
+
 def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> None:
     """`load_state_dict(strict=True)` whose failure lists missing, unexpected and mis-shaped
     keys, instead of the reference's silent partial load."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in tensors and tensors[k].shape != v.shape
-    )
-    if missing or unexpected or shapes:
-        parts = [
-            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
-            if keys
-        ]
-        raise CheckpointError(f"{where}: does not match the network ({'; '.join(parts)})")
+    problems = key_mismatches({k: v.shape for k, v in module.state_dict().items()}, tensors)
+    if problems:
+        raise CheckpointError(f"{where}: does not match the network ({problems})")
     module.load_state_dict(tensors, strict=True)
 
 

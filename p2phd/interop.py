@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from p2phd.checkpoint import (
     RunDir,
     config_record,
+    key_mismatches,
     load_strict,
     save_checkpoint,
     write_json_atomic,
@@ -93,16 +94,9 @@ def map_state(module: nn.Module, state: dict[str, Tensor], role: str, net: NetCo
     """Our state dict for `module` from a reference one; every key and shape must match."""
     own = module.state_dict()
     names = {ours: reference_name(ours, role, net, ganfeat) for ours in own}
-    missing = sorted(ref for ref in names.values() if ref not in state)
-    unexpected = sorted(set(state) - set(names.values()))
-    shapes = sorted(f"{ref} {tuple(state[ref].shape)} != {tuple(own[ours].shape)}"
-                    for ours, ref in names.items()
-                    if ref in state and state[ref].shape != own[ours].shape)  # fmt: skip
-    if missing or unexpected or shapes:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("shape", shapes)) if keys]  # fmt: skip
-        raise CheckpointError(f"{where}: does not fit the options given ({'; '.join(parts)}); "
+    problems = key_mismatches({names[k]: v.shape for k, v in own.items()}, state)
+    if problems:
+        raise CheckpointError(f"{where}: does not fit the options given ({problems}); "
                               "repeat the reference's options (--netg, --ngf, --label-nc, "
                               "--no-instance, --num-d, ...)")  # fmt: skip
     return {ours: state[ref] for ours, ref in names.items()}

@@ -122,8 +122,10 @@ def test_strict_load_lists_the_mismatches() -> None:
     with pytest.raises(CheckpointError) as info:
         load_strict(model.G, state, "G.safetensors")
     message = str(info.value)
-    assert "missing: head.1.bias" in message and "unexpected: extra.weight" in message
-    assert "shape: trunk.1.weight (1, 1, 1, 1) != (4, 5, 7, 7)" in message  # 4 classes + boundary
+    assert "missing (1): head.1.bias" in message and "unexpected (1): extra.weight" in message
+    assert (
+        "shape (1): trunk.1.weight (1, 1, 1, 1) != (4, 5, 7, 7)" in message
+    )  # 4 classes + boundary
 
 
 def test_nonfinite_weights_are_never_saved(tmp_path: Path) -> None:
