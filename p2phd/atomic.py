@@ -1,28 +1,166 @@
-"""Files that appear complete or not at all: write a temporary sibling, flush, rename."""
+"""Everything p2phd writes goes through here: files and folders appear complete or not at
+all, with the modes the umask gives (0644 and 0755 under umask 022), and a write the system
+refuses (disk full, file-size limit, read-only, no permission, a file where a folder should
+be) is one `WriteError` naming the path and the cause, with nothing half-written left behind.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+from torch import Tensor
+
+from p2phd.errors import WriteError
+
+_FIXES = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some space in your disk quota",
+    errno.EFBIG: "the file is over this system's size limit (ulimit -f); raise the limit",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "choose a folder you may write to, or fix its permissions",
+    errno.ENOTDIR: "part of the path is a file, not a folder; choose another path",
+    errno.EEXIST: "a file is in the way; choose another path or move the file",
+    errno.EISDIR: "a folder is in the way; choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    """The one-line error for a refused write of `path`."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    fix = _FIXES.get(exc.errno or 0, "check the path and the disk")
+    return WriteError(f"{path}: cannot write ({cause}); {fix}")
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An `OSError` in the block becomes a `WriteError` naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
+def make_dirs(path: Path) -> Path:
+    """`path` and its parents as folders (mode 0777 less the umask)."""
+    with writing(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def _temp_name(path: Path, kind: str) -> Path:
+    """A fresh hidden name beside `path`: prep's and synthesize's scans skip hidden files."""
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Flush `tmp` (a file, or a folder and its files) to disk, then rename it onto `path`;
+    an old folder at `path` is moved aside first and removed once the new one is in place."""
+    if tmp.is_dir():
+        for child in tmp.iterdir():
+            _fsync(child)
+    _fsync(tmp)
+    if tmp.is_dir() and path.is_dir():
+        old = _temp_name(path, "old")
+        os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    _fsync(path.parent)
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; when the block ends, the file is flushed
-    to disk and renamed onto `path` in one step. On an error it is removed and `path` (old
-    or absent) is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    """A fresh temporary name beside `path` for the block to create its file under; when the
+    block ends the file is flushed and renamed onto `path`. On any error it is removed, and
+    `path` (old or absent) is untouched."""
+    path = Path(path)
+    make_dirs(path.parent)
+    tmp = _temp_name(path, "tmp")
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            yield tmp
+            _commit(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `path` to fill; when the block ends its files are
+    flushed and it replaces `path` in one rename. On any error it is removed."""
+    path = Path(path)
+    make_dirs(path.parent)
+    tmp = _temp_name(path, "tmp")
+    try:
+        with writing(path):
+            tmp.mkdir()
+            yield tmp
+            _commit(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
+                 ) -> None:  # fmt: skip
+    """Write a safetensors file into place (contiguous CPU copies), atomically.
+
+    safetensors reports a refused write as a `SafetensorError` quoting the OS error; it is
+    turned back into that `OSError`, so the caller sees the path and the cause."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        try:
+            save_file(cpu, str(tmp), metadata=metadata)
+        except SafetensorError as exc:
+            code = re.search(r"\(os error (\d+)\)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1]))) from None
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log; a refused write leaves the file as it was (no torn line)."""
+    data = (line + "\n").encode()
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)

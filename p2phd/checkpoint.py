@@ -8,7 +8,7 @@ temporary folder, flushed, renamed to `step-NNNNNNN`, and only then does `LATEST
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,15 +17,16 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 import p2phd
-from p2phd.atomic import atomic_path
+from p2phd.atomic import atomic_dir, save_tensors, write_text
 from p2phd.config import TrainConfig
 from p2phd.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
+STEP_NAME = re.compile(r"step-\d{7,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +94,15 @@ class Checkpoint:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{path}: unreadable ({exc}); delete this checkpoint") from exc
+            raise CheckpointError(
+                f"{path}: unreadable ({_first_line(exc)}); delete this "
+                "checkpoint folder to fall back to the previous one"
+            ) from None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so the file is either the old one or the complete new one."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,18 +118,20 @@ def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, 
 def read_config_record(path: Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
     """Parse a config.json written by `config_record`."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_bytes())
+        if not isinstance(record, dict) or not isinstance(record.get("history", []), list):
+            raise ValueError("expected an object with 'config' and 'history'")
         return TrainConfig.from_dict(record["config"]), list(record.get("history", []))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: not a p2phd run config ({exc})") from exc
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(
+            f"{path}: not a p2phd run config ({_first_line(exc)}); "
+            "pass the folder of a p2phd run, or train a new one"
+        ) from None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def save_checkpoint(
@@ -141,39 +146,19 @@ def save_checkpoint(
     """Write `step-N` with `<name>.safetensors` per entry of `tensors`, state.json and
     config.json, atomically; then point LATEST at it and prune to the last `keep_last`."""
     final = run.step_dir(step)
-    tmp = run.checkpoints / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    for name, tensor_dict in tensors.items():
+        _check_finite(name, tensor_dict)
+    with atomic_dir(final) as tmp:
         sizes = {}
         for name, tensor_dict in tensors.items():
-            _check_finite(name, tensor_dict)
             path = tmp / f"{name}.safetensors"
-            cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensor_dict.items()}
-            save_file(cpu, str(path), metadata=_metadata(name, record))
-            with open(path, "rb+") as f:
-                os.fsync(f.fileno())
+            save_tensors(path, tensor_dict, _metadata(name, record))
             sizes[path.name] = path.stat().st_size
-        full_state = {
-            **state,
-            "format_version": FORMAT_VERSION,
-            "step": step,
-            "files": sizes,
-            "saved_at": time.time(),
-        }
+        full_state = {**state, "format_version": FORMAT_VERSION, "step": step, "files": sizes,
+                      "saved_at": time.time()}  # fmt: skip
         write_json_atomic(tmp / "state.json", full_state)
         write_json_atomic(tmp / "config.json", record)
-        _fsync_dir(tmp)
-        if final.exists():  # a rerun after a crash between rename and LATEST
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(run.checkpoints)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    with atomic_path(run.latest) as tmp_latest:
-        tmp_latest.write_text(final.name + "\n")
-    _fsync_dir(run.checkpoints)
+    write_text(run.latest, final.name + "\n")
     _prune(run, keep_last)
     return final
 
@@ -199,7 +184,8 @@ def _check_finite(name: str, tensors: dict[str, Tensor]) -> None:
 def _complete_steps(run: RunDir) -> list[Path]:
     if not run.checkpoints.is_dir():
         return []
-    return sorted(p for p in run.checkpoints.glob("step-*") if (p / "state.json").is_file())
+    return sorted(p for p in run.checkpoints.iterdir()
+                  if STEP_NAME.fullmatch(p.name) and (p / "state.json").is_file())  # fmt: skip
 
 
 def _prune(run: RunDir, keep_last: int) -> None:
@@ -210,29 +196,61 @@ def _prune(run: RunDir, keep_last: int) -> None:
 def clean_partial(run: RunDir) -> None:
     """Remove temporary folders left by a crash during a save (we hold the run's lock)."""
     if run.checkpoints.is_dir():
-        for tmp in run.checkpoints.glob(".tmp-*"):
+        for tmp in run.checkpoints.glob(".step-*"):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint folder's state.json and config.json."""
+    where = path / "state.json"
     try:
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}/state.json: unreadable ({exc})") from exc
-    if state.get("format_version") != FORMAT_VERSION:
+        state = json.loads(where.read_bytes())
+    except (OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{path}: checkpoint format {state.get('format_version')} is not "
+            f"{where}: unreadable ({_first_line(exc)}); delete this "
+            "checkpoint folder to fall back to the previous one"
+        ) from None
+    problem = _state_problem(state)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}; delete this checkpoint folder to fall back "
+                              "to the previous one")  # fmt: skip
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {state['format_version']} is not "
             f"supported by p2phd {p2phd.__version__}"
         )
     config, _ = read_config_record(path / "config.json")
     return Checkpoint(path, state, config)
 
 
+def _state_problem(state: Any) -> str | None:
+    """What makes a parsed state.json unusable, or None."""
+    if not isinstance(state, dict):
+        return f"holds a JSON {type(state).__name__}, not an object"
+    kinds = {"format_version": int, "step": int, "stage": str, "files": dict, "optim": dict}
+    for key, kind in kinds.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{key!r} is {value!r}, not a {kind.__name__}"
+    if state["step"] < 0:
+        return f"'step' is {state['step']}"
+    return None
+
+
 def latest_checkpoint(run: RunDir) -> Checkpoint | None:
-    """The checkpoint LATEST names; without a usable LATEST, the newest complete one."""
+    """The checkpoint LATEST names; without a LATEST, the newest complete one. LATEST names a
+    folder directly inside checkpoints/, never a path elsewhere."""
     if run.latest.is_file():
-        named = run.checkpoints / run.latest.read_text().strip()
+        try:
+            name = run.latest.read_text().strip()
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{run.latest}: unreadable ({_first_line(exc)})") from None
+        if not STEP_NAME.fullmatch(name):
+            raise CheckpointError(
+                f"{run.latest}: names {name[:60]!r}, not a checkpoint folder step-NNNNNNN of "
+                f"this run; write the newest one's name into it, or delete it"
+            )
+        named = run.checkpoints / name
         if (named / "state.json").is_file():
             return open_checkpoint(named)
     steps = _complete_steps(run)

@@ -28,3 +28,7 @@ class CheckpointError(P2phdError):
 
 class TrainingAborted(P2phdError):
     """Training stopped on purpose: too many non-finite steps in a row."""
+
+
+class WriteError(P2phdError):
+    """A file or folder the system refused to write: disk full, size limit, read-only..."""

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
-from p2phd.atomic import atomic_path
+from p2phd.atomic import save_tensors
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
@@ -39,8 +39,7 @@ def bank_key(kind: str, label: int) -> str:
 
 def save_bank(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> None:
     """Write a feature or cluster file (safetensors) and its JSON summary beside it."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    save_tensors(path, tensors)
     write_json_atomic(path.with_suffix(".json"), meta)
 
 

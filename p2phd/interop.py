@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from p2phd.atomic import atomic_dir
 from p2phd.checkpoint import (
     RunDir,
     config_record,
@@ -36,6 +37,7 @@ from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.features import CLUSTERS, bank_key, save_bank
 from p2phd.gan import Pix2PixHD
+from p2phd.weights import read_state_dict
 
 
 def reference_config(netg: str, flags: dict[str, Any]) -> tuple[NetConfig, LossConfig]:
@@ -76,17 +78,9 @@ def reference_name(ours: str, role: str, net: NetConfig, ganfeat: bool) -> str:
 
 
 def _read_pth(path: Path) -> dict[str, Tensor]:
-    """A reference state dict, through torch's weights-only unpickler."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refusals, truncation, non-pickles alike
-        raise CheckpointError(
-            f"{path}: refused or unreadable as weights only ({exc}); p2phd reads plain state "
-            "dicts and never runs code from a file"
-        ) from exc
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    """A reference state dict, through torch's weights-only unpickler (DataParallel's
+    `module.` prefixes dropped)."""
+    return {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
 
 
 def map_state(module: nn.Module, state: dict[str, Tensor], role: str, net: NetConfig,
@@ -185,8 +179,8 @@ def import_reference(
     if not files["G"].is_file():
         raise CheckpointError(f"{files['G']}: not found; pass the reference's checkpoint "
                               "folder (checkpoints/<name>) and --which-epoch")  # fmt: skip
-    if runs.config.is_file():
-        raise ConfigError(f"--run {run}: already a p2phd run; import into a new folder")
+    if runs.root.exists() and (not runs.root.is_dir() or any(runs.root.iterdir())):
+        raise ConfigError(f"--run {run}: exists and is not empty; import into a new folder")
     stage = "global" if net.n_local_enhancers == 0 else "joint"
     cfg = TrainConfig(stage=stage, net=net, loss=loss)  # type: ignore[arg-type]
     no_vgg = dataclasses.replace(cfg, loss=dataclasses.replace(loss, vgg_loss=False))
@@ -208,18 +202,19 @@ def import_reference(
                                           "sha256": sha}}  # fmt: skip
     history = [{"stage": stage, "event": "import", "step": 0, "from": str(ckpt_dir.resolve())}]
     record = config_record(cfg, history)
-    runs.root.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(runs, 0, tensors, meta, record, keep_last=1)
-    write_json_atomic(runs.config, record)
     found = clusters or next(iter(sorted(ckpt_dir.glob("features_clustered_*.npy"))), None)
-    count = None
-    if found is not None and net.use_features:
-        centres = read_cluster_file(found, net.feat_num)
-        save_bank({bank_key("label", c): torch.from_numpy(v) for c, v in centres.items()},
-                     runs.root / CLUSTERS, {"schema_version": 1, "imported_from": str(found),
-                                            "sha256": _sha256(found),
-                                            "classes": {str(c): {"clusters": len(v)}
-                                                        for c, v in centres.items()},
-                                            "skipped": {}})  # fmt: skip
-        count = len(centres)
+    centres = read_cluster_file(found, net.feat_num) if found and net.use_features else None
+    with atomic_dir(runs.root) as tmp:  # the run appears complete, or not at all
+        staged = RunDir(tmp)
+        save_checkpoint(staged, 0, tensors, meta, record, keep_last=1)
+        write_json_atomic(staged.config, record)
+        if centres is not None:
+            assert found is not None
+            save_bank({bank_key("label", c): torch.from_numpy(v) for c, v in centres.items()},
+                      staged.root / CLUSTERS, {"schema_version": 1, "imported_from": str(found),
+                                               "sha256": _sha256(found),
+                                               "classes": {str(c): {"clusters": len(v)}
+                                                           for c, v in centres.items()},
+                                               "skipped": {}})  # fmt: skip
+    count = len(centres) if centres is not None else None
     return ImportReport(runs.root, imported, count, sha)

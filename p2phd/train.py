@@ -10,10 +10,12 @@ it carries over unchanged when a run goes from train-local to train-joint, and o
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader
 
+from p2phd.atomic import append_line, make_dirs
 from p2phd.checkpoint import (
     RunDir,
     clean_partial,
@@ -92,7 +95,10 @@ def train(
     try:
         with ExitStack() as stack:
             if dist.is_main:
-                run.root.mkdir(parents=True, exist_ok=True)
+                if run.root.exists() and not run.root.is_dir():
+                    raise ConfigError(f"--run {run.root}: is a file, not a run folder; pass "
+                                      "a folder (new, or one a p2phd training wrote)")  # fmt: skip
+                make_dirs(run.root)
                 stack.enter_context(RunLock(run.lock))
             report = on_report if on_report and dist.is_main else (lambda r: None)
             return Trainer(cfg, run, dist, report, init_from).fit()
@@ -203,7 +209,7 @@ class Trainer:
             batch_sampler=sampler,
             num_workers=workers,
             pin_memory=self.dist.device.type == "cuda",
-            worker_init_fn=worker_init,
+            worker_init_fn=functools.partial(worker_init, trainer=os.getpid()),
             prefetch_factor=4 if workers else None,
             generator=torch.Generator(),  # leaves the global RNG alone: exact resume
         )
@@ -217,53 +223,62 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         loader = self.loader()
-        total, opts = self.total_steps(), self.cfg.run
+        total = self.total_steps()
         epoch = self.step // self.steps_per_epoch
         self.report(Report("start", self.step, total, epoch, resumed_from=self.resumed_from))
-        saved: Path | None = None
-        streak, stopping = 0, False
         self._last_log = (time.perf_counter(), self.step)
-        with StopSignals() as signals:
-            batches = iter(loader) if self.step < total else iter(())
-            while self.step < total and not stopping:
-                epoch = self.step // self.steps_per_epoch
-                lr = self.cfg.optim.lr_at(epoch)
-                self.model.set_lr(lr)
-                batch: dict[str, Any] = next(batches)
-                fake, terms, finite, stopping = self.model.train_step(
-                    *self.model.encode(batch), stop=signals.signum is not None
-                )
-                self.step += 1
-                streak = 0 if finite else streak + 1
-                self.nonfinite_skipped += int(not finite)
-                if streak >= opts.max_nonfinite:
-                    raise TrainingAborted(
-                        f"{streak} steps in a row had non-finite losses (up to step "
-                        f"{self.step}); nothing was saved since, the last checkpoint is in "
-                        f"{self.run.checkpoints}; lower --lr or check the data"
-                    )
-                values = None
-                if self.step % opts.log_every == 0 or self.step == total:
-                    values = self.dist.mean({k: float(v) for k, v in terms.items()})
-                    self._log(epoch, lr, values, finite)
-                self.report(Report("step", self.step, total, epoch, lr, values,
-                                   nonfinite_skipped=self.nonfinite_skipped))  # fmt: skip
-                if self.dist.is_main and (self.step % opts.sample_every == 0
-                                          or self.step == total):  # fmt: skip
-                    path = write_sample(self.run.samples, self.step, batch, fake,
-                                        self.cfg.net.label_nc)  # fmt: skip
-                    self.report(Report("sample", self.step, total, epoch, path=str(path)))
-                if self.step % opts.save_every == 0 and streak == 0:  # never mid-streak
-                    saved = self._save_and_report(epoch, total)
-            if self.step > self.saved_step:  # the end, or a signal: keep what was done
-                saved = self._save_and_report(epoch, total)
+        batches = iter(loader) if self.step < total else iter(())
+        try:
+            with StopSignals() as signals:
+                saved, stopping = self._loop(batches, total, signals)
+        finally:
+            del batches  # ends the loader's workers now, whatever ended the loop
         self.dist.barrier()  # the last checkpoint is complete before any rank exits
-        self.report(Report("end", self.step, total, epoch))
+        self.report(Report("end", self.step, total, self.step // self.steps_per_epoch))
         stopped_by = None
         if stopping:  # this rank's signal, or (under torchrun) another rank's
             stopped_by = signals.signum or int(signal.SIGTERM)
         return TrainResult(self.run.root, self.cfg.stage, self.step, total, saved, stopped_by,
                            self.dist.is_main)  # fmt: skip
+
+    def _loop(self, batches: Iterator[dict[str, Any]], total: int, signals: StopSignals
+              ) -> tuple[Path | None, bool]:  # fmt: skip
+        """Steps until `total` or a stop; (the last checkpoint written, stopped early)."""
+        opts = self.cfg.run
+        saved: Path | None = None
+        streak, stopping, epoch = 0, False, self.step // self.steps_per_epoch
+        while self.step < total and not stopping:
+            epoch = self.step // self.steps_per_epoch
+            lr = self.cfg.optim.lr_at(epoch)
+            self.model.set_lr(lr)
+            batch = next(batches)
+            fake, terms, finite, stopping = self.model.train_step(
+                *self.model.encode(batch), stop=signals.signum is not None
+            )
+            self.step += 1
+            streak = 0 if finite else streak + 1
+            self.nonfinite_skipped += int(not finite)
+            if streak >= opts.max_nonfinite:
+                raise TrainingAborted(
+                    f"{streak} steps in a row had non-finite losses (up to step "
+                    f"{self.step}); nothing was saved since, the last checkpoint is in "
+                    f"{self.run.checkpoints}; lower --lr or check the data"
+                )
+            values = None
+            if self.step % opts.log_every == 0 or self.step == total:
+                values = self.dist.mean({k: float(v) for k, v in terms.items()})
+                self._log(epoch, lr, values, finite)
+            self.report(Report("step", self.step, total, epoch, lr, values,
+                               nonfinite_skipped=self.nonfinite_skipped))  # fmt: skip
+            if self.dist.is_main and (self.step % opts.sample_every == 0 or self.step == total):
+                path = write_sample(self.run.samples, self.step, batch, fake,
+                                    self.cfg.net.label_nc)  # fmt: skip
+                self.report(Report("sample", self.step, total, epoch, path=str(path)))
+            if self.step % opts.save_every == 0 and streak == 0:  # never mid-streak
+                saved = self._save_and_report(epoch, total)
+        if self.step > self.saved_step:  # the end, or a signal: keep what was done
+            saved = self._save_and_report(epoch, total)
+        return saved, stopping
 
     def _save_and_report(self, epoch: int, total: int) -> Path | None:
         path = self.save(epoch)
@@ -281,5 +296,4 @@ class Trainer:
         record = {"step": self.step, "epoch": epoch, "lr": lr, "it_per_s": round(rate, 3),
                   "nonfinite_skipped": self.nonfinite_skipped, "finite": finite,
                   "time": time.time(), **values}  # fmt: skip
-        with open(self.run.log, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.run.log, json.dumps(record))

@@ -2,34 +2,48 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
 import signal
+import sys
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from torch import Tensor
 
+from p2phd.atomic import write_error, writing
 from p2phd.data.io import write_png
 from p2phd.errors import CheckpointError
 from p2phd.ops import unit_image
 from p2phd.visual import colorize, hstack, to_uint8, write_index
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 class RunLock:
-    """An exclusive lock on the run folder: two trainings never interleave checkpoints."""
+    """An exclusive lock on the run folder: two trainings never interleave checkpoints.
+
+    A POSIX record lock (`lockf`), which belongs to this process alone: a `flock` would be
+    shared with the loader workers forked while it is held, and outlive a killed trainer
+    until they noticed, refusing the immediate rerun that torchrun --max-restarts makes.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = -1
 
     def __enter__(self) -> RunLock:
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        with writing(self.path):
+            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
             os.close(self.fd)
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise write_error(self.path, exc) from None
             raise CheckpointError(
                 f"{self.path.parent}: another p2phd process is training this run; "
                 "wait for it or stop it first"
@@ -37,8 +51,7 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+        os.close(self.fd)  # closing releases the record lock
 
 
 class StopSignals:
@@ -76,10 +89,16 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-def worker_init(worker_id: int) -> None:
-    """Loader workers ignore Ctrl-C and SIGTERM: the main process stops them when it is done."""
+def worker_init(worker_id: int, *, trainer: int) -> None:
+    """Loader workers ignore Ctrl-C and SIGTERM (the trainer, process id `trainer`, stops
+    them when it is done) and die with the trainer: a kill -9 leaves no worker behind."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != trainer:  # the trainer died before prctl took effect
+            os._exit(0)
 
 
 def write_sample(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from p2phd.atomic import atomic_path
+from p2phd.atomic import write_text
 
 # Cityscapes labelIds 0..34 (cityscapesScripts' colours), used when label_nc == 35.
 _CITYSCAPES = [
@@ -103,7 +104,7 @@ def write_index(folder: Path, title: str, rows: Sequence[tuple[str, Sequence[str
     body = [f"<h1>{html.escape(title)}</h1>"]
     for caption, images in rows:
         imgs = "".join(
-            f'<a href="{html.escape(p)}"><img src="{html.escape(p)}" loading="lazy"></a>'
+            f'<a href="{relative_url(p)}"><img src="{relative_url(p)}" loading="lazy"></a>'
             for p in images
         )
         body.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>{imgs}</figure>")
@@ -117,6 +118,11 @@ def write_index(folder: Path, title: str, rows: Sequence[tuple[str, Sequence[str
         + "</body></html>\n"
     )
     path = folder / "index.html"
-    with atomic_path(path) as tmp:
-        tmp.write_text(page)
+    write_text(path, page)
     return path
+
+
+def relative_url(path: str) -> str:
+    """A file path below the page as an attribute-safe relative URL: every character that
+    could end the attribute or start a scheme (`javascript:`) is percent-encoded."""
+    return html.escape(urllib.parse.quote(path, safe="/"))

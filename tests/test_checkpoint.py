@@ -17,7 +17,7 @@ from p2phd.checkpoint import (
 )
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.distributed import Dist
-from p2phd.errors import CheckpointError
+from p2phd.errors import CheckpointError, WriteError
 from p2phd.gan import Pix2PixHD
 
 from helpers import random_batch
@@ -85,9 +85,9 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint(
     run = RunDir(tmp_path)
     model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     save(model, run, 2)
-    import p2phd.checkpoint as ckpt_module
+    import p2phd.atomic as writer
 
-    real_save = ckpt_module.save_file
+    real_save = writer.save_file
     calls = {"n": 0}
 
     def failing(tensors, path, metadata=None):  # type: ignore[no-untyped-def]
@@ -96,8 +96,10 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint(
             raise OSError(28, "No space left on device")
         return real_save(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(ckpt_module, "save_file", failing)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(writer, "save_file", failing)
+    with pytest.raises(
+        WriteError, match=r"D\.safetensors: cannot write \(No space left on device\)"
+    ):
         save(model, run, 4)
     assert latest_checkpoint(run).step == 2  # type: ignore[union-attr]
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["LATEST", "step-0000002"]
@@ -135,4 +137,4 @@ def test_nonfinite_weights_are_never_saved(tmp_path: Path) -> None:
         model.G.head[1].bias[0] = float("nan")
     with pytest.raises(CheckpointError, match="G.head.1.bias is not finite"):
         save(model, run, 2)
-    assert latest_checkpoint(run) is None and not list(run.checkpoints.glob(".tmp-*"))
+    assert latest_checkpoint(run) is None and not list(run.root.rglob(".*tmp*"))

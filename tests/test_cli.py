@@ -73,15 +73,18 @@ def test_missing_dataset_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_second_trainer_on_the_same_run_is_refused(toy_data: Path, tmp_path: Path) -> None:
-    import fcntl
-    import os
-
     run = tmp_path / "r"
     run.mkdir()
-    fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    holder = subprocess.Popen(  # another process holding the run's lock, as a trainer does
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from p2phd.training_support import RunLock; lock = RunLock(Path(sys.argv[1])); "
+         "lock.__enter__(); print('locked', flush=True); time.sleep(60)", str(run / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         code, out = cli("train-global", toy_data, "--run", run, *TINY, "--max-steps", "1")
     finally:
-        os.close(fd)
+        holder.kill()
+        holder.wait()
     assert code == 2 and "another p2phd process is training" in out

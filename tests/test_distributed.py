@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from helpers import TINY, cli
 
 pytestmark = pytest.mark.slow
-STEPS = "--log-every 1 --batch-size 1 --save-every 1000".split()
+STEPS = "--log-every 1 --batch-size 1".split()
 
 
 def torchrun(*args: object) -> subprocess.CompletedProcess[str]:
@@ -36,36 +36,47 @@ def log(run: Path) -> list[dict[str, float]]:
 
 def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path,
                                                             tmp_path: Path) -> None:  # fmt: skip
+    """What must agree whatever the CPU's kernels: the step-1 losses, and the gradients after
+    the all-reduce, read from Adam's first moments (after one step exp_avg = (1 - beta1) g and
+    exp_avg_sq = (1 - beta2) g^2, with g the averaged gradient). The two sides sum the batch in
+    different orders (one GEMM over 2 samples, or 1 per rank plus the all-reduce), so they
+    differ by rounding: 1e-7 of the magnitudes summed, far below the 1e-4 allowed here.
+
+    Weights are not compared: Adam's first update is lr * g / (|g| + eps), about +-lr for any
+    g >> eps, so a gradient element near zero flips its step from +lr to -lr on rounding
+    alone; how many such elements there are depends on the CPU (1% here, 12% elsewhere)."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    code, out = cli("train-global", toy_data, "--run", single, *TINY, "--max-steps", "3",
+    code, out = cli("train-global", toy_data, "--run", single, *TINY, "--max-steps", "1",
                     "--log-every", "1", "--batch-size", "2")  # fmt: skip
     assert code == 0, out
-    result = torchrun("train-global", toy_data, "--run-dir", ddp, *TINY, *STEPS, "--max-steps", "3")
+    result = torchrun("train-global", toy_data, "--run-dir", ddp, *TINY, *STEPS, "--max-steps",
+                      "3", "--save-every", "1", "--keep-last", "3")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    # Rank 0 alone wrote: one log line per step, one checkpoint, no temporary folders.
+    # Rank 0 alone wrote: one log line per step, one checkpoint per step, no temporary folders.
     assert [r["step"] for r in log(ddp)] == [1, 2, 3]
-    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["LATEST", "step-0000003"]
-    # Tolerance: the losses agree to 1e-5 (relative) at every step; the weights agree to 1e-6
-    # except for at most 1% of them, where a gradient is so close to zero that rounding in
-    # the all-reduce flips the sign of Adam's (about +-lr) update.
-    for a, b in zip(log(single), log(ddp), strict=True):
-        for k in ("g_gan", "g_feat", "d_real", "d_fake"):
-            assert abs(a[k] - b[k]) <= 1e-5 * abs(a[k]), (a["step"], k)
-    for name in ("G", "D"):
-        one, two = latest(single, name), latest(ddp, name)
-        diff = torch.cat([(one[k] - two[k]).abs().flatten() for k in one])
-        assert (diff > 1e-6).float().mean() < 0.01, name
-        assert diff.max() < 4 * 3 * 2e-4, name
+    names = sorted(p.name for p in (ddp / "checkpoints").iterdir())
+    assert names == ["LATEST", "step-0000001", "step-0000002", "step-0000003"]
+    a, b = log(single)[0], log(ddp)[0]
+    for k in ("g_gan", "g_feat", "d_real", "d_fake"):
+        assert abs(a[k] - b[k]) <= 1e-5 * abs(a[k]), k
+    one = load_file(str(single / "checkpoints" / "step-0000001" / "optim.safetensors"))
+    two = load_file(str(ddp / "checkpoints" / "step-0000001" / "optim.safetensors"))
+    moments = [k for k in one if k.endswith((".exp_avg", ".exp_avg_sq"))]
+    assert len(moments) > 20 and set(one) == set(two)
+    for key in moments:
+        scale = one[key].abs().max()
+        assert scale > 0, key  # every parameter got a gradient
+        assert (one[key] - two[key]).abs().max() <= 1e-4 * scale, key
 
 
 def test_restart_under_torchrun_resumes_exactly(toy_data: Path, tmp_path: Path) -> None:
     straight, restarted = tmp_path / "straight", tmp_path / "restarted"
     result = torchrun("train-global", toy_data, "--run-dir", straight, *TINY, *STEPS,
-                      "--max-steps", "4")  # fmt: skip
+                      "--save-every", "1000", "--max-steps", "4")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for stop in ("2", "4"):  # what torchrun --max-restarts does: the same command again
         result = torchrun("train-global", toy_data, "--run-dir", restarted, *TINY, *STEPS,
-                          "--max-steps", stop)  # fmt: skip
+                          "--save-every", "1000", "--max-steps", stop)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
     for name in ("G", "D", "optim"):
         a, b = latest(straight, name), latest(restarted, name)

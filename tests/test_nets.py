@@ -106,13 +106,13 @@ def test_vgg19_loads_torchvision_layout_and_safetensors(tmp_path) -> None:
 
 
 def test_vgg19_rejects_other_files(tmp_path) -> None:
-    from p2phd.errors import ConfigError
+    from p2phd.errors import CheckpointError
 
     torch.save({"features.0.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "bad.pth")
-    with pytest.raises(ConfigError, match="is not VGG19: features.0.weight is shape"):
+    with pytest.raises(CheckpointError, match="bad.pth: not VGG19: features.0.weight is shape"):
         load_vgg19(tmp_path / "bad.pth")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="--vgg-weights .*missing.pth: does not exist"):
         load_vgg19(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="junk.pth: not a readable weights file"):
         load_vgg19(tmp_path / "junk.pth")

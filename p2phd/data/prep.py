@@ -18,7 +18,6 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from p2phd.atomic import atomic_dir, write_text
 from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.sources import SPLITS, Item, Source, discover, read_item
@@ -111,10 +111,7 @@ def prepare_dataset(
     if bad and not cfg.skip_bad:
         raise DatasetError(bad[0].reason)
     target = Path(os.path.abspath(out))  # "." and "data/.." have no usable name or sibling
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(target) as tmp:
         skipped = [{"split": b.split, "key": b.key, "reason": b.reason} for b in bad]
         kept = _convert(source, tmp, cfg, progress, skipped)
         report = _report(out, cfg, source, kept, skipped)
@@ -139,11 +136,7 @@ def prepare_dataset(
             },
             "skipped": skipped,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _publish(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return report
 
 
@@ -198,22 +191,6 @@ def _check_out(src: Path, out: Path, overwrite: bool) -> None:
             f"{out}: exists and is not empty; pass --overwrite to replace it or choose "
             "another output folder"
         )
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the complete `tmp` to `out`; an old `out` is removed only after that."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _convert(
@@ -360,20 +337,9 @@ def _process(job: _Job) -> dict[str, Any]:
             else:
                 written = ids.astype(np.uint16)
                 edge = boundary_map(torch.from_numpy(ids)[None])[0, 0].numpy()
-                _write(base / "boundary" / f"{item.name}.png", edge.astype(np.uint8) * 255)
-        _write(path, written)
+                io.write_png(base / "boundary" / f"{item.name}.png", edge.astype(np.uint8) * 255)
+        io.write_png(path, written)
     return {"key": item.name, "width": width, "height": height, "max_label": max_label}
-
-
-def _write(path: Path, array: np.ndarray) -> None:
-    """Write one PNG; a refusing disk (full, read-only) is the user's to fix, not a bug."""
-    try:
-        io.write_png(path, array)
-    except OSError as exc:
-        raise DatasetError(
-            f"{path}: cannot write ({exc.strerror or exc}); free disk space or choose another "
-            "output folder"
-        ) from None
 
 
 def _widen_labels(tmp: Path, kept: dict[str, list[dict[str, Any]]]) -> None:

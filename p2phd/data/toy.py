@@ -11,8 +11,6 @@ Everything is numpy, deterministic for a seed, and scales with the image size.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from p2phd.atomic import atomic_dir, write_text
 from p2phd.data.io import id_map_array, write_png
 from p2phd.errors import ConfigError, DatasetError
 
@@ -311,14 +310,9 @@ def write_toy_dataset(
         raise DatasetError(
             f"{out}: already exists and is not empty; choose another folder or delete it"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out) as tmp:
         scenes: dict[str, Any] = {}
         for split, stream, stem in _SPLITS:
-            for kind in ("label", "inst", "img"):
-                (tmp / f"{split}_{kind}").mkdir()
             for i in range(n_train if split == "train" else n_test):
                 name = f"{stem}_{i:05d}"
                 scene = make_scene(_scene_seed(seed, stream, i), height, width)
@@ -345,13 +339,7 @@ def write_toy_dataset(
             "seed": seed,
             "scenes": scenes,
         }
-        (tmp / "toy.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_text(tmp / "toy.json", json.dumps(meta, indent=1) + "\n")
     return {
         "out": str(out),
         "train": n_train,

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from p2phd.errors import ConfigError
+from p2phd.errors import CheckpointError
+from p2phd.weights import read_state_dict
 
 # torchvision's configuration "E" up to relu5_1 (feature index 29).
 _LAYOUT: list[int | str] = [
@@ -76,23 +75,7 @@ def load_vgg19(path: str | Path) -> Vgg19Features:
     Keys may be torchvision's `features.<i>.weight` or plain `<i>.weight`; classifier weights
     are ignored. Every conv up to relu5_1 must be present with the right shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"--vgg-weights: {path} does not exist; name the local vgg19 weights file"
-        )
-    try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the same user error
-        raise ConfigError(
-            f"--vgg-weights: cannot read {path} ({exc}); pass torchvision's "
-            "vgg19-dcbb9e9d.pth or a .safetensors of it"
-        ) from exc
-    if not isinstance(state, dict):
-        raise ConfigError(f"--vgg-weights: {path} does not hold a state dict")
+    state = read_state_dict(Path(path), "--vgg-weights")
     vgg = Vgg19Features()
     wanted = vgg.features.state_dict()
     picked: dict[str, Tensor] = {}
@@ -100,8 +83,8 @@ def load_vgg19(path: str | Path) -> Vgg19Features:
         value = state.get(f"features.{key}", state.get(key))
         if not isinstance(value, Tensor) or value.shape != expected.shape:
             got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else "missing"
-            raise ConfigError(
-                f"--vgg-weights: {path} is not VGG19: features.{key} is {got}, "
+            raise CheckpointError(
+                f"--vgg-weights {path}: not VGG19: features.{key} is {got}, "
                 f"expected {tuple(expected.shape)}"
             )
         picked[key] = value.float()
