@@ -21,21 +21,32 @@ p2phd cluster "$WORK/run" --k 4
 p2phd synthesize "$WORK/run" "$WORK/data/test/label" --inst "$WORK/data/test/inst" \
   --out "$WORK/styles" --variations 4 --vary class:6 --quiet
 
-# The mean colour of the cars in each rendering, and the nearest palette colour.
+# Each cluster's cars, averaged over the test scenes, against each palette colour as the photos
+# show it (the mean colour of the real cars of that colour, windscreens and wheels included).
 "$VENV/bin/python" - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
 work = Path(sys.argv[1])
-palette = np.array(json.loads((work / "src" / "toy.json").read_text())["car_palette"], float)
-for label in sorted((work / "data" / "test" / "label").glob("*.png")):
-    cars = np.asarray(Image.open(label)) == 6
-    found = []
-    for v in range(4):
-        image = np.asarray(Image.open(work / "styles" / f"{label.stem}_v{v}.png"), float)
-        distance = np.linalg.norm(palette - image[cars].mean(0), axis=1)
-        found.append(f"cluster {v} -> palette {distance.argmin()} ({distance.min():.0f} away)")
-    print(f"{label.stem}: " + "; ".join(found))
+toy = json.loads((work / "src" / "toy.json").read_text())
+test = work / "data" / "test"
+keys = sorted(p.stem for p in (test / "label").glob("*.png"))
+sums, counts = np.zeros((4, 3)), np.zeros(4)
+for key in keys:
+    inst = np.asarray(Image.open(test / "inst" / f"{key}.png")).astype(int)
+    photo = np.asarray(Image.open(test / "img" / f"{key}.png"), float)
+    for ident, style in toy["scenes"][key]["instances"].items():
+        if style["class"] == toy["car_class"]:
+            sums[style["palette_index"]] += photo[inst == int(ident)].sum(0)
+            counts[style["palette_index"]] += (inst == int(ident)).sum()
+reference = sums / np.maximum(counts, 1)[:, None]
+for v in range(4):
+    cars = [np.asarray(Image.open(work / "styles" / f"{key}_v{v}.png"), float)[
+        np.asarray(Image.open(test / "label" / f"{key}.png")) == toy["car_class"]] for key in keys]
+    distance = np.linalg.norm(reference - np.concatenate(cars).mean(0), axis=1)
+    first, second = np.argsort(distance)[:2]
+    print(f"cluster {v} -> palette {first} ({distance[first]:.0f} away; "
+          f"next palette {second} {distance[second]:.0f} away)")
 PY
 echo "style grids: $WORK/styles/*_variations.png  (open $WORK/styles/index.html)"

@@ -38,8 +38,7 @@ _FIXES = {
 def write_error(path: Path, exc: OSError) -> WriteError:
     """The one-line error for a refused write of `path`."""
     cause = exc.strerror or str(exc) or type(exc).__name__
-    fix = _FIXES.get(exc.errno or 0, "check the path and the disk")
-    return WriteError(f"{path}: cannot write ({cause}); {fix}")
+    return WriteError(path, cause, _FIXES.get(exc.errno or 0, "check the path and the disk"))
 
 
 @contextmanager
@@ -119,7 +118,12 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     try:
         with writing(path):
             tmp.mkdir()
-            yield tmp
+            try:
+                yield tmp
+            except WriteError as exc:  # name the file where it was going, not the temporary
+                if isinstance(exc.path, Path) and exc.path.is_relative_to(tmp):
+                    raise WriteError(path / exc.path.relative_to(tmp), exc.cause, exc.fix) from None
+                raise
             _commit(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -136,10 +140,15 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str
                  ) -> None:  # fmt: skip
     """Write a safetensors file into place (contiguous CPU copies), atomically.
 
-    safetensors reports a refused write as a `SafetensorError` quoting the OS error; it is
-    turned back into that `OSError`, so the caller sees the path and the cause."""
+    safetensors writes through a private temporary file of mode 0600 and reports a refused
+    write as a `SafetensorError` quoting the OS error: the file gets the mode the umask gives
+    a new file, and the error becomes that `OSError` again, so the caller sees the path and
+    the cause."""
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        mode = os.fstat(fd).st_mode & 0o777  # 0666 less the umask, applied by the kernel
+        os.close(fd)
         try:
             save_file(cpu, str(tmp), metadata=metadata)
         except SafetensorError as exc:
@@ -147,6 +156,7 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str
             if code is None:
                 raise
             raise OSError(int(code[1]), os.strerror(int(code[1]))) from None
+        os.chmod(tmp, mode)
 
 
 def append_line(path: Path, line: str) -> None:

@@ -32,3 +32,10 @@ class TrainingAborted(P2phdError):
 
 class WriteError(P2phdError):
     """A file or folder the system refused to write: disk full, size limit, read-only..."""
+
+    def __init__(self, path: object, cause: str, fix: str) -> None:
+        super().__init__(f"{path}: cannot write ({cause}); {fix}")
+        self.path, self.cause, self.fix = path, cause, fix
+
+    def __reduce__(self) -> tuple[type, tuple[object, str, str]]:  # across process pools
+        return WriteError, (self.path, self.cause, self.fix)

@@ -23,7 +23,7 @@ from p2phd.atomic import save_tensors
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
-from p2phd.data.dataset import PreppedDataset, size_batches
+from p2phd.data.dataset import PreppedDataset, check_fits, size_batches
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.encoder import FeatureEncoder, build_encoder
 from p2phd.ops import instance_class, segment_mean, unit_image
@@ -108,6 +108,7 @@ def encode_features(
     encoder, net, cfg = load_encoder(ckpt, dev), ckpt.config.net, ckpt.config
     augment = Augment(cfg.data.load_width, None, False, net.size_multiple)  # training size
     dataset = PreppedDataset(Path(data), split, augment, seed=0)
+    check_fits(dataset, net)
     rows: dict[int, list[Tensor]] = {}
     sources: dict[int, list[Tensor]] = {}
     sizes = [augment.load_size(it["width"], it["height"]) for it in dataset.items]

@@ -10,6 +10,7 @@ reference's `sample_features` bug). Choices are made for all regions at once.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,31 +73,44 @@ def parse_vary(text: str) -> tuple[Literal["class", "instance"], int]:
 
 def read_style_map(path: Path, feat_num: int, label_nc: int) -> StyleMap:
     """`{"instances": {"26001": 2}, "classes": {"21": [0.1, -0.3, 0.5]}}`: cluster indices or
-    explicit vectors of feat_num numbers."""
+    explicit vectors of feat_num finite numbers."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--style-map {path}: unreadable ({exc})") from exc
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--style-map {path}: not a readable JSON file ({reason})") from None
     if not isinstance(data, dict) or set(data) - {"instances", "classes"}:
         raise ConfigError(f"--style-map {path}: expected an object with 'instances' and/or "
                           "'classes'")  # fmt: skip
     parsed: dict[str, dict[int, int | tuple[float, ...]]] = {}
     for part in ("instances", "classes"):
+        table = data.get(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"--style-map {path}: '{part}' must be an object of id: style, "
+                              'e.g. {"26001": 2}')  # fmt: skip
         entries: dict[int, int | tuple[float, ...]] = {}
-        for key, value in data.get(part, {}).items():
+        for key, value in table.items():
             where = f"--style-map {path}: {part}[{key}]"
-            if not str(key).isdigit():
-                raise ConfigError(f"{where}: keys are ids")
+            if not key.isdigit():
+                raise ConfigError(f"{where}: keys are ids (digits)")
             if part == "classes" and int(key) >= label_nc:
                 raise ConfigError(f"{where}: unknown class (this run has {label_nc})")
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                entries[int(key)] = value
-            elif isinstance(value, list) and len(value) == feat_num:
-                entries[int(key)] = tuple(float(v) for v in value)
-            else:
-                raise ConfigError(f"{where}: a cluster index or a list of {feat_num} numbers")
+            entries[int(key)] = _style_value(value, feat_num, where)
         parsed[part] = entries
     return StyleMap(parsed["instances"], parsed["classes"])
+
+
+def _style_value(value: object, feat_num: int, where: str) -> int | tuple[float, ...]:
+    """A cluster index (an int >= 0) or a vector of `feat_num` finite numbers."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if not (isinstance(value, list) and len(value) == feat_num and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value)):  # fmt: skip
+        raise ConfigError(f"{where}: a cluster index or a list of {feat_num} numbers")
+    vector = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in vector):
+        raise ConfigError(f"{where}: {list(vector)} is not finite; give finite numbers")
+    return vector
 
 
 def relabel(label: np.ndarray, inst: np.ndarray | None, classes: list[tuple[int, int]],

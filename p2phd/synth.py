@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from p2phd.atomic import make_dirs
 from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint
 from p2phd.config import NetConfig
 from p2phd.data.augment import scaled_size
 from p2phd.data.dataset import size_batches
 from p2phd.data.io import (
     IMAGE_SUFFIXES,
+    check_ids,
     image_size,
     read_id_map,
     read_rgb,
@@ -157,7 +159,7 @@ def _target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[in
     w, h = image_size(item.label)
     m = net.size_multiple
     if width is not None:
-        w, h = scaled_size(w, h, width, m)
+        return scaled_size(w, h, width, m)
     if w % m or h % m:
         raise DatasetError(f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
                            f"pass --width {max(m, round(w / m) * m)} to resize")  # fmt: skip
@@ -176,11 +178,11 @@ def _read(item: SynthItem, net: NetConfig, size: tuple[int, int], opts: SynthOpt
     """Read, check, resize and edit one input."""
     if net.label_nc == 0:
         return _Read(item, resize_rgb(read_rgb(item.label), *size), None, None)
-    label = read_id_map(item.label)
-    if label.max() >= net.label_nc:
-        raise DatasetError(f"{item.label}: label {label.max()} >= label_nc {net.label_nc} "
-                           "of this run; use maps with the training classes")  # fmt: skip
-    inst = read_id_map(item.inst, "instance map") if item.inst else None
+    label = check_ids(item.label, read_id_map(item.label), "label", net.label_nc,
+                      "use label maps of this run's classes")  # fmt: skip
+    inst = None
+    if item.inst is not None:
+        inst = check_ids(item.inst, read_id_map(item.inst, "instance map"), "inst")
     if inst is not None and inst.shape != label.shape:
         raise DatasetError(f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
                            f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
@@ -241,6 +243,9 @@ def _check(net: NetConfig, opts: SynthOptions) -> None:
         raise ConfigError("--relabel needs label maps; this run takes RGB input images")
     if opts.variations < 1 or opts.batch_size < 1:
         raise ConfigError("--variations and --batch-size must be >= 1")
+    if opts.width is not None and opts.width < net.size_multiple:
+        raise ConfigError(f"--width {opts.width}: must be at least {net.size_multiple} (this "
+                          f"run's sizes are multiples of {net.size_multiple})")  # fmt: skip
     if opts.style_from and (opts.variations > 1 or opts.styled):
         raise ConfigError("--style-from takes every style from the photos; it does not combine "
                           "with --style, --style-map, --vary or --variations")  # fmt: skip
@@ -251,6 +256,8 @@ def synthesize(run: Path, inputs: Sequence[Path], out: Path, *, inst: Sequence[P
                progress: Callable[[int, int], None] | None = None) -> SynthReport:  # fmt: skip
     """Synthesize PNGs for the label maps into `out`, with an index.html beside them."""
     opts = options or SynthOptions()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
     dev = resolve_device(opts.device)
     prec = resolve_precision(opts.precision, dev)
     use_fast_kernels(dev)
@@ -260,7 +267,7 @@ def synthesize(run: Path, inputs: Sequence[Path], out: Path, *, inst: Sequence[P
     items = collect_items(inputs, inst, net.instance, opts.style_from)
     styler = _Styler(Path(run), ckpt, opts, dev) if net.use_features else None
     sizes = {item.key: _target_size(item, net, opts.width) for item in items}
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+    make_dirs(out / "labels")
     rows: dict[str, list[str]] = {}
     for group in size_batches(items, lambda item: sizes[item.key], opts.batch_size):
         batch = [_read(item, net, sizes[item.key], opts) for item in group]

@@ -39,7 +39,7 @@ from p2phd.checkpoint import (
 )
 from p2phd.config import TrainConfig, diff
 from p2phd.data.augment import Augment
-from p2phd.data.dataset import EpochBatchSampler, PreppedDataset
+from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits
 from p2phd.distributed import Dist, setup, teardown
 from p2phd.errors import CheckpointError, ConfigError, TrainingAborted
 from p2phd.gan import Pix2PixHD
@@ -157,15 +157,8 @@ class Trainer:
         return history
 
     def _check_sizes(self) -> None:
+        check_fits(self.dataset, self.cfg.net)
         sizes = self.dataset.sample_sizes()
-        multiple = self.cfg.net.size_multiple
-        bad = sorted(s for s in sizes if s[0] % multiple or s[1] % multiple)
-        if bad:
-            raise ConfigError(
-                f"training size {bad[0][0]}x{bad[0][1]} is not a multiple of {multiple} "
-                "(2^(n_downsample_global + n_local_enhancers)); prep with --multiple "
-                f"{multiple}, or pick --load-width / --crop-size accordingly"
-            )
         if len(sizes) > 1 and self.cfg.optim.batch_size > 1:
             raise ConfigError(
                 f"--batch-size {self.cfg.optim.batch_size}: training images come in "

@@ -30,3 +30,18 @@ def toy_data(toy_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     data = tmp_path_factory.mktemp("prepped") / "data"
     prepare_dataset(toy_source, data, PrepConfig(multiple=16))
     return data
+
+
+@pytest.fixture(scope="session")
+def tiny_feature_run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run trained 2 steps with instance features, encoded and clustered (k 2), with
+    checkpoints at steps 1 and 2. Tests that change it work on a copy."""
+    from helpers import TINY, cli
+
+    run = tmp_path_factory.mktemp("feature_run") / "run"
+    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat",
+                    "--max-steps", "2", "--save-every", "1")  # fmt: skip
+    assert code == 0, out
+    assert cli("encode-features", run, toy_data, "--device", "cpu", "--quiet")[0] == 0
+    assert cli("cluster", run, "--k", "2", "--quiet")[0] == 0
+    return run

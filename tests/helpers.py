@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
@@ -32,3 +35,31 @@ def random_batch(label_nc: int = 4, height: int = 16, width: int = 32, n: int = 
         "inst": torch.randint(0, 3, (n, height, width), generator=g, dtype=torch.int32),
         "image": torch.randint(0, 256, (n, 3, height, width), generator=g, dtype=torch.uint8),
     }
+
+
+# The options of a tiny reference-layout checkpoint (a 512p-style G with features, D, E).
+TINY_REFERENCE = [
+    "--label-nc", "8", "--ngf", "8", "--n-downsample-global", "2", "--n-blocks-global", "1",
+    "--ndf", "8", "--n-layers-d", "2", "--instance-feat", "--no-vgg-loss",
+]  # fmt: skip
+
+
+def write_reference_checkpoint(folder: Path) -> Path:
+    """NVIDIA/pix2pixHD's checkpoint folder for TINY_REFERENCE: latest_net_{G,D,E}.pth in
+    the reference's key layout, and a cluster file with 2 centres for class 6."""
+    from p2phd.config import LossConfig, NetConfig, TrainConfig
+    from p2phd.distributed import Dist
+    from p2phd.gan import Pix2PixHD
+    from p2phd.interop import reference_name
+
+    net = NetConfig(label_nc=8, ngf=8, n_downsample_global=2, n_blocks_global=1, ndf=8,
+                    n_layers_d=2, instance_feat=True)  # fmt: skip
+    model = Pix2PixHD(TrainConfig(net=net, loss=LossConfig(vgg_loss=False)), "fp32", Dist())
+    folder.mkdir(parents=True, exist_ok=True)
+    for role, module in (("G", model.G), ("D", model.D), ("E", model.E)):
+        assert module is not None
+        state = {reference_name(k, role, net, True): v for k, v in module.state_dict().items()}
+        torch.save(state, folder / f"latest_net_{role}.pth")
+    np.save(folder / "features_clustered_010.npy", {6: np.zeros((2, 3), np.float32)},
+            allow_pickle=True)  # fmt: skip
+    return folder

@@ -224,15 +224,20 @@ def test_unclustered_classes_get_their_mean_or_zeros() -> None:
 
 @pytest.mark.slow
 def test_toy_car_palette_is_recovered(tmp_path: Path) -> None:
-    """The toy proof: clusters of the car class recover the 4 palette colours, and rendering
-    with each cluster paints the cars in its colour (examples/toy_styles.sh)."""
+    """The toy proof (examples/toy_styles.sh): the car features cluster into the 4 palette
+    colours, and rendering with each cluster paints the cars in its colour.
+
+    Both checks hold with margin on any CPU: the clusters are judged by what the features say
+    (>= 90% of the cars of a cluster share its palette colour), the rendering by the cars of
+    all test scenes together, whose mean colour must lie at most half as far from the
+    cluster's palette colour as from any other, not by one scene's rounding-sensitive pixels."""
     import os
     import re
     import subprocess
     import sys
 
     root, work = Path(__file__).resolve().parents[1], tmp_path / "styles"
-    env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1]), "TOY_EPOCHS": "12"}
+    env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1]), "TOY_EPOCHS": "16"}
     result = subprocess.run(["bash", str(root / "examples" / "toy_styles.sh"), str(work)],
                             env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -250,14 +255,12 @@ def test_toy_car_palette_is_recovered(tmp_path: Path) -> None:
                 for c in range(4)]  # fmt: skip
     purity = np.mean([truth[i] == majority[assigned[i]] for i in np.flatnonzero(kept)])
     assert sorted(majority) == [0, 1, 2, 3] and purity >= 0.9, (majority, purity)
-    # 2. Rendering with cluster v paints the cars in cluster v's palette colour.
-    lines = [line for line in result.stdout.splitlines() if line.startswith("toy_test_")]
-    assert len(lines) == 4
-    for line in lines:
-        found = [(int(v), int(p), int(d)) for v, p, d in
-                 re.findall(r"cluster (\d) -> palette (\d) \((\d+) away\)", line)]  # fmt: skip
-        assert [p for _, p, _ in found] == majority, line
-        assert max(d for _, _, d in found) < 110, line  # the palette colours are >= 160 apart
+    # 2. Rendering with cluster v paints the cars in cluster v's palette colour, with margin.
+    found = re.findall(r"cluster (\d) -> palette (\d) \((\d+) away; next palette \d (\d+) away\)",
+                       result.stdout)  # fmt: skip
+    assert [int(v) for v, *_ in found] == [0, 1, 2, 3], result.stdout
+    assert [int(p) for _, p, _, _ in found] == majority, result.stdout
+    assert all(2 * int(d) <= int(e) for *_, d, e in found), result.stdout
 
 
 def test_batching_does_not_change_the_features(feature_run: Path, toy_data: Path,

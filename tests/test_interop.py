@@ -24,7 +24,7 @@ from p2phd.nets.discriminator import build_discriminator
 from p2phd.ops import encode_input
 from p2phd.synth import load_generator
 
-from helpers import cli
+from helpers import TINY_REFERENCE, cli, write_reference_checkpoint
 
 IMPORT = ["--no-vgg-loss", "--quiet"]
 
@@ -210,21 +210,9 @@ def test_a_cluster_file_that_would_run_code_is_refused(tmp_path: Path) -> None:
 def test_imported_runs_synthesize_and_fine_tune(toy_data: Path, tmp_path: Path) -> None:
     """A reference-layout 512p-style checkpoint of a tiny net: import, synthesize with
     styles, then train-local from it (its G1 and D load into the 1024p run)."""
-    net = NetConfig(label_nc=8, ngf=8, n_downsample_global=2, n_blocks_global=1, ndf=8,
-                    n_layers_d=2, instance_feat=True)  # fmt: skip
-    from p2phd.config import LossConfig, TrainConfig
-
-    model = Pix2PixHD(TrainConfig(net=net, loss=LossConfig(vgg_loss=False)), "fp32", Dist())
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    for role, module in (("G", model.G), ("D", model.D), ("E", model.E)):
-        state = {reference_name(k, role, net, True): v for k, v in module.state_dict().items()}  # type: ignore[union-attr]
-        torch.save(state, folder / f"latest_net_{role}.pth")
-    np.save(folder / "features_clustered_010.npy", {6: np.zeros((2, 3), np.float32)},
-            allow_pickle=True)  # fmt: skip
-    code, out = cli("import-reference", folder, "--run", tmp_path / "imported", "--label-nc", "8",
-                    "--ngf", "8", "--n-downsample-global", "2", "--n-blocks-global", "1",
-                    "--ndf", "8", "--n-layers-d", "2", "--instance-feat", *IMPORT)  # fmt: skip
+    folder = write_reference_checkpoint(tmp_path / "ckpt")
+    code, out = cli("import-reference", folder, "--run", tmp_path / "imported", *TINY_REFERENCE,
+                    "--quiet")  # fmt: skip
     assert code == 0, out
     code, out = cli("synthesize", tmp_path / "imported", toy_data / "test" / "label", "--inst",
                     toy_data / "test" / "inst", "--out", tmp_path / "o", "--style", "cluster=1",

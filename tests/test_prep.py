@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from p2phd.cli import app
 from p2phd.config import PrepConfig
-from p2phd.data.prep import prepare_dataset, read_manifest, target_size
+from p2phd.data.augment import scaled_size
+from p2phd.data.prep import prepare_dataset, read_manifest
 from p2phd.errors import DatasetError
 
 W, H = 40, 70  # source size: not a multiple of 8 or 32
@@ -270,11 +271,14 @@ def test_overwrite(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_target_size_rounds_to_multiples() -> None:
-    assert target_size(40, 70, None, 32) == (32, 64)
-    assert target_size(2048, 1024, 1024, 32) == (1024, 512)
-    assert target_size(10, 10, None, 32) == (32, 32)  # at least one multiple
-    assert target_size(620, 460, None, 16) == (624, 464)
+def test_one_size_rule_rounds_to_multiples_halves_up() -> None:
+    assert scaled_size(40, 70, None, 32) == (32, 64)
+    assert scaled_size(2048, 1024, 1024, 32) == (1024, 512)
+    assert scaled_size(10, 10, None, 32) == (32, 32)  # at least one multiple
+    assert scaled_size(620, 460, None, 16) == (624, 464)
+    assert scaled_size(128, 80, 128, 32) == (128, 96)  # 2.5 multiples: halves up, not to even
+    assert scaled_size(128, 80, 100, 32) == (96, 64)  # 60 px = 1.875 multiples -> 2
+    assert scaled_size(1000, 476, 200, 16) == (208, 96)  # 99.008 px = 6.19 multiples -> 6
 
 
 def test_read_manifest_errors(tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except P2phdError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            line = " ".join(str(exc).split("\n"))  # one line, even if a message forgot
+            err.print(f"[bold red]error:[/] {escape(line)}")
             raise typer.Exit(2) from None
 
     return wrapper

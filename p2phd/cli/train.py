@@ -202,7 +202,7 @@ def run_training(cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bo
         def show(r: Any) -> None:
             if r.event == "start":
                 bar.update(task, total=r.total_steps, completed=r.step)
-                if r.resumed_from is not None:
+                if r.resumed_from is not None and not quiet:
                     bar.console.print(f"resuming {run} from step {r.resumed_from}")
             elif r.event == "step":
                 bar.update(task, completed=r.step)

@@ -14,9 +14,23 @@ from p2phd.data.io import resize_ids, resize_rgb
 from p2phd.errors import ConfigError
 
 
-def scaled_size(width: int, height: int, new_width: int, multiple: int) -> tuple[int, int]:
-    """`new_width` wide, the height keeping the aspect ratio rounded to `multiple` (>= 1x)."""
-    return new_width, max(multiple, round(height * new_width / width / multiple) * multiple)
+def round_to(value: int, multiple: int) -> int:
+    """The nearest multiple of `multiple`, halves up, and at least one multiple."""
+    return max(multiple, (2 * value + multiple) // (2 * multiple) * multiple)
+
+
+def scaled_size(width: int, height: int, new_width: int | None, multiple: int
+                ) -> tuple[int, int]:  # fmt: skip
+    """The one size rule of prep --width, --load-width and synthesize --width: the width
+    becomes `new_width` (or stays), the height keeps the aspect ratio, and both are rounded
+    to the nearest multiple of `multiple`, halves up, at least one multiple. Integer
+    arithmetic, so every machine gets the same size: 128x80 at width 128 and multiple 32 is
+    128x96 (80 / 32 = 2.5 rounds up)."""
+    if new_width is None:
+        return round_to(width, multiple), round_to(height, multiple)
+    out_width = round_to(new_width, multiple)
+    halves_up = (2 * height * out_width + width * multiple) // (2 * width * multiple)
+    return out_width, max(multiple, halves_up * multiple)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from p2phd.config import NetConfig
 from p2phd.data.augment import Augment, apply_ids, apply_rgb
-from p2phd.data.io import read_id_map, read_rgb
+from p2phd.data.io import check_ids, read_id_map, read_rgb
 from p2phd.data.prep import read_manifest
 from p2phd.errors import ConfigError, DatasetError
 
@@ -65,12 +66,9 @@ class PreppedDataset(Dataset[dict[str, Any]]):
             photo = apply_rgb(params, read_rgb(self.path("input", index)))
             sample["label"] = torch.from_numpy(photo).permute(2, 0, 1)
         else:
-            label = read_id_map(self.path("label", index))
-            if label.max() >= self.label_nc:
-                raise DatasetError(
-                    f"{self.path('label', index)}: label {label.max()} >= label_nc "
-                    f"{self.label_nc}; prep the dataset again"
-                )
+            path = self.path("label", index)
+            label = check_ids(path, read_id_map(path), "label", self.label_nc,
+                              "prep the dataset again")  # fmt: skip
             sample["label"] = torch.from_numpy(apply_ids(params, label).astype(np.int32))
         if self.instance:
             inst = read_id_map(self.path("inst", index), "instance map")
@@ -78,6 +76,32 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         image = apply_rgb(params, read_rgb(self.path("img", index)))
         sample["image"] = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         return sample
+
+
+def check_fits(dataset: PreppedDataset, net: NetConfig) -> None:
+    """The data feeds the nets of `net`: no class beyond theirs, instance maps where they
+    take them, and sizes they keep (multiples of `net.size_multiple` after the load resize)."""
+    root, prepped = dataset.root, dataset.label_nc
+    if (net.label_nc == 0) != (prepped == 0):
+        kinds = {True: "RGB input images (label_nc 0)", False: "label maps"}
+        raise DatasetError(
+            f"{root}: holds {kinds[prepped == 0]} but the run takes "
+            f"{kinds[net.label_nc == 0]}; use data like its training data"
+        )
+    if prepped > net.label_nc:
+        raise DatasetError(f"{root}: prepped with label_nc {prepped}, more classes than the "
+                           f"run's {net.label_nc}; use data with the run's classes")  # fmt: skip
+    if net.instance and not dataset.instance:
+        raise DatasetError(f"{root}: has no instance maps, and the run takes them; prep a "
+                           "source with *_inst/ folders")  # fmt: skip
+    multiple = net.size_multiple
+    bad = sorted(s for s in dataset.sample_sizes() if s[0] % multiple or s[1] % multiple)
+    if bad:
+        raise DatasetError(
+            f"{root}: images of {bad[0][0]}x{bad[0][1]} are not multiples of {multiple} "
+            "(2^(n_downsample_global + n_local_enhancers)); prep with --multiple "
+            f"{multiple}, or pick --load-width / --crop-size accordingly"
+        )
 
 
 def size_batches(keys: Iterable[K], size: Callable[[K], Hashable], batch_size: int

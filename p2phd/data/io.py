@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -18,6 +19,7 @@ from p2phd.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _ID_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "1")
+MAX_ID = 65535  # ids are stored in 16-bit PNGs
 
 
 def open_image(path: Path) -> Image.Image:
@@ -65,6 +67,25 @@ def read_id_map(path: Path, what: str = "label map") -> np.ndarray:
             f"per pixel in a single 8- or 16-bit channel: convert the colours to class ids"
         )
     return np.asarray(image).astype(np.int64)
+
+
+def check_ids(path: Path, ids: np.ndarray, role: Literal["label", "inst"],
+              label_nc: int | None = None, fix: str = "fix the map") -> np.ndarray:  # fmt: skip
+    """The one check of an id map's values: ids are >= 0 and fit 16 bits, and labels are
+    < `label_nc` (when given). `fix` ends the out-of-range message; `{top}` in it becomes
+    the smallest label_nc that would hold the map."""
+    low, top = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+    what = "label value" if role == "label" else "instance id"
+    if low < 0:
+        raise DatasetError(f"{path}: {what} {low} is negative; ids start at 0: fix the map")
+    if role == "label" and label_nc is not None and top >= label_nc:
+        raise DatasetError(f"{path}: label value {top} >= label_nc {label_nc}; "
+                           + fix.format(top=top + 1))  # fmt: skip
+    if top > MAX_ID:
+        raise DatasetError(
+            f"{path}: {what} {top} is above {MAX_ID}; ids must fit 16 bits: renumber them"
+        )
+    return ids
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -15,7 +15,6 @@ else 16-bit), `inst/` (16-bit), `boundary/` (0/255, for inspection), `input/` (R
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 from collections.abc import Callable, Generator
@@ -30,6 +29,7 @@ import torch
 from p2phd.atomic import atomic_dir, write_text
 from p2phd.config import PrepConfig
 from p2phd.data import io
+from p2phd.data.augment import scaled_size
 from p2phd.data.sources import SPLITS, Item, Source, discover, read_item
 from p2phd.errors import DatasetError
 from p2phd.ops import boundary_map
@@ -162,21 +162,6 @@ def read_manifest(data: Path) -> dict[str, Any]:
         if not isinstance(entry, dict) or not isinstance(entry.get("items"), list):
             raise DatasetError(f"{path}: split {split!r} is malformed; {fix}")
     return manifest
-
-
-def target_size(width: int, height: int, cfg_width: int | None, multiple: int) -> tuple[int, int]:
-    """The output (width, height): multiples of `multiple`, so every net accepts it.
-
-    With `cfg_width`, the width becomes that (rounded) and the height keeps the aspect ratio.
-    """
-    if cfg_width is None:
-        return _round_to(width, multiple), _round_to(height, multiple)
-    out_width = _round_to(cfg_width, multiple)
-    return out_width, _round_to(math.floor(height * out_width / width + 0.5), multiple)
-
-
-def _round_to(value: int, multiple: int) -> int:
-    return max(multiple, (value + multiple // 2) // multiple * multiple)
 
 
 def _check_out(src: Path, out: Path, overwrite: bool) -> None:
@@ -321,7 +306,7 @@ def _process(job: _Job) -> dict[str, Any]:
     except DatasetError as exc:
         return {"error": str(exc)}
     first = next(iter(maps.values()))
-    width, height = target_size(first.shape[1], first.shape[0], job.width, job.multiple)
+    width, height = scaled_size(first.shape[1], first.shape[0], job.width, job.multiple)
     base = job.out / item.split
     max_label = None
     for role, array in maps.items():

@@ -35,7 +35,6 @@ _CITY_SUFFIX = {
     "img": "_leftImg8bit.png",
 }
 _NOUN = {"label": "label map", "input": "input photo", "inst": "instance map", "img": "photo"}
-MAX_ID = 65535  # ids are stored in 16-bit PNGs
 _EXPECTED = (
     "expected the reference layout (train_label/, train_inst/, train_img/, test_label/, ...; "
     "or train_A/, train_B/, ... for --label-nc 0) or raw Cityscapes (gtFine/, leftImg8bit/)"
@@ -301,9 +300,10 @@ def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
         if path is None:
             continue
         if role == "label":
-            maps[role] = _check_ids(path, io.read_id_map(path, "label map"), "label", label_nc)
+            fix = "pass --label-nc {top} or fix the map"
+            maps[role] = io.check_ids(path, io.read_id_map(path), "label", label_nc, fix)
         elif role == "inst":
-            maps[role] = _check_ids(path, io.read_id_map(path, "instance map"), "inst", None)
+            maps[role] = io.check_ids(path, io.read_id_map(path, "instance map"), "inst")
         else:
             maps[role] = io.read_rgb(path)
     first, *others = maps
@@ -316,21 +316,3 @@ def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
                 f"{item.files[first]} is {w}x{h}; make them the same size or remove the pair"
             )
     return maps
-
-
-def _check_ids(path: Path, ids: np.ndarray, role: str, label_nc: int | None) -> np.ndarray:
-    """Ids must be >= 0, fit 16 bits, and (for labels with --label-nc) be < label_nc."""
-    low, top = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
-    what = "label value" if role == "label" else "instance id"
-    if low < 0:
-        raise DatasetError(f"{path}: {what} {low} is negative; ids start at 0: fix the map")
-    if role == "label" and label_nc is not None and top >= label_nc:
-        raise DatasetError(
-            f"{path}: max label value {top} >= --label-nc {label_nc}; "
-            f"pass --label-nc {top + 1} or fix the map"
-        )
-    if top > MAX_ID:
-        raise DatasetError(
-            f"{path}: {what} {top} is above {MAX_ID}; ids must fit 16 bits: renumber them"
-        )
-    return ids
