@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +104,18 @@ def train(
             return Trainer(cfg, run, dist, report, init_from).fit()
     finally:
         teardown(dist)
+
+
+def _closing_batches(loader: Iterable[dict[str, Any]]) -> Generator[dict[str, Any]]:
+    """The loader's batches through a generator whose `close()` drops the one reference to
+    the loader's iterator, which shuts its worker processes down there and then: a traceback
+    holding the loop's frames must not keep them alive (they ignore SIGTERM, so at exit
+    multiprocessing would wait for them forever)."""
+    iterator = iter(loader)
+    try:
+        yield from iterator
+    finally:
+        del iterator
 
 
 class Trainer:
@@ -220,12 +232,12 @@ class Trainer:
         epoch = self.step // self.steps_per_epoch
         self.report(Report("start", self.step, total, epoch, resumed_from=self.resumed_from))
         self._last_log = (time.perf_counter(), self.step)
-        batches = iter(loader) if self.step < total else iter(())
+        batches = _closing_batches(loader if self.step < total else [])
         try:
             with StopSignals() as signals:
                 saved, stopping = self._loop(batches, total, signals)
         finally:
-            del batches  # ends the loader's workers now, whatever ended the loop
+            batches.close()  # ends the loader's workers now, whatever ended the loop
         self.dist.barrier()  # the last checkpoint is complete before any rank exits
         self.report(Report("end", self.step, total, self.step // self.steps_per_epoch))
         stopped_by = None
@@ -234,7 +246,7 @@ class Trainer:
         return TrainResult(self.run.root, self.cfg.stage, self.step, total, saved, stopped_by,
                            self.dist.is_main)  # fmt: skip
 
-    def _loop(self, batches: Iterator[dict[str, Any]], total: int, signals: StopSignals
+    def _loop(self, batches: Generator[dict[str, Any]], total: int, signals: StopSignals
               ) -> tuple[Path | None, bool]:  # fmt: skip
         """Steps until `total` or a stop; (the last checkpoint written, stopped early)."""
         opts = self.cfg.run

@@ -40,7 +40,10 @@ def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path,
     the all-reduce, read from Adam's first moments (after one step exp_avg = (1 - beta1) g and
     exp_avg_sq = (1 - beta2) g^2, with g the averaged gradient). The two sides sum the batch in
     different orders (one GEMM over 2 samples, or 1 per rank plus the all-reduce), so they
-    differ by rounding: 1e-7 of the magnitudes summed, far below the 1e-4 allowed here.
+    differ by rounding, which scales with the net's gradients, not with each tensor's: the
+    bias of a conv followed by InstanceNorm has a gradient of exactly 0 in exact arithmetic,
+    rounding noise of 1e-7 here. Measured: at most 2e-5 of the net's largest gradient; allowed:
+    5e-4. A rank that skipped the all-reduce would be off by the gradient itself.
 
     Weights are not compared: Adam's first update is lr * g / (|g| + eps), about +-lr for any
     g >> eps, so a gradient element near zero flips its step from +lr to -lr on rounding
@@ -61,12 +64,14 @@ def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path,
         assert abs(a[k] - b[k]) <= 1e-5 * abs(a[k]), k
     one = load_file(str(single / "checkpoints" / "step-0000001" / "optim.safetensors"))
     two = load_file(str(ddp / "checkpoints" / "step-0000001" / "optim.safetensors"))
-    moments = [k for k in one if k.endswith((".exp_avg", ".exp_avg_sq"))]
-    assert len(moments) > 20 and set(one) == set(two)
-    for key in moments:
-        scale = one[key].abs().max()
-        assert scale > 0, key  # every parameter got a gradient
-        assert (one[key] - two[key]).abs().max() <= 1e-4 * scale, key
+    assert set(one) == set(two)
+    for net in ("G", "D"):
+        for slot in ("exp_avg", "exp_avg_sq"):
+            keys = [k for k in one if k.startswith(f"{net}.") and k.endswith(f".{slot}")]
+            scale = max(one[k].abs().max() for k in keys)
+            assert len(keys) >= 16 and scale > 0, (net, slot)
+            for key in keys:
+                assert (one[key] - two[key]).abs().max() <= 5e-4 * scale, key
 
 
 def test_restart_under_torchrun_resumes_exactly(toy_data: Path, tmp_path: Path) -> None:

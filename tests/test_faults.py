@@ -135,6 +135,24 @@ def test_a_file_size_limit_ends_training_with_one_line(toy_data: Path, tmp_path:
     assert latest_step(run) == 4
 
 
+@pytest.mark.slow
+def test_an_unexpected_error_in_training_ends_it_at_once(toy_data: Path, tmp_path: Path) -> None:
+    """A bug inside the loop (here: the step raises) is exit 1 with its traceback, and the
+    process ends right away with its loader workers instead of waiting on them."""
+    marker = f"P2PHD_TEST_{uuid.uuid4().hex}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", marker: "1"}
+    crash = ("import sys; import p2phd.gan as gan\n"
+             "def boom(*a, **k): raise RuntimeError('boom')\n"
+             "gan.Pix2PixHD.train_step = boom\n"
+             "from p2phd.cli import main; sys.argv[0] = 'p2phd'; main()\n")  # fmt: skip
+    args = ["train-global", toy_data, "--run", tmp_path / "run", *TINY, "--num-workers", "2"]
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", crash, *map(str, args)], env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1 and "RuntimeError: boom" in result.stderr, result.stderr
+    assert time.time() - started < 60 and not processes_with(marker)
+
+
 # ---- every command, every refusal --------------------------------------------------------
 REFUSALS = [errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES]
 

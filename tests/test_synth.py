@@ -80,7 +80,7 @@ def test_bad_label_maps_are_refused(trained: Path, toy_data: Path, tmp_path: Pat
     shutil.move(src / "x_inst.png", tmp_path / "x.png")
     code, out = cli("synthesize", trained, src / "x.png", "--inst", tmp_path / "x.png",
                     "--out", tmp_path / "o")  # fmt: skip
-    assert code == 2 and "x.png: label 9 >= label_nc 8" in out
+    assert code == 2 and "x.png: label value 9 >= label_nc 8" in out
     Image.fromarray(np.zeros((62, 128), dtype=np.uint8)).save(src / "odd.png")
     Image.fromarray(np.zeros((62, 128), dtype=np.uint8)).save(tmp_path / "odd.png")
     code, out = cli("synthesize", trained, src / "odd.png", "--inst", tmp_path / "odd.png",

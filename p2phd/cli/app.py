@@ -37,7 +37,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True, highlight=False)  # one line per message
+# One line per message; no emoji codes (":x" in "instance:x" is not a picture).
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 Opt = typer.Option
 
 P = ParamSpec("P")
@@ -74,7 +75,8 @@ class RateColumn(ProgressColumn):
 
 @contextmanager
 def progress_bar(quiet: bool, *fields: str) -> Iterator[Progress]:
-    """A rich progress bar with rate and ETA (hidden with --quiet or when stderr is no TTY)."""
+    """A rich progress bar with rate and ETA (hidden with --quiet or when stderr is no TTY).
+    When the work fails, the bar goes away: the error is the one line left."""
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -84,8 +86,13 @@ def progress_bar(quiet: bool, *fields: str) -> Iterator[Progress]:
         TimeRemainingColumn(),
         *(TextColumn(f"{{task.fields[{f}]}}") for f in fields),
     ]
-    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
-        yield bar
+    hidden = quiet or not err.is_terminal
+    with Progress(*columns, console=err, disable=hidden, transient=False) as bar:
+        try:
+            yield bar
+        except BaseException:
+            bar.live.transient = True
+            raise
 
 
 def emit_json(data: dict[str, Any]) -> None:

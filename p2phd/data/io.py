@@ -63,8 +63,8 @@ def read_id_map(path: Path, what: str = "label map") -> np.ndarray:
     image = open_image(path)
     if image.mode not in _ID_MODES:
         raise DatasetError(
-            f"{path}: {what} has mode {image.mode} (colour-coded?); a {what} must hold one id "
-            f"per pixel in a single 8- or 16-bit channel: convert the colours to class ids"
+            f"{path}: {what} has mode {image.mode} (colour-coded?); it must hold one id per "
+            f"pixel in a single 8- or 16-bit channel: convert the colours to ids"
         )
     return np.asarray(image).astype(np.int64)
 
