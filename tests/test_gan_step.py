@@ -51,16 +51,21 @@ def reference_grads(model: Pix2PixHD, x: torch.Tensor, real: torch.Tensor, mode:
 
 @pytest.mark.parametrize("mode", ["lsgan", "bce", "hinge"])
 def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
+    """Equal up to rounding, which scales with the net's largest gradient: D runs once on
+    [fake; real] here and once per half in the reference, so its sums go in another order,
+    and the bias of a conv followed by InstanceNorm has a gradient of exactly 0 in exact
+    arithmetic, only rounding noise. Measured on three kernel sets (AVX-512, avx2, default):
+    at most 2.3e-6 of the largest gradient; allowed: 5e-5."""
     model = Pix2PixHD(tiny_cfg(gan_mode=mode), "fp32", Dist(device=torch.device("cpu")))
     twin = copy.deepcopy(model)
     x, real, _ = model.encode(random_batch())
     g_ref, d_ref = reference_grads(twin, x, real, mode)
     model.train_step(x, real)  # leaves the pre-update gradients in .grad
-    for (name, p), ref in zip(model.G.named_parameters(), g_ref, strict=True):
-        torch.testing.assert_close(p.grad, ref, rtol=1e-5, atol=1e-7, msg=f"G.{name}")
-    for (name, p), ref in zip(model.D.named_parameters(), d_ref, strict=True):
-        torch.testing.assert_close(p.grad, ref, rtol=1e-5, atol=1e-7, msg=f"D.{name}")
-        assert p.grad.abs().sum() > 0, f"D.{name} got no gradient"
+    for net, refs in (("G", g_ref), ("D", d_ref)):
+        atol = 5e-5 * max(float(r.abs().max()) for r in refs)
+        for (name, p), ref in zip(getattr(model, net).named_parameters(), refs, strict=True):
+            torch.testing.assert_close(p.grad, ref, rtol=1e-5, atol=atol, msg=f"{net}.{name}")
+            assert net == "G" or p.grad.abs().sum() > 0, f"D.{name} got no gradient"
 
 
 def test_without_feature_matching_the_g_loss_has_no_feat_term() -> None:
