@@ -85,27 +85,38 @@ def config(case: str, args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
     """The reference's nets for a case: G1 for the 512p cases, G1 + G2 for the 1024p ones."""
     ngf, enhancers = LOCAL[case.removeprefix("train").removeprefix("infer")]
     local = enhancers > 0
-    net = NetConfig(label_nc=35, ngf=ngf, n_local_enhancers=enhancers, num_d=3 if local else 2,
-                    instance_feat=case.endswith("feat"))  # fmt: skip
+    net = NetConfig(
+        label_nc=35,
+        ngf=ngf,
+        n_local_enhancers=enhancers,
+        num_d=3 if local else 2,
+        instance_feat=case.endswith("feat"),
+    )
     return TrainConfig(
         stage="joint" if local else "global",
         net=net,
         loss=LossConfig(vgg_weights=str(vgg_path)),
-        run=RunOptions(device=args.device, precision=args.precision, compile=args.compile,
-                       channels_last=args.channels_last,
-                       activation_checkpointing=args.activation_checkpointing),
-    )  # fmt: skip
+        run=RunOptions(
+            device=args.device,
+            precision=args.precision,
+            compile=args.compile,
+            channels_last=args.channels_last,
+            activation_checkpointing=args.activation_checkpointing,
+        ),
+    )
 
 
-def bench_train(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
-                args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
+def bench_train(
+    cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
+) -> tuple[float, float | None]:
     model = Pix2PixHD(cfg, resolve_precision(cfg.run.precision, device), Dist(device=device))
     inputs = model.encode(scene(*size, device))
     return measure(lambda: model.train_step(*inputs), device, args.warmup, args.iters)
 
 
-def bench_infer(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
-                args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
+def bench_infer(
+    cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
+) -> tuple[float, float | None]:
     precision = resolve_precision(cfg.run.precision, device)
     G = build_generator(cfg.net).to(device).eval()
     if cfg.run.channels_last:
@@ -120,8 +131,9 @@ def bench_infer(cfg: TrainConfig, size: tuple[int, int], device: torch.device,
     return measure(run, device, args.warmup, args.iters)
 
 
-def bench_pool(instances: int, size: tuple[int, int], device: torch.device,
-               args: argparse.Namespace) -> tuple[float, float | None]:  # fmt: skip
+def bench_pool(
+    instances: int, size: tuple[int, int], device: torch.device, args: argparse.Namespace
+) -> tuple[float, float | None]:
     """ops.instance_mean over a map of `instances` rectangles (Cityscapes-style ids)."""
     rows = {25: 5, 250: 10}[instances]
     cells = torch.arange(instances, device=device).reshape(rows, -1)

@@ -136,8 +136,9 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
-                 ) -> None:  # fmt: skip
+def save_tensors(
+    path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Write a safetensors file into place (contiguous CPU copies), atomically.
 
     safetensors writes through a private temporary file of mode 0600 and reports a refused

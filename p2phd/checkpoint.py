@@ -154,8 +154,13 @@ def save_checkpoint(
             path = tmp / f"{name}.safetensors"
             save_tensors(path, tensor_dict, _metadata(name, record))
             sizes[path.name] = path.stat().st_size
-        full_state = {**state, "format_version": FORMAT_VERSION, "step": step, "files": sizes,
-                      "saved_at": time.time()}  # fmt: skip
+        full_state = {
+            **state,
+            "format_version": FORMAT_VERSION,
+            "step": step,
+            "files": sizes,
+            "saved_at": time.time(),
+        }
         write_json_atomic(tmp / "state.json", full_state)
         write_json_atomic(tmp / "config.json", record)
     write_text(run.latest, final.name + "\n")
@@ -184,8 +189,11 @@ def _check_finite(name: str, tensors: dict[str, Tensor]) -> None:
 def _complete_steps(run: RunDir) -> list[Path]:
     if not run.checkpoints.is_dir():
         return []
-    return sorted(p for p in run.checkpoints.iterdir()
-                  if STEP_NAME.fullmatch(p.name) and (p / "state.json").is_file())  # fmt: skip
+    return sorted(
+        p
+        for p in run.checkpoints.iterdir()
+        if STEP_NAME.fullmatch(p.name) and (p / "state.json").is_file()
+    )
 
 
 def _prune(run: RunDir, keep_last: int) -> None:
@@ -212,8 +220,9 @@ def open_checkpoint(path: Path) -> Checkpoint:
         ) from None
     problem = _state_problem(state)
     if problem:
-        raise CheckpointError(f"{where}: {problem}; delete this checkpoint folder to fall back "
-                              "to the previous one")  # fmt: skip
+        raise CheckpointError(
+            f"{where}: {problem}; delete this checkpoint folder to fall back to the previous one"
+        )
     if state["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {state['format_version']} is not "

@@ -40,8 +40,11 @@ def _check_choices(obj: Any) -> None:
     for name, hint in typing.get_type_hints(type(obj)).items():
         if typing.get_origin(hint) is Literal and getattr(obj, name) not in typing.get_args(hint):
             choices = " | ".join(typing.get_args(hint))
-            _require(False, f"--{name.replace('_', '-')}",
-                     f"{getattr(obj, name)!r} is not one of {choices}")  # fmt: skip
+            _require(
+                False,
+                f"--{name.replace('_', '-')}",
+                f"{getattr(obj, name)!r} is not one of {choices}",
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -366,8 +369,13 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 def sort_flags(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Place command-line options into the config sections that own them."""
-    sections = {"net": NetConfig, "loss": LossConfig, "data": DataConfig, "optim": OptimConfig,
-                "run": RunOptions}  # fmt: skip
+    sections = {
+        "net": NetConfig,
+        "loss": LossConfig,
+        "data": DataConfig,
+        "optim": OptimConfig,
+        "run": RunOptions,
+    }
     owner = {f.name: name for name, cls in sections.items() for f in dataclasses.fields(cls)}
     out: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, value in flags.items():

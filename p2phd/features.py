@@ -64,8 +64,14 @@ def region_rows(features: Tensor, pool_map: Tensor) -> tuple[Tensor, Tensor, Ten
     return ids, means, sizes / pool_map.numel()
 
 
-def _collect(index: int, feats: Tensor, pool_map: Tensor, net: NetConfig,
-             rows: dict[int, list[Tensor]], sources: dict[int, list[Tensor]]) -> None:  # fmt: skip
+def _collect(
+    index: int,
+    feats: Tensor,
+    pool_map: Tensor,
+    net: NetConfig,
+    rows: dict[int, list[Tensor]],
+    sources: dict[int, list[Tensor]],
+) -> None:
     """Append one image's region rows, [features, area], to its classes' lists."""
     ids, means, areas = (t.cpu() for t in region_rows(feats, pool_map))
     classes = ids if net.label_feat else instance_class(ids, net.class_divisor)
@@ -85,8 +91,11 @@ class FeatureReport:
     classes: dict[int, int]  # class -> instances
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "images": self.images,
-                "classes": {str(c): n for c, n in self.classes.items()}}  # fmt: skip
+        return {
+            "path": str(self.path),
+            "images": self.images,
+            "classes": {str(c): n for c, n in self.classes.items()},
+        }
 
 
 def encode_features(
@@ -129,13 +138,16 @@ def encode_features(
     tensors |= {bank_key("source", c): torch.cat(s) for c, s in sorted(sources.items())}
     counts = {c: int(sum(len(r) for r in rs)) for c, rs in sorted(rows.items())}
     meta = {
-        "schema_version": 1, "feat_num": net.feat_num, "split": split, "images": len(dataset),
+        "schema_version": 1,
+        "feat_num": net.feat_num,
+        "split": split,
+        "images": len(dataset),
         "pool": "instance" if net.instance_feat else "label",
         "columns": "feat_num features, then the area as a fraction of the image",
         "source_columns": "image index in the split, region id",
         "checkpoint": str(ckpt.path.resolve()),
         "classes": {str(c): n for c, n in counts.items()},
-    }  # fmt: skip
+    }
     path = Path(run) / FEATURES
     save_bank(tensors, path, meta)
     return FeatureReport(path, len(dataset), counts)
@@ -148,13 +160,16 @@ class ClusterReport:
     skipped: dict[int, str]  # class -> why it has no clusters
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path),
-                "clusters": {str(c): v for c, v in self.clusters.items()},
-                "skipped": {str(c): v for c, v in self.skipped.items()}}  # fmt: skip
+        return {
+            "path": str(self.path),
+            "clusters": {str(c): v for c, v in self.clusters.items()},
+            "skipped": {str(c): v for c, v in self.skipped.items()},
+        }
 
 
-def cluster_features(run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init: int = 10,
-                     seed: int = 0) -> ClusterReport:  # fmt: skip
+def cluster_features(
+    run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init: int = 10, seed: int = 0
+) -> ClusterReport:
     """k-means per class (k = min(instances, k)) over instances larger than `min_area`."""
     import sklearn
     from sklearn.cluster import KMeans
@@ -173,17 +188,29 @@ def cluster_features(run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init
         tensors[bank_key("mean", c)] = rows[:, :-1].mean(0).float()
         kept = rows[rows[:, -1] > min_area, :-1].numpy()
         if len(kept) == 0:
-            skipped[c] = (f"none of its {len(rows)} instances covers more than "
-                          f"{min_area:.4g} of its image")  # fmt: skip
+            skipped[c] = (
+                f"none of its {len(rows)} instances covers more than {min_area:.4g} of its image"
+            )
             continue
         n = min(len(kept), k)
         km = KMeans(n_clusters=n, n_init=n_init, random_state=seed).fit(kept)
         tensors[bank_key("label", c)] = torch.from_numpy(km.cluster_centers_).float()
-        clusters[c] = {"instances": len(rows), "kept": len(kept), "clusters": n,
-                       "inertia": float(km.inertia_)}  # fmt: skip
-    meta = {"schema_version": 1, "k": k, "min_area": min_area, "n_init": n_init, "seed": seed,
-            "sklearn": sklearn.__version__, "classes": {str(c): v for c, v in clusters.items()},
-            "skipped": {str(c): v for c, v in skipped.items()}}  # fmt: skip
+        clusters[c] = {
+            "instances": len(rows),
+            "kept": len(kept),
+            "clusters": n,
+            "inertia": float(km.inertia_),
+        }
+    meta = {
+        "schema_version": 1,
+        "k": k,
+        "min_area": min_area,
+        "n_init": n_init,
+        "seed": seed,
+        "sklearn": sklearn.__version__,
+        "classes": {str(c): v for c, v in clusters.items()},
+        "skipped": {str(c): v for c, v in skipped.items()},
+    }
     out = Path(run) / CLUSTERS
     save_bank(tensors, out, meta)
     return ClusterReport(out, clusters, skipped)

@@ -96,8 +96,9 @@ class Pix2PixHD:
             pool = inst if net.instance_feat else label
         return x, real, pool
 
-    def compute_losses(self, x: Tensor, real: Tensor, pool: Tensor | None = None
-                       ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+    def compute_losses(
+        self, x: Tensor, real: Tensor, pool: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The fake and the five loss terms with their weights applied. With features, E
         encodes the real image, pooled per region of `pool`, and its maps join G's input."""
         cfg = self.cfg
@@ -128,8 +129,9 @@ class Pix2PixHD:
         terms = {"g_gan": g_gan, "g_feat": g_feat, "g_vgg": g_vgg}
         return fake, {**terms, "d_real": d_real, "d_fake": d_fake}
 
-    def train_step(self, x: Tensor, real: Tensor, pool: Tensor | None = None,
-                   stop: bool = False) -> tuple[Tensor, dict[str, Tensor], bool, bool]:  # fmt: skip
+    def train_step(
+        self, x: Tensor, real: Tensor, pool: Tensor | None = None, stop: bool = False
+    ) -> tuple[Tensor, dict[str, Tensor], bool, bool]:
         """One G and one D update, skipped (weights untouched) if a loss is not finite.
 
         Returns (fake, loss terms, finite, stop): under torchrun every rank skips when any
@@ -140,8 +142,9 @@ class Pix2PixHD:
         loss_d = 0.5 * (terms["d_real"] + terms["d_fake"])
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss_g, inputs=self.opt_g.param_groups[0]["params"],
-                                retain_graph=True)  # fmt: skip
+        torch.autograd.backward(
+            loss_g, inputs=self.opt_g.param_groups[0]["params"], retain_graph=True
+        )
         torch.autograd.backward(loss_d, inputs=self.opt_d.param_groups[0]["params"])
         bad = not bool(torch.isfinite(loss_g + loss_d))  # the step's one host sync
         bad, stop = self.dist.any(bad, stop)
@@ -178,8 +181,9 @@ class Pix2PixHD:
         optim = ckpt.tensors("optim")
         g_names, d_names = self._names()
         unfreezing = self.cfg.stage == "joint" and ckpt.state["stage"] == "local"
-        restore_optimizer(self.opt_g, optim, ckpt.state["optim"]["G"], g_names, "G",
-                          allow_new=unfreezing)  # fmt: skip
+        restore_optimizer(
+            self.opt_g, optim, ckpt.state["optim"]["G"], g_names, "G", allow_new=unfreezing
+        )
         restore_optimizer(self.opt_d, optim, ckpt.state["optim"]["D"], d_names, "D")
 
     def init_from_global(self, ckpt: Checkpoint) -> None:
@@ -187,8 +191,11 @@ class Pix2PixHD:
         `global_generator` (strictly, all but the unused image head) and its D scales into
         the coarsest scales of this D, which see the same absolute resolutions as before."""
         assert isinstance(self.G, LocalEnhancer)
-        g1 = {k.removeprefix("trunk."): v for k, v in ckpt.tensors("G").items()
-              if k.startswith("trunk.")}  # fmt: skip
+        g1 = {
+            k.removeprefix("trunk."): v
+            for k, v in ckpt.tensors("G").items()
+            if k.startswith("trunk.")
+        }
         load_strict(self.G.global_generator.trunk, g1, f"{ckpt.path}/G.safetensors (trunk)")
         if self.E is not None:
             load_strict(self.E, ckpt.tensors("E"), f"{ckpt.path}/E.safetensors")

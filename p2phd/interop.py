@@ -73,8 +73,9 @@ def reference_name(ours: str, role: str, net: NetConfig, ganfeat: bool) -> str:
         return re.sub(r"^trunk\.", "model.", ours)
     ours = re.sub(r"^global_generator\.trunk\.", "model.", ours)
     part = {"front": 1, "back": 2}  # enhancer n's model<n>_1 and model<n>_2
-    return re.sub(r"^enhancers\.(\d+)\.(front|back)\.",
-                  lambda m: f"model{int(m[1]) + 1}_{part[m[2]]}.", ours)  # fmt: skip
+    return re.sub(
+        r"^enhancers\.(\d+)\.(front|back)\.", lambda m: f"model{int(m[1]) + 1}_{part[m[2]]}.", ours
+    )
 
 
 def _read_pth(path: Path) -> dict[str, Tensor]:
@@ -83,16 +84,24 @@ def _read_pth(path: Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
 
 
-def map_state(module: nn.Module, state: dict[str, Tensor], role: str, net: NetConfig,
-              ganfeat: bool, where: Path) -> dict[str, Tensor]:  # fmt: skip
+def map_state(
+    module: nn.Module,
+    state: dict[str, Tensor],
+    role: str,
+    net: NetConfig,
+    ganfeat: bool,
+    where: Path,
+) -> dict[str, Tensor]:
     """Our state dict for `module` from a reference one; every key and shape must match."""
     own = module.state_dict()
     names = {ours: reference_name(ours, role, net, ganfeat) for ours in own}
     problems = key_mismatches({names[k]: v.shape for k, v in own.items()}, state)
     if problems:
-        raise CheckpointError(f"{where}: does not fit the options given ({problems}); "
-                              "repeat the reference's options (--netg, --ngf, --label-nc, "
-                              "--no-instance, --num-d, ...)")  # fmt: skip
+        raise CheckpointError(
+            f"{where}: does not fit the options given ({problems}); "
+            "repeat the reference's options (--netg, --ngf, --label-nc, "
+            "--no-instance, --num-d, ...)"
+        )
     return {ours: state[ref] for ours, ref in names.items()}
 
 
@@ -115,8 +124,10 @@ def read_cluster_file(path: Path, feat_num: int) -> dict[int, np.ndarray]:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
             if read_header is None:
                 raise CheckpointError(f"{path}: .npy format {version} is not supported")
             shape, _, dtype = read_header(f)
@@ -124,8 +135,10 @@ def read_cluster_file(path: Path, feat_num: int) -> dict[int, np.ndarray]:
                 raise CheckpointError(f"{path}: not a pickled dict (dtype {dtype}, shape {shape})")
             loaded = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: carries {exc}, which a cluster file never holds; "
-                              "refusing it (nothing in it was run)") from None  # fmt: skip
+        raise CheckpointError(
+            f"{path}: carries {exc}, which a cluster file never holds; "
+            "refusing it (nothing in it was run)"
+        ) from None
     except (OSError, ValueError, EOFError) as exc:
         raise CheckpointError(f"{path}: not a readable .npy cluster file ({exc})") from exc
     data = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object else loaded
@@ -148,8 +161,12 @@ class ImportReport:
     sha256: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": str(self.run), "nets": self.nets, "clusters": self.clusters,
-                "sha256": self.sha256}  # fmt: skip
+        return {
+            "run": str(self.run),
+            "nets": self.nets,
+            "clusters": self.clusters,
+            "sha256": self.sha256,
+        }
 
 
 def _sha256(path: Path) -> str:
@@ -177,8 +194,10 @@ def import_reference(
     ckpt_dir, runs = Path(ckpt_dir), RunDir(Path(run))
     files = {role: ckpt_dir / f"{which}_net_{role}.pth" for role in ("G", "D", "E")}
     if not files["G"].is_file():
-        raise CheckpointError(f"{files['G']}: not found; pass the reference's checkpoint "
-                              "folder (checkpoints/<name>) and --which-epoch")  # fmt: skip
+        raise CheckpointError(
+            f"{files['G']}: not found; pass the reference's checkpoint "
+            "folder (checkpoints/<name>) and --which-epoch"
+        )
     if runs.root.exists() and (not runs.root.is_dir() or any(runs.root.iterdir())):
         raise ConfigError(f"--run {run}: exists and is not empty; import into a new folder")
     stage = "global" if net.n_local_enhancers == 0 else "joint"
@@ -190,16 +209,20 @@ def import_reference(
     for role, module in nets.items():
         if module is None or not files[role].is_file():
             continue
-        state = map_state(module, _read_pth(files[role]), role, net, loss.ganfeat_loss,
-                          files[role])  # fmt: skip
+        state = map_state(module, _read_pth(files[role]), role, net, loss.ganfeat_loss, files[role])
         load_strict(module, state, str(files[role]))
         imported.append(role)
         sha[files[role].name] = _sha256(files[role])
     tensors, groups = model.state()
     tensors = {k: v for k, v in tensors.items() if k in imported or k == "optim"}
-    meta = {"stage": stage, "epoch": 0, "lr": cfg.optim.lr, "nonfinite_skipped": 0,
-            "optim": groups, "imported": {"from": str(ckpt_dir.resolve()), "nets": imported,
-                                          "sha256": sha}}  # fmt: skip
+    meta = {
+        "stage": stage,
+        "epoch": 0,
+        "lr": cfg.optim.lr,
+        "nonfinite_skipped": 0,
+        "optim": groups,
+        "imported": {"from": str(ckpt_dir.resolve()), "nets": imported, "sha256": sha},
+    }
     history = [{"stage": stage, "event": "import", "step": 0, "from": str(ckpt_dir.resolve())}]
     record = config_record(cfg, history)
     found = clusters or next(iter(sorted(ckpt_dir.glob("features_clustered_*.npy"))), None)
@@ -210,11 +233,16 @@ def import_reference(
         write_json_atomic(staged.config, record)
         if centres is not None:
             assert found is not None
-            save_bank({bank_key("label", c): torch.from_numpy(v) for c, v in centres.items()},
-                      staged.root / CLUSTERS, {"schema_version": 1, "imported_from": str(found),
-                                               "sha256": _sha256(found),
-                                               "classes": {str(c): {"clusters": len(v)}
-                                                           for c, v in centres.items()},
-                                               "skipped": {}})  # fmt: skip
+            save_bank(
+                {bank_key("label", c): torch.from_numpy(v) for c, v in centres.items()},
+                staged.root / CLUSTERS,
+                {
+                    "schema_version": 1,
+                    "imported_from": str(found),
+                    "sha256": _sha256(found),
+                    "classes": {str(c): {"clusters": len(v)} for c, v in centres.items()},
+                    "skipped": {},
+                },
+            )
     count = len(centres) if centres is not None else None
     return ImportReport(runs.root, imported, count, sha)

@@ -32,10 +32,22 @@ Flags = dict[str, dict[str, Any]]
 LOCAL_DEFAULTS = {"n_local_enhancers": 1, "num_d": 3}
 # What the local stage must share with the global run for G1 and D to load.
 SHARED_WITH_GLOBAL = (
-    "label_nc", "input_nc", "output_nc", "instance", "n_downsample_global", "n_blocks_global",
-    "norm", "n_layers_d", "ndf", "instance_feat", "label_feat", "feat_num", "nef",
-    "n_downsample_e", "class_divisor",
-)  # fmt: skip
+    "label_nc",
+    "input_nc",
+    "output_nc",
+    "instance",
+    "n_downsample_global",
+    "n_blocks_global",
+    "norm",
+    "n_layers_d",
+    "ndf",
+    "instance_feat",
+    "label_feat",
+    "feat_num",
+    "nef",
+    "n_downsample_e",
+    "class_divisor",
+)
 
 
 def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
@@ -44,8 +56,10 @@ def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
     net = {"label_nc": manifest["label_nc"], "instance": manifest["instance"], **net}
     prepped = manifest["label_nc"]
     if 0 < net["label_nc"] < prepped or (net["label_nc"] == 0) != (prepped == 0):
-        raise ConfigError(f"--label-nc {net['label_nc']}: {data_root} was prepped with "
-                          f"label_nc {prepped}; pass --label-nc {prepped}")  # fmt: skip
+        raise ConfigError(
+            f"--label-nc {net['label_nc']}: {data_root} was prepped with "
+            f"label_nc {prepped}; pass --label-nc {prepped}"
+        )
     if net["instance"] and not manifest["instance"]:
         raise ConfigError(f"--instance: {data_root} has no instance maps; pass --no-instance")
     return net
@@ -79,8 +93,11 @@ def local_config(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig
         raise ConfigError("--n-local-enhancers: the local stage needs at least 1")
     inherited = {name: getattr(g.net, name) for name in SHARED_WITH_GLOBAL}
     inherited["ngf"] = max(1, g.net.ngf // 2**n_local)
-    clashes = [f"{k}: {v!r} (global run: {inherited[k]!r})" for k, v in given.items()
-               if k in inherited and v != inherited[k]]  # fmt: skip
+    clashes = [
+        f"{k}: {v!r} (global run: {inherited[k]!r})"
+        for k, v in given.items()
+        if k in inherited and v != inherited[k]
+    ]
     if clashes or inherited["ngf"] * 2**n_local != g.net.ngf:
         raise ConfigError(
             f"--global {global_run}: this G2 does not fit its G1 ("
@@ -89,8 +106,10 @@ def local_config(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig
         )
     net = {**LOCAL_DEFAULTS, **inherited, **given}
     if net["num_d"] < g.net.num_d:
-        raise ConfigError(f"--num-d {net['num_d']}: the global run's D has {g.net.num_d} "
-                          f"scales to load; use --num-d {g.net.num_d} or more")  # fmt: skip
+        raise ConfigError(
+            f"--num-d {net['num_d']}: the global run's D has {g.net.num_d} "
+            f"scales to load; use --num-d {g.net.num_d} or more"
+        )
     return _config("local", _with_dataset(net, data_root), data_root, flags)
 
 
@@ -101,7 +120,9 @@ def joint_config(data_root: Path, run: Path, flags: Flags) -> TrainConfig:
         raise CheckpointError(f"--run {run}: not a p2phd run; train it with train-local first")
     stored, _ = read_config_record(record)
     if stored.stage == "global":
-        raise ConfigError(f"--run {run}: is a train-global run; train-joint fine-tunes a "
-                          "train-local run (G1 + G2)")  # fmt: skip
+        raise ConfigError(
+            f"--run {run}: is a train-global run; train-joint fine-tunes a "
+            "train-local run (G1 + G2)"
+        )
     runtime = RunOptions(data_root=str(data_root), **flags.get("run", {}))  # this invocation's
     return dataclasses.replace(stored, stage="joint", run=runtime)

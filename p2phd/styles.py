@@ -80,14 +80,17 @@ def read_style_map(path: Path, feat_num: int, label_nc: int) -> StyleMap:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"--style-map {path}: not a readable JSON file ({reason})") from None
     if not isinstance(data, dict) or set(data) - {"instances", "classes"}:
-        raise ConfigError(f"--style-map {path}: expected an object with 'instances' and/or "
-                          "'classes'")  # fmt: skip
+        raise ConfigError(
+            f"--style-map {path}: expected an object with 'instances' and/or 'classes'"
+        )
     parsed: dict[str, dict[int, int | tuple[float, ...]]] = {}
     for part in ("instances", "classes"):
         table = data.get(part, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"--style-map {path}: '{part}' must be an object of id: style, "
-                              'e.g. {"26001": 2}')  # fmt: skip
+            raise ConfigError(
+                f"--style-map {path}: '{part}' must be an object of id: style, "
+                'e.g. {"26001": 2}'
+            )
         entries: dict[int, int | tuple[float, ...]] = {}
         for key, value in table.items():
             where = f"--style-map {path}: {part}[{key}]"
@@ -104,8 +107,11 @@ def _style_value(value: object, feat_num: int, where: str) -> int | tuple[float,
     """A cluster index (an int >= 0) or a vector of `feat_num` finite numbers."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    if not (isinstance(value, list) and len(value) == feat_num and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value)):  # fmt: skip
+    if not (
+        isinstance(value, list)
+        and len(value) == feat_num
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
         raise ConfigError(f"{where}: a cluster index or a list of {feat_num} numbers")
     vector = tuple(float(v) for v in value)
     if not all(math.isfinite(v) for v in vector):
@@ -113,9 +119,14 @@ def _style_value(value: object, feat_num: int, where: str) -> int | tuple[float,
     return vector
 
 
-def relabel(label: np.ndarray, inst: np.ndarray | None, classes: list[tuple[int, int]],
-            instances: list[tuple[int, int]], divisor: int, where: Path
-            ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+def relabel(
+    label: np.ndarray,
+    inst: np.ndarray | None,
+    classes: list[tuple[int, int]],
+    instances: list[tuple[int, int]],
+    divisor: int,
+    where: Path,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Class edits on one map pair: every pixel of class SRC becomes DST (`classes`), or one
     instance becomes class DST (`instances`); instance ids follow, so boundaries and styles
     follow: a relabelled "thing" gets fresh ids of class DST, "stuff" merges into DST."""
@@ -128,14 +139,17 @@ def relabel(label: np.ndarray, inst: np.ndarray | None, classes: list[tuple[int,
             things = (inst >= divisor) & (inst // divisor == src)
             k = inst[things] % divisor + _next_k(inst, dst, divisor)
             if k.size and k.max() >= divisor:
-                raise DatasetError(f"{where}: too many instances of classes {src} and {dst} "
-                                   f"together for ids class * {divisor} + k")  # fmt: skip
+                raise DatasetError(
+                    f"{where}: too many instances of classes {src} and {dst} "
+                    f"together for ids class * {divisor} + k"
+                )
             inst[things] = dst * divisor + k
             inst[stuff] = dst
     for ident, dst in instances:
         if inst is None or not (mask := inst == ident).any():
-            raise DatasetError(f"{where}: has no instance {ident} to relabel; pick an id from "
-                               "its instance map")  # fmt: skip
+            raise DatasetError(
+                f"{where}: has no instance {ident} to relabel; pick an id from its instance map"
+            )
         label[mask] = dst
         k = _next_k(inst, dst, divisor)
         new = dst * divisor + k
@@ -160,8 +174,14 @@ def regions(pool_map: Tensor, label_map: Tensor) -> tuple[Tensor, Tensor, Tensor
     return ids, inverse, label_map.reshape(-1)[first]
 
 
-def region_features(ids: np.ndarray, classes: np.ndarray, bank: FeatureBank, spec: StyleSpec,
-                    key: str, variation: int = 0) -> Tensor:  # fmt: skip
+def region_features(
+    ids: np.ndarray,
+    classes: np.ndarray,
+    bank: FeatureBank,
+    spec: StyleSpec,
+    key: str,
+    variation: int = 0,
+) -> Tensor:
     """`[U, F]`: one feature vector per region under `spec`, deterministic for the seed, the
     image key and the variation number."""
     k = bank.count[classes]
@@ -199,9 +219,13 @@ def _check_index(index: int, classes: np.ndarray, k: np.ndarray, option: str) ->
     bad = (k > 0) & (index >= k)
     if bad.any():
         c = int(classes[bad][0])
-        raise ConfigError(f"{option}: cluster {index} does not exist for class {c}, which has "
-                          f"{int(k[bad][0])} (0..{int(k[bad][0]) - 1})")  # fmt: skip
+        raise ConfigError(
+            f"{option}: cluster {index} does not exist for class {c}, which has "
+            f"{int(k[bad][0])} (0..{int(k[bad][0]) - 1})"
+        )
     none = k == 0
     if none.any() and option.startswith("--style-map"):
-        raise ConfigError(f"{option}: class {int(classes[none][0])} has no clusters; give a "
-                          "feature vector instead")  # fmt: skip
+        raise ConfigError(
+            f"{option}: class {int(classes[none][0])} has no clusters; give a "
+            "feature vector instead"
+        )

@@ -68,9 +68,17 @@ class SynthOptions:
     relabel_instance: tuple[tuple[int, int], ...] = ()
 
 
-def make_options(run: Path, *, style: str | None = None, style_map: Path | None = None,
-                 vary: str | None = None, seed: int = 0, relabels: Sequence[str] = (),
-                 relabel_instances: Sequence[str] = (), **plain: Any) -> SynthOptions:  # fmt: skip
+def make_options(
+    run: Path,
+    *,
+    style: str | None = None,
+    style_map: Path | None = None,
+    vary: str | None = None,
+    seed: int = 0,
+    relabels: Sequence[str] = (),
+    relabel_instances: Sequence[str] = (),
+    **plain: Any,
+) -> SynthOptions:
     """SynthOptions from the command line's strings (`cluster=2`, `class:26`, `21:11` ...)."""
     styled = any(v is not None for v in (style, style_map, vary))
     mode, cluster = parse_style(style or "random")
@@ -80,11 +88,12 @@ def make_options(run: Path, *, style: str | None = None, style_map: Path | None 
         mapped = read_style_map(style_map, net.feat_num, net.label_nc)
     spec = StyleSpec(mode, cluster, mapped, parse_vary(vary) if vary else None, seed)
     return SynthOptions(
-        style=spec, styled=styled,
+        style=spec,
+        styled=styled,
         relabel=tuple(parse_pair(t, "--relabel") for t in relabels),
         relabel_instance=tuple(parse_pair(t, "--relabel-instance") for t in relabel_instances),
         **plain,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +111,12 @@ class SynthReport:
     images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "index": str(self.index), "count": len(self.images),
-                "images": self.images}  # fmt: skip
+        return {
+            "out": str(self.out),
+            "index": str(self.index),
+            "count": len(self.images),
+            "images": self.images,
+        }
 
 
 def load_generator(run: Path, device: torch.device) -> tuple[nn.Module, Checkpoint]:
@@ -129,8 +142,9 @@ def _by_stem(paths: Sequence[Path]) -> dict[str, Path]:
     return found
 
 
-def collect_items(inputs: Sequence[Path], inst: Sequence[Path], need_inst: bool,
-                  photos: Sequence[Path] = ()) -> list[SynthItem]:  # fmt: skip
+def collect_items(
+    inputs: Sequence[Path], inst: Sequence[Path], need_inst: bool, photos: Sequence[Path] = ()
+) -> list[SynthItem]:
     """Label files (folders expanded) paired with instance maps and photos by file stem."""
     labels = [p for path in inputs for p in _files(path)]
     if not labels:
@@ -144,12 +158,15 @@ def collect_items(inputs: Sequence[Path], inst: Sequence[Path], need_inst: bool,
         partner = instances.get(label.stem)
         if need_inst and partner is None:
             where = ", ".join(map(str, inst)) or "(no --inst given)"
-            raise DatasetError(f"{label}: no instance map {label.stem}.* in {where}; this run "
-                               "uses instance maps: pass --inst FOLDER")  # fmt: skip
+            raise DatasetError(
+                f"{label}: no instance map {label.stem}.* in {where}; this run "
+                "uses instance maps: pass --inst FOLDER"
+            )
         photo = styles.get(label.stem)
         if photos and photo is None:
-            raise DatasetError(f"{label}: no photo {label.stem}.* in --style-from "
-                               f"{', '.join(map(str, photos))}")  # fmt: skip
+            raise DatasetError(
+                f"{label}: no photo {label.stem}.* in --style-from {', '.join(map(str, photos))}"
+            )
         items.append(SynthItem(label.stem, label, partner if need_inst else None, photo))
     return items
 
@@ -161,8 +178,10 @@ def _target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[in
     if width is not None:
         return scaled_size(w, h, width, m)
     if w % m or h % m:
-        raise DatasetError(f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
-                           f"pass --width {max(m, round(w / m) * m)} to resize")  # fmt: skip
+        raise DatasetError(
+            f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
+            f"pass --width {max(m, round(w / m) * m)} to resize"
+        )
     return w, h
 
 
@@ -178,19 +197,27 @@ def _read(item: SynthItem, net: NetConfig, size: tuple[int, int], opts: SynthOpt
     """Read, check, resize and edit one input."""
     if net.label_nc == 0:
         return _Read(item, resize_rgb(read_rgb(item.label), *size), None, None)
-    label = check_ids(item.label, read_id_map(item.label), "label", net.label_nc,
-                      "use label maps of this run's classes")  # fmt: skip
+    label = check_ids(
+        item.label,
+        read_id_map(item.label),
+        "label",
+        net.label_nc,
+        "use label maps of this run's classes",
+    )
     inst = None
     if item.inst is not None:
         inst = check_ids(item.inst, read_id_map(item.inst, "instance map"), "inst")
     if inst is not None and inst.shape != label.shape:
-        raise DatasetError(f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
-                           f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
-                           "one size")  # fmt: skip
+        raise DatasetError(
+            f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
+            f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
+            "one size"
+        )
     label = resize_ids(label, *size)
     inst = resize_ids(inst, *size) if inst is not None else None
-    label, inst = relabel(label, inst, list(opts.relabel), list(opts.relabel_instance),
-                          net.class_divisor, item.label)  # fmt: skip
+    label, inst = relabel(
+        label, inst, list(opts.relabel), list(opts.relabel_instance), net.class_divisor, item.label
+    )
     photo = resize_rgb(read_rgb(item.photo), *size) if item.photo else None
     return _Read(item, label, inst, photo)
 
@@ -198,8 +225,9 @@ def _read(item: SynthItem, net: NetConfig, size: tuple[int, int], opts: SynthOpt
 class _Styler:
     """Feature maps for runs with features: from the cluster bank, or from photos via E."""
 
-    def __init__(self, run: Path, ckpt: Checkpoint, opts: SynthOptions,
-                 device: torch.device) -> None:  # fmt: skip
+    def __init__(
+        self, run: Path, ckpt: Checkpoint, opts: SynthOptions, device: torch.device
+    ) -> None:
         net = ckpt.config.net
         self.net, self.spec, self.device = net, opts.style, device
         self.encoder: FeatureEncoder | None = None
@@ -220,8 +248,9 @@ class _Styler:
                 return self.encoder(unit_image(photo), pool[None].to(self.device))[0]
         assert self.bank is not None
         ids, inverse, classes = regions(pool, label)
-        vectors = region_features(ids.numpy(), classes.numpy(), self.bank, self.spec,
-                                  r.item.key, variation)  # fmt: skip
+        vectors = region_features(
+            ids.numpy(), classes.numpy(), self.bank, self.spec, r.item.key, variation
+        )
         h, w = label.shape
         return vectors[inverse].reshape(h, w, -1).permute(2, 0, 1).to(self.device)
 
@@ -229,31 +258,45 @@ class _Styler:
 def _check(net: NetConfig, opts: SynthOptions) -> None:
     """Options that cannot work with this run are refused before any work."""
     if not net.use_features and (opts.styled or opts.style_from or opts.variations > 1):
-        raise ConfigError("--style, --style-map, --style-from, --vary and --variations pick "
-                          "instance styles; this run was trained without features "
-                          "(--instance-feat / --label-feat)")  # fmt: skip
+        raise ConfigError(
+            "--style, --style-map, --style-from, --vary and --variations pick "
+            "instance styles; this run was trained without features "
+            "(--instance-feat / --label-feat)"
+        )
     classes = [c for pair in opts.relabel for c in pair] + [d for _, d in opts.relabel_instance]
     if opts.style.vary is not None and opts.style.vary[0] == "class":
         classes.append(opts.style.vary[1])
     unknown = [c for c in classes if c >= max(net.label_nc, 1)]
     if unknown:
-        raise ConfigError(f"class {unknown[0]} is unknown: this run has {net.label_nc} "
-                          f"classes (0..{net.label_nc - 1})")  # fmt: skip
+        raise ConfigError(
+            f"class {unknown[0]} is unknown: this run has {net.label_nc} "
+            f"classes (0..{net.label_nc - 1})"
+        )
     if (opts.relabel or opts.relabel_instance) and net.label_nc == 0:
         raise ConfigError("--relabel needs label maps; this run takes RGB input images")
     if opts.variations < 1 or opts.batch_size < 1:
         raise ConfigError("--variations and --batch-size must be >= 1")
     if opts.width is not None and opts.width < net.size_multiple:
-        raise ConfigError(f"--width {opts.width}: must be at least {net.size_multiple} (this "
-                          f"run's sizes are multiples of {net.size_multiple})")  # fmt: skip
+        raise ConfigError(
+            f"--width {opts.width}: must be at least {net.size_multiple} (this "
+            f"run's sizes are multiples of {net.size_multiple})"
+        )
     if opts.style_from and (opts.variations > 1 or opts.styled):
-        raise ConfigError("--style-from takes every style from the photos; it does not combine "
-                          "with --style, --style-map, --vary or --variations")  # fmt: skip
+        raise ConfigError(
+            "--style-from takes every style from the photos; it does not combine "
+            "with --style, --style-map, --vary or --variations"
+        )
 
 
-def synthesize(run: Path, inputs: Sequence[Path], out: Path, *, inst: Sequence[Path] = (),
-               options: SynthOptions | None = None,
-               progress: Callable[[int, int], None] | None = None) -> SynthReport:  # fmt: skip
+def synthesize(
+    run: Path,
+    inputs: Sequence[Path],
+    out: Path,
+    *,
+    inst: Sequence[Path] = (),
+    options: SynthOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SynthReport:
     """Synthesize PNGs for the label maps into `out`, with an index.html beside them."""
     opts = options or SynthOptions()
     if out.exists() and not out.is_dir():
@@ -291,8 +334,16 @@ def _name(key: str, variation: int, variations: int) -> str:
     return f"{key}.png" if variations == 1 else f"{key}_v{variation}.png"
 
 
-def _render(G: nn.Module, net: NetConfig, chunk: list[tuple[_Read, int]], styler: _Styler | None,
-            out: Path, device: torch.device, precision: str, variations: int) -> None:  # fmt: skip
+def _render(
+    G: nn.Module,
+    net: NetConfig,
+    chunk: list[tuple[_Read, int]],
+    styler: _Styler | None,
+    out: Path,
+    device: torch.device,
+    precision: str,
+    variations: int,
+) -> None:
     """One forward pass of G over up to batch-size (input, variation) jobs; write the PNGs."""
     if net.label_nc == 0:
         label = torch.stack([torch.from_numpy(r.label).permute(2, 0, 1) for r, _ in chunk])

@@ -96,8 +96,10 @@ def train(
         with ExitStack() as stack:
             if dist.is_main:
                 if run.root.exists() and not run.root.is_dir():
-                    raise ConfigError(f"--run {run.root}: is a file, not a run folder; pass "
-                                      "a folder (new, or one a p2phd training wrote)")  # fmt: skip
+                    raise ConfigError(
+                        f"--run {run.root}: is a file, not a run folder; pass "
+                        "a folder (new, or one a p2phd training wrote)"
+                    )
                 make_dirs(run.root)
                 stack.enter_context(RunLock(run.lock))
             report = on_report if on_report and dist.is_main else (lambda r: None)
@@ -121,16 +123,24 @@ def _closing_batches(loader: Iterable[dict[str, Any]]) -> Generator[dict[str, An
 class Trainer:
     """Builds nets, optimisers and data for a config, resumes, and runs the loop."""
 
-    def __init__(self, cfg: TrainConfig, run: RunDir, dist: Dist,
-                 report: Callable[[Report], None], init_from: Path | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run: RunDir,
+        dist: Dist,
+        report: Callable[[Report], None],
+        init_from: Path | None,
+    ) -> None:
         self.cfg, self.run, self.dist, self.report = cfg, run, dist, report
         self.precision = resolve_precision(cfg.run.precision, dist.device)
         self.history = self._check_resume()
         dist.barrier()  # rank 0 has cleaned up after any crash before anyone reads
-        augment = Augment(cfg.data.load_width, cfg.data.crop_size, cfg.data.flip,
-                          cfg.net.size_multiple)  # fmt: skip
-        self.dataset = PreppedDataset(Path(cfg.run.data_root), "train", augment,
-                                      seed=cfg.optim.seed)  # fmt: skip
+        augment = Augment(
+            cfg.data.load_width, cfg.data.crop_size, cfg.data.flip, cfg.net.size_multiple
+        )
+        self.dataset = PreppedDataset(
+            Path(cfg.run.data_root), "train", augment, seed=cfg.optim.seed
+        )
         self._check_sizes()
         self.model = Pix2PixHD(cfg, self.precision, dist)
         self.step = self.saved_step = self.nonfinite_skipped = 0
@@ -156,8 +166,10 @@ class Trainer:
         here, was = self.cfg.stage, stored.stage
         if here != was and (was, here) != ("local", "joint"):
             hint = {"global": "train-global", "local": "train-local", "joint": "train-joint"}
-            raise CheckpointError(f"{self.run.root} is a {was}-stage run; continue it with "
-                                  f"p2phd {hint[was]}, or pass a new --run")  # fmt: skip
+            raise CheckpointError(
+                f"{self.run.root} is a {was}-stage run; continue it with "
+                f"p2phd {hint[was]}, or pass a new --run"
+            )
         changes = diff({**stored.fixed_part(), "stage": here}, self.cfg.fixed_part())
         if changes:
             raise CheckpointError(
@@ -195,18 +207,28 @@ class Trainer:
             return None
         tensors, groups = self.model.state()
         tensors["optim"].update(rng_tensors())
-        state = {"stage": self.cfg.stage, "epoch": epoch, "lr": self.cfg.optim.lr_at(epoch),
-                 "nonfinite_skipped": self.nonfinite_skipped, "optim": groups}  # fmt: skip
+        state = {
+            "stage": self.cfg.stage,
+            "epoch": epoch,
+            "lr": self.cfg.optim.lr_at(epoch),
+            "nonfinite_skipped": self.nonfinite_skipped,
+            "optim": groups,
+        }
         record = config_record(self.cfg, self.history)
-        return save_checkpoint(self.run, self.step, tensors, state, record,
-                               keep_last=self.cfg.run.keep_last)  # fmt: skip
+        return save_checkpoint(
+            self.run, self.step, tensors, state, record, keep_last=self.cfg.run.keep_last
+        )
 
     # ---- the loop ------------------------------------------------------------------------
     def loader(self) -> DataLoader[dict[str, Any]]:
         sampler = EpochBatchSampler(
-            len(self.dataset), self.cfg.optim.batch_size, seed=self.cfg.optim.seed,
-            start_step=self.step, rank=self.dist.rank, world_size=self.dist.world_size,
-        )  # fmt: skip
+            len(self.dataset),
+            self.cfg.optim.batch_size,
+            seed=self.cfg.optim.seed,
+            start_step=self.step,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
         self.steps_per_epoch = sampler.steps_per_epoch
         workers = self.cfg.run.num_workers
         return DataLoader(
@@ -243,11 +265,13 @@ class Trainer:
         stopped_by = None
         if stopping:  # this rank's signal, or (under torchrun) another rank's
             stopped_by = signals.signum or int(signal.SIGTERM)
-        return TrainResult(self.run.root, self.cfg.stage, self.step, total, saved, stopped_by,
-                           self.dist.is_main)  # fmt: skip
+        return TrainResult(
+            self.run.root, self.cfg.stage, self.step, total, saved, stopped_by, self.dist.is_main
+        )
 
-    def _loop(self, batches: Generator[dict[str, Any]], total: int, signals: StopSignals
-              ) -> tuple[Path | None, bool]:  # fmt: skip
+    def _loop(
+        self, batches: Generator[dict[str, Any]], total: int, signals: StopSignals
+    ) -> tuple[Path | None, bool]:
         """Steps until `total` or a stop; (the last checkpoint written, stopped early)."""
         opts = self.cfg.run
         saved: Path | None = None
@@ -273,11 +297,19 @@ class Trainer:
             if self.step % opts.log_every == 0 or self.step == total:
                 values = self.dist.mean({k: float(v) for k, v in terms.items()})
                 self._log(epoch, lr, values, finite)
-            self.report(Report("step", self.step, total, epoch, lr, values,
-                               nonfinite_skipped=self.nonfinite_skipped))  # fmt: skip
+            self.report(
+                Report(
+                    "step",
+                    self.step,
+                    total,
+                    epoch,
+                    lr,
+                    values,
+                    nonfinite_skipped=self.nonfinite_skipped,
+                )
+            )
             if self.dist.is_main and (self.step % opts.sample_every == 0 or self.step == total):
-                path = write_sample(self.run.samples, self.step, batch, fake,
-                                    self.cfg.net.label_nc)  # fmt: skip
+                path = write_sample(self.run.samples, self.step, batch, fake, self.cfg.net.label_nc)
                 self.report(Report("sample", self.step, total, epoch, path=str(path)))
             if self.step % opts.save_every == 0 and streak == 0:  # never mid-streak
                 saved = self._save_and_report(epoch, total)
@@ -298,7 +330,14 @@ class Trainer:
         last_time, last_step = self._last_log
         rate = (self.step - last_step) / max(now - last_time, 1e-9)
         self._last_log = (now, self.step)
-        record = {"step": self.step, "epoch": epoch, "lr": lr, "it_per_s": round(rate, 3),
-                  "nonfinite_skipped": self.nonfinite_skipped, "finite": finite,
-                  "time": time.time(), **values}  # fmt: skip
+        record = {
+            "step": self.step,
+            "epoch": epoch,
+            "lr": lr,
+            "it_per_s": round(rate, 3),
+            "nonfinite_skipped": self.nonfinite_skipped,
+            "finite": finite,
+            "time": time.time(),
+            **values,
+        }
         append_line(self.run.log, json.dumps(record))

@@ -90,8 +90,9 @@ def grid(images: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.nda
     """Images of one size in rows of `columns`, white gaps between them."""
     rows = [hstack(images[i : i + columns], gap) for i in range(0, len(images), columns)]
     width = rows[0].shape[1]
-    padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
-              for r in rows]  # fmt: skip
+    padded = [
+        np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows
+    ]
     spacer = np.full((gap, width, 3), 255, dtype=np.uint8)
     parts: list[np.ndarray] = []
     for i, row in enumerate(padded):

@@ -39,8 +39,18 @@ def tiny_feature_run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     from helpers import TINY, cli
 
     run = tmp_path_factory.mktemp("feature_run") / "run"
-    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat",
-                    "--max-steps", "2", "--save-every", "1")  # fmt: skip
+    code, out = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        run,
+        *TINY,
+        "--instance-feat",
+        "--max-steps",
+        "2",
+        "--save-every",
+        "1",
+    )
     assert code == 0, out
     assert cli("encode-features", run, toy_data, "--device", "cpu", "--quiet")[0] == 0
     assert cli("cluster", run, "--k", "2", "--quiet")[0] == 0

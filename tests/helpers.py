@@ -12,10 +12,25 @@ from p2phd.cli import app
 
 # Tiny nets: 2 downsamplings, 1 block, width 8; two 2-layer D scales; no VGG; CPU.
 TINY = [
-    "--ngf", "8", "--n-downsample-global", "2", "--n-blocks-global", "1",
-    "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--no-vgg-loss",
-    "--num-workers", "0", "--device", "cpu", "--quiet",
-]  # fmt: skip
+    "--ngf",
+    "8",
+    "--n-downsample-global",
+    "2",
+    "--n-blocks-global",
+    "1",
+    "--ndf",
+    "8",
+    "--n-layers-d",
+    "2",
+    "--num-d",
+    "2",
+    "--no-vgg-loss",
+    "--num-workers",
+    "0",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def cli(*args: object) -> tuple[int, str]:
@@ -26,8 +41,9 @@ def cli(*args: object) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def random_batch(label_nc: int = 4, height: int = 16, width: int = 32, n: int = 2,
-                 seed: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
+def random_batch(
+    label_nc: int = 4, height: int = 16, width: int = 32, n: int = 2, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """A loader-like batch of random label, instance and photo maps."""
     g = torch.Generator().manual_seed(seed)
     return {
@@ -39,9 +55,21 @@ def random_batch(label_nc: int = 4, height: int = 16, width: int = 32, n: int = 
 
 # The options of a tiny reference-layout checkpoint (a 512p-style G with features, D, E).
 TINY_REFERENCE = [
-    "--label-nc", "8", "--ngf", "8", "--n-downsample-global", "2", "--n-blocks-global", "1",
-    "--ndf", "8", "--n-layers-d", "2", "--instance-feat", "--no-vgg-loss",
-]  # fmt: skip
+    "--label-nc",
+    "8",
+    "--ngf",
+    "8",
+    "--n-downsample-global",
+    "2",
+    "--n-blocks-global",
+    "1",
+    "--ndf",
+    "8",
+    "--n-layers-d",
+    "2",
+    "--instance-feat",
+    "--no-vgg-loss",
+]
 
 
 def write_reference_checkpoint(folder: Path) -> Path:
@@ -52,14 +80,22 @@ def write_reference_checkpoint(folder: Path) -> Path:
     from p2phd.gan import Pix2PixHD
     from p2phd.interop import reference_name
 
-    net = NetConfig(label_nc=8, ngf=8, n_downsample_global=2, n_blocks_global=1, ndf=8,
-                    n_layers_d=2, instance_feat=True)  # fmt: skip
+    net = NetConfig(
+        label_nc=8,
+        ngf=8,
+        n_downsample_global=2,
+        n_blocks_global=1,
+        ndf=8,
+        n_layers_d=2,
+        instance_feat=True,
+    )
     model = Pix2PixHD(TrainConfig(net=net, loss=LossConfig(vgg_loss=False)), "fp32", Dist())
     folder.mkdir(parents=True, exist_ok=True)
     for role, module in (("G", model.G), ("D", model.D), ("E", model.E)):
         assert module is not None
         state = {reference_name(k, role, net, True): v for k, v in module.state_dict().items()}
         torch.save(state, folder / f"latest_net_{role}.pth")
-    np.save(folder / "features_clustered_010.npy", {6: np.zeros((2, 3), np.float32)},
-            allow_pickle=True)  # fmt: skip
+    np.save(
+        folder / "features_clustered_010.npy", {6: np.zeros((2, 3), np.float32)}, allow_pickle=True
+    )
     return folder

@@ -55,9 +55,14 @@ def _leaf(kind: str, name: str, x: Tensor, state: dict[str, Tensor]) -> Tensor:
         stride, padding = _ints(kind, "stride") or (1, 1), _ints(kind, "padding") or (0, 0)
         return F.conv2d(x, state[f"{name}.weight"], state[f"{name}.bias"], stride, padding)
     if kind.startswith("ConvTranspose2d"):
-        return F.conv_transpose2d(x, state[f"{name}.weight"], state[f"{name}.bias"],
-                                  _ints(kind, "stride"), _ints(kind, "padding"),
-                                  _ints(kind, "output_padding"))  # fmt: skip
+        return F.conv_transpose2d(
+            x,
+            state[f"{name}.weight"],
+            state[f"{name}.bias"],
+            _ints(kind, "stride"),
+            _ints(kind, "padding"),
+            _ints(kind, "output_padding"),
+        )
     if kind.startswith("InstanceNorm2d"):
         return F.instance_norm(x, eps=1e-5)
     if kind.startswith("LeakyReLU"):
@@ -69,8 +74,14 @@ def _leaf(kind: str, name: str, x: Tensor, state: dict[str, Tensor]) -> Tensor:
     raise ValueError(f"unknown module {kind}")
 
 
-def run_sequential(prefix: str, x: Tensor, state: dict[str, Tensor], leaves: dict[str, str],
-                   *, outputs: list[Tensor] | None = None) -> Tensor:  # fmt: skip
+def run_sequential(
+    prefix: str,
+    x: Tensor,
+    state: dict[str, Tensor],
+    leaves: dict[str, str],
+    *,
+    outputs: list[Tensor] | None = None,
+) -> Tensor:
     """Apply the Sequential `prefix` module by module, in its index order."""
     children = {
         int(n[len(prefix) + 1 :].split(".")[0]) for n in leaves if n.startswith(prefix + ".")
@@ -107,8 +118,9 @@ def generator(x: Tensor, state: dict[str, Tensor], leaves: dict[str, str]) -> Te
     return out
 
 
-def discriminator(x: Tensor, state: dict[str, Tensor], leaves: dict[str, str]
-                  ) -> list[list[Tensor]]:  # fmt: skip
+def discriminator(
+    x: Tensor, state: dict[str, Tensor], leaves: dict[str, str]
+) -> list[list[Tensor]]:
     """MultiscaleDiscriminator: output i (0 = full resolution) uses scale num_D-1-i."""
     scales = [re.match(r"(scale|layer)(\d+)", n) for n in leaves]  # also lists "downsample"
     num_d = len({m[2] for m in scales if m})
@@ -117,8 +129,13 @@ def discriminator(x: Tensor, state: dict[str, Tensor], leaves: dict[str, str]
     for i in range(num_d):
         k = num_d - 1 - i
         if inter:
-            layers = sorted({int(n.split("_layer")[1].split(".")[0]) for n in leaves
-                             if n.startswith(f"scale{k}_")})  # fmt: skip
+            layers = sorted(
+                {
+                    int(n.split("_layer")[1].split(".")[0])
+                    for n in leaves
+                    if n.startswith(f"scale{k}_")
+                }
+            )
             feats, y = [], x
             for j in layers:
                 y = run_sequential(f"scale{k}_layer{j}", y, state, leaves)
@@ -130,8 +147,9 @@ def discriminator(x: Tensor, state: dict[str, Tensor], leaves: dict[str, str]
     return outs
 
 
-def encoder(image: Tensor, inst: Tensor, state: dict[str, Tensor], leaves: dict[str, str]
-            ) -> Tensor:  # fmt: skip
+def encoder(
+    image: Tensor, inst: Tensor, state: dict[str, Tensor], leaves: dict[str, str]
+) -> Tensor:
     """Encoder, then the reference's per-instance, per-channel averaging loop."""
     out = run_sequential("model", image, state, leaves)
     pooled = out.clone()

@@ -31,8 +31,9 @@ def one_line(code: int, out: str, *expected: str) -> None:
 
 def synth(run: Path, data: Path, out: Path, *args: object) -> tuple[int, str]:
     test = data / "test"
-    return cli("synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST,
-               *args)  # fmt: skip
+    return cli(
+        "synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST, *args
+    )
 
 
 def copy(run: Path, tmp_path: Path) -> Path:
@@ -59,28 +60,35 @@ def test_a_run_that_is_a_file(tmp_path: Path, toy_data: Path) -> None:
 def test_a_config_of_random_bytes(tmp_path: Path, toy_data: Path, tiny_feature_run: Path) -> None:
     run = copy(tiny_feature_run, tmp_path)
     (run / "config.json").write_bytes(os.urandom(300) + b"\xff\xfe")
-    one_line(*cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat"),
-             "config.json: not a p2phd run config")  # fmt: skip
+    one_line(
+        *cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat"),
+        "config.json: not a p2phd run config",
+    )
     one_line(*cli("train-joint", toy_data, "--run", run, *TEST), "config.json: not a p2phd run")
     (newest(run) / "config.json").write_bytes(os.urandom(100))
     one_line(*synth(run, toy_data, tmp_path / "o"), "config.json: not a p2phd run config")
 
 
 @pytest.mark.parametrize("state", ["[1, 2, 3]", '{"step": "x"}', "{", "null"])
-def test_a_damaged_state_json(tmp_path: Path, toy_data: Path, tiny_feature_run: Path,
-                              state: str) -> None:  # fmt: skip
+def test_a_damaged_state_json(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path, state: str
+) -> None:
     run = copy(tiny_feature_run, tmp_path)
     (newest(run) / "state.json").write_text(state)
     expected = "delete this checkpoint folder to fall back to the previous one"
     one_line(*synth(run, toy_data, tmp_path / "o"), "state.json", expected)
-    one_line(*cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat"),
-             "state.json", expected)  # fmt: skip
+    one_line(
+        *cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat"),
+        "state.json",
+        expected,
+    )
     shutil.rmtree(newest(run))  # as the message says: step 1 is used
     assert synth(run, toy_data, tmp_path / "o")[0] == 0
 
 
-def test_latest_names_only_a_checkpoint_of_its_own_run(tmp_path: Path, toy_data: Path,
-                                                       tiny_feature_run: Path) -> None:  # fmt: skip
+def test_latest_names_only_a_checkpoint_of_its_own_run(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path
+) -> None:
     run = copy(tiny_feature_run, tmp_path)
     other = tmp_path / "other"
     shutil.copytree(tiny_feature_run, other)
@@ -93,8 +101,9 @@ def test_latest_names_only_a_checkpoint_of_its_own_run(tmp_path: Path, toy_data:
 
 
 # ---- synthesize ---------------------------------------------------------------------------
-def test_a_32_bit_label_with_negative_ids(tmp_path: Path, toy_data: Path,
-                                          tiny_feature_run: Path) -> None:  # fmt: skip
+def test_a_32_bit_label_with_negative_ids(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path
+) -> None:
     labels = tmp_path / "labels"
     labels.mkdir()
     ids = np.zeros((64, 128), np.int32)
@@ -103,22 +112,25 @@ def test_a_32_bit_label_with_negative_ids(tmp_path: Path, toy_data: Path,
     inst = tmp_path / "inst"
     inst.mkdir()
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(inst / "bad.png")
-    code, out = cli("synthesize", tiny_feature_run, labels, "--inst", inst, "--out",
-                    tmp_path / "o", *TEST)  # fmt: skip
+    code, out = cli(
+        "synthesize", tiny_feature_run, labels, "--inst", inst, "--out", tmp_path / "o", *TEST
+    )
     one_line(code, out, "bad.tif", "label value -1 is negative")
 
 
 @pytest.mark.parametrize("width", ["0", "-8", "3"])
-def test_a_width_too_small(tmp_path: Path, toy_data: Path, tiny_feature_run: Path,
-                           width: str) -> None:  # fmt: skip
+def test_a_width_too_small(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path, width: str
+) -> None:
     one_line(
         *synth(tiny_feature_run, toy_data, tmp_path / "o", "--width", width),
         f"--width {width}: must be at least 16",
     )  # fmt: skip (E's 4 downsamplings)
 
 
-def test_an_output_folder_that_is_a_file(tmp_path: Path, toy_data: Path,
-                                         tiny_feature_run: Path) -> None:  # fmt: skip
+def test_an_output_folder_that_is_a_file(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path
+) -> None:
     out = tmp_path / "out.png"
     out.write_bytes(b"mine")
     one_line(*synth(tiny_feature_run, toy_data, out), str(out), "is a file")
@@ -137,25 +149,31 @@ def test_an_output_folder_that_is_a_file(tmp_path: Path, toy_data: Path,
         (b'{"instances": {"car": 1}}', "keys are ids"),
     ],
 )
-def test_bad_style_maps(tmp_path: Path, toy_data: Path, tiny_feature_run: Path, content: bytes,
-                        expected: str) -> None:  # fmt: skip
+def test_bad_style_maps(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path, content: bytes, expected: str
+) -> None:
     path = tmp_path / "styles.json"
     path.write_bytes(content)
-    one_line(*synth(tiny_feature_run, toy_data, tmp_path / "o", "--style-map", path),
-             f"--style-map {path}", expected)  # fmt: skip
+    one_line(
+        *synth(tiny_feature_run, toy_data, tmp_path / "o", "--style-map", path),
+        f"--style-map {path}",
+        expected,
+    )
     assert not (tmp_path / "o").exists()
 
 
-def test_index_links_cannot_run_script(tmp_path: Path, toy_data: Path,
-                                       tiny_feature_run: Path) -> None:  # fmt: skip
+def test_index_links_cannot_run_script(
+    tmp_path: Path, toy_data: Path, tiny_feature_run: Path
+) -> None:
     labels, inst = tmp_path / "labels", tmp_path / "inst"
     labels.mkdir()
     inst.mkdir()
     name = 'javascript:alert(1)"x'
     shutil.copy(toy_data / "test" / "label" / "toy_test_00000.png", labels / f"{name}.png")
     shutil.copy(toy_data / "test" / "inst" / "toy_test_00000.png", inst / f"{name}.png")
-    code, out = cli("synthesize", tiny_feature_run, labels, "--inst", inst, "--out",
-                    tmp_path / "o", *TEST)  # fmt: skip
+    code, out = cli(
+        "synthesize", tiny_feature_run, labels, "--inst", inst, "--out", tmp_path / "o", *TEST
+    )
     assert code == 0, out
     page = (tmp_path / "o" / "index.html").read_text()
     assert 'href="javascript%3Aalert%281%29%22x.png"' in page
@@ -171,8 +189,7 @@ def test_encode_features_checks_the_data_against_the_run(
     prepare_dataset(toy_source, more, PrepConfig(multiple=16, label_nc=12))
     run = copy(tiny_feature_run, tmp_path)
     before = (run / "features.safetensors").read_bytes()
-    one_line(*cli("encode-features", run, more, *TEST), str(more), "label_nc 12",
-             "the run's 8")  # fmt: skip
+    one_line(*cli("encode-features", run, more, *TEST), str(more), "label_nc 12", "the run's 8")
     assert (run / "features.safetensors").read_bytes() == before
 
 
@@ -182,8 +199,10 @@ def test_a_bad_cluster_file_leaves_no_run(tmp_path: Path) -> None:
     good = (folder / "features_clustered_010.npy").read_bytes()
     (folder / "features_clustered_010.npy").write_bytes(os.urandom(200))
     run = tmp_path / "run"
-    one_line(*cli("import-reference", folder, "--run", run, *TINY_REFERENCE, "--quiet"),
-             "features_clustered_010.npy")  # fmt: skip
+    one_line(
+        *cli("import-reference", folder, "--run", run, *TINY_REFERENCE, "--quiet"),
+        "features_clustered_010.npy",
+    )
     assert not run.exists()
     (folder / "features_clustered_010.npy").write_bytes(good)
     code, out = cli("import-reference", folder, "--run", run, *TINY_REFERENCE, "--json")
@@ -196,22 +215,34 @@ def test_one_size_rule_for_prep_training_and_synthesis(tmp_path: Path, toy_data:
     """A 128x80 map at width 128, sizes in multiples of 32: 80 / 32 = 2.5 rounds up to 96 in
     prep, in the training load and in synthesize (it was 96, 64 and 64)."""
     src = tmp_path / "src"
-    for role, array in (("label", np.zeros((80, 128), np.uint8)),
-                        ("img", np.zeros((80, 128, 3), np.uint8))):  # fmt: skip
+    for role, array in (
+        ("label", np.zeros((80, 128), np.uint8)),
+        ("img", np.zeros((80, 128, 3), np.uint8)),
+    ):
         (src / f"train_{role}").mkdir(parents=True)
         Image.fromarray(array).save(src / f"train_{role}" / "a.png")
     report = prepare_dataset(src, tmp_path / "data", PrepConfig(width=128, multiple=32))
     assert report.sizes["train"] == [128, 96]
     assert Augment(128, None, False, 32).load_size(128, 80) == (128, 96)
     run = tmp_path / "run"
-    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--n-downsample-global", "5",
-                    "--max-steps", "1")  # fmt: skip
+    code, out = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        run,
+        *TINY,
+        "--n-downsample-global",
+        "5",
+        "--max-steps",
+        "1",
+    )
     assert code == 0, out
     labels, inst = tmp_path / "labels", tmp_path / "inst"
     for folder in (labels, inst):
         folder.mkdir()
         Image.fromarray(np.zeros((80, 128), np.uint8)).save(folder / "a.png")
-    code, out = cli("synthesize", run, labels, "--inst", inst, "--out", tmp_path / "o",
-                    "--width", "128", *TEST)  # fmt: skip
+    code, out = cli(
+        "synthesize", run, labels, "--inst", inst, "--out", tmp_path / "o", "--width", "128", *TEST
+    )
     assert code == 0, out
     assert Image.open(tmp_path / "o" / "a.png").size == (128, 96)

@@ -23,17 +23,22 @@ from p2phd.gan import Pix2PixHD
 from helpers import random_batch
 
 CFG = TrainConfig(
-    net=NetConfig(label_nc=4, ngf=4, n_downsample_global=2, n_blocks_global=1, ndf=4,
-                  n_layers_d=2),
+    net=NetConfig(label_nc=4, ngf=4, n_downsample_global=2, n_blocks_global=1, ndf=4, n_layers_d=2),
     loss=LossConfig(vgg_loss=False),
     run=RunOptions(device="cpu"),
-)  # fmt: skip
+)
 
 
 def save(model: Pix2PixHD, run: RunDir, step: int, keep_last: int = 3) -> Path:
     tensors, groups = model.state()
-    return save_checkpoint(run, step, tensors, {"optim": groups, "stage": "global"},
-                           config_record(CFG, []), keep_last=keep_last)  # fmt: skip
+    return save_checkpoint(
+        run,
+        step,
+        tensors,
+        {"optim": groups, "stage": "global"},
+        config_record(CFG, []),
+        keep_last=keep_last,
+    )
 
 
 def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) -> None:
@@ -48,9 +53,11 @@ def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) ->
     b.load(latest_checkpoint(run))  # type: ignore[arg-type]
     x, real, _ = a.encode(random_batch(seed=1))
     assert torch.equal(a.G(x), b.G(x))
-    assert all(torch.equal(u, v) for su, sv in zip(a.D(torch.cat([x, real], 1)),
-                                                    b.D(torch.cat([x, real], 1)), strict=True)
-               for u, v in zip(su, sv, strict=True))  # fmt: skip
+    assert all(
+        torch.equal(u, v)
+        for su, sv in zip(a.D(torch.cat([x, real], 1)), b.D(torch.cat([x, real], 1)), strict=True)
+        for u, v in zip(su, sv, strict=True)
+    )
     a.train_step(x, real)
     b.train_step(x, real)  # Adam moments were restored too: the next step is identical
     for (name, p), q in zip(a.G.named_parameters(), b.G.parameters(), strict=True):
@@ -73,7 +80,10 @@ def test_rotation_keeps_the_last_and_latest_names_the_newest(tmp_path: Path) -> 
     for step in (2, 4, 6, 8):
         save(model, run, step, keep_last=2)
     assert sorted(p.name for p in run.checkpoints.iterdir()) == [
-        "LATEST", "step-0000006", "step-0000008"]  # fmt: skip
+        "LATEST",
+        "step-0000006",
+        "step-0000008",
+    ]
     assert latest_checkpoint(run).step == 8  # type: ignore[union-attr]
     state = json.loads((run.step_dir(8) / "state.json").read_text())
     assert state["files"]["G.safetensors"] == (run.step_dir(8) / "G.safetensors").stat().st_size

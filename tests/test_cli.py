@@ -12,9 +12,16 @@ import pytest
 from helpers import TINY, cli
 
 COMMANDS = [
-    "toy", "prep", "train-global", "train-local", "train-joint", "encode-features", "cluster",
-    "synthesize", "import-reference",
-]  # fmt: skip
+    "toy",
+    "prep",
+    "train-global",
+    "train-local",
+    "train-joint",
+    "encode-features",
+    "cluster",
+    "synthesize",
+    "import-reference",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -35,14 +42,16 @@ def test_exactly_the_built_commands_exist() -> None:
 
 
 def test_python_dash_m_runs_the_cli() -> None:
-    result = subprocess.run([sys.executable, "-m", "p2phd", "--help"], capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "p2phd", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "train-global" in result.stdout
 
 
 def test_dry_run_prints_the_resolved_config(toy_data: Path, tmp_path: Path) -> None:
-    code, out = cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--lr", "1e-3",
-                    "--dry-run")  # fmt: skip
+    code, out = cli(
+        "train-global", toy_data, "--run", tmp_path / "r", *TINY, "--lr", "1e-3", "--dry-run"
+    )
     assert code == 0
     cfg = json.loads(out)
     assert cfg["optim"]["lr"] == 1e-3 and cfg["net"]["ngf"] == 8 and cfg["net"]["label_nc"] == 8
@@ -60,8 +69,9 @@ def test_dry_run_prints_the_resolved_config(toy_data: Path, tmp_path: Path) -> N
         (["--device", "tpu"], "--device"),
     ],
 )
-def test_bad_options_exit_2_with_one_line(toy_data: Path, tmp_path: Path, args: list[str],
-                                          message: str) -> None:  # fmt: skip
+def test_bad_options_exit_2_with_one_line(
+    toy_data: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     code, out = cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, *args)
     assert code == 2 and message in out, out
     assert "Traceback" not in out and len(out.strip().splitlines()) == 1
@@ -76,11 +86,17 @@ def test_a_second_trainer_on_the_same_run_is_refused(toy_data: Path, tmp_path: P
     run = tmp_path / "r"
     run.mkdir()
     holder = subprocess.Popen(  # another process holding the run's lock, as a trainer does
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from p2phd.training_support import RunLock; lock = RunLock(Path(sys.argv[1])); "
-         "lock.__enter__(); print('locked', flush=True); time.sleep(60)", str(run / ".lock")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from p2phd.training_support import RunLock; lock = RunLock(Path(sys.argv[1])); "
+            "lock.__enter__(); print('locked', flush=True); time.sleep(60)",
+            str(run / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         code, out = cli("train-global", toy_data, "--run", run, *TINY, "--max-steps", "1")

@@ -19,8 +19,17 @@ STEPS = "--log-every 1 --batch-size 1".split()
 
 
 def torchrun(*args: object) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--standalone", "-m", "p2phd", *map(str, args)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        "-m",
+        "p2phd",
+        *map(str, args),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
@@ -34,8 +43,7 @@ def log(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path,
-                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path, tmp_path: Path) -> None:
     """What must agree whatever the CPU's kernels: the step-1 losses, and the gradients after
     the all-reduce, read from Adam's first moments (after one step exp_avg = (1 - beta1) g and
     exp_avg_sq = (1 - beta2) g^2, with g the averaged gradient). The two sides sum the batch in
@@ -49,11 +57,34 @@ def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path,
     g >> eps, so a gradient element near zero flips its step from +lr to -lr on rounding
     alone; how many such elements there are depends on the CPU (1% here, 12% elsewhere)."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    code, out = cli("train-global", toy_data, "--run", single, *TINY, "--max-steps", "1",
-                    "--log-every", "1", "--batch-size", "2")  # fmt: skip
+    code, out = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        single,
+        *TINY,
+        "--max-steps",
+        "1",
+        "--log-every",
+        "1",
+        "--batch-size",
+        "2",
+    )
     assert code == 0, out
-    result = torchrun("train-global", toy_data, "--run-dir", ddp, *TINY, *STEPS, "--max-steps",
-                      "3", "--save-every", "1", "--keep-last", "3")  # fmt: skip
+    result = torchrun(
+        "train-global",
+        toy_data,
+        "--run-dir",
+        ddp,
+        *TINY,
+        *STEPS,
+        "--max-steps",
+        "3",
+        "--save-every",
+        "1",
+        "--keep-last",
+        "3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # Rank 0 alone wrote: one log line per step, one checkpoint per step, no temporary folders.
     assert [r["step"] for r in log(ddp)] == [1, 2, 3]
@@ -76,12 +107,32 @@ def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path,
 
 def test_restart_under_torchrun_resumes_exactly(toy_data: Path, tmp_path: Path) -> None:
     straight, restarted = tmp_path / "straight", tmp_path / "restarted"
-    result = torchrun("train-global", toy_data, "--run-dir", straight, *TINY, *STEPS,
-                      "--save-every", "1000", "--max-steps", "4")  # fmt: skip
+    result = torchrun(
+        "train-global",
+        toy_data,
+        "--run-dir",
+        straight,
+        *TINY,
+        *STEPS,
+        "--save-every",
+        "1000",
+        "--max-steps",
+        "4",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for stop in ("2", "4"):  # what torchrun --max-restarts does: the same command again
-        result = torchrun("train-global", toy_data, "--run-dir", restarted, *TINY, *STEPS,
-                          "--save-every", "1000", "--max-steps", stop)  # fmt: skip
+        result = torchrun(
+            "train-global",
+            toy_data,
+            "--run-dir",
+            restarted,
+            *TINY,
+            *STEPS,
+            "--save-every",
+            "1000",
+            "--max-steps",
+            stop,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     for name in ("G", "D", "optim"):
         a, b = latest(straight, name), latest(restarted, name)

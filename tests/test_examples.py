@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1]), "TOY_EPOCHS": "1"}
     work = tmp_path / "demo"
-    result = subprocess.run(["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)], env=env,
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"synthesized test images: {work}/synth/" in result.stdout
     assert f"training samples:        {work}/run/samples/index.html" in result.stdout
@@ -27,8 +32,13 @@ def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert len(images) == 6 and Image.open(images[0]).size == (128, 64)
     assert (work / "synth" / "index.html").is_file()
     assert (work / "run" / "checkpoints" / "LATEST").read_text().strip() == "step-0000096"
-    again = subprocess.run(["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)], env=env,
-                           capture_output=True, text=True, timeout=900)  # fmt: skip
+    again = subprocess.run(
+        ["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stderr[-3000:]  # a rerun finds everything done
 
 
@@ -36,9 +46,13 @@ def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
 def test_toy_coarse_to_fine_chain(tmp_path: Path) -> None:
     env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1]), "TOY_EPOCHS": "1"}
     work = tmp_path / "c2f"
-    result = subprocess.run(["bash", str(ROOT / "examples" / "toy_coarse_to_fine.sh"),
-                             str(work)], env=env, capture_output=True, text=True,
-                            timeout=900)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "toy_coarse_to_fine.sh"), str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads((work / "local" / "config.json").read_text())["history"]
     assert [h["stage"] for h in history] == ["local", "joint"]
@@ -55,8 +69,10 @@ def test_recipes_use_only_existing_options() -> None:
     from p2phd.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    accepted = {name: {o for p in cmd.params for o in p.opts + p.secondary_opts}
-                for name, cmd in commands.items()}  # fmt: skip
+    accepted = {
+        name: {o for p in cmd.params for o in p.opts + p.secondary_opts}
+        for name, cmd in commands.items()
+    }
     for script in sorted(p.name for p in (ROOT / "examples").glob("*.sh")):
         text = (ROOT / "examples" / script).read_text().replace("\\\n", " ")
         for line in text.splitlines():

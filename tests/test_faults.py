@@ -28,8 +28,9 @@ from helpers import TINY, TINY_REFERENCE, cli, write_reference_checkpoint
 TEST = ["--device", "cpu", "--quiet"]
 
 
-def p2phd_process(*args: object, env: dict[str, str] | None = None,
-                  limit_bytes: int | None = None) -> subprocess.Popen[str]:  # fmt: skip
+def p2phd_process(
+    *args: object, env: dict[str, str] | None = None, limit_bytes: int | None = None
+) -> subprocess.Popen[str]:
     """`python -m p2phd ARGS` in its own process (with a file-size limit, as `ulimit -f`)."""
 
     def limit() -> None:
@@ -37,9 +38,13 @@ def p2phd_process(*args: object, env: dict[str, str] | None = None,
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.Popen(
-        [sys.executable, "-m", "p2phd", *map(str, args)], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit,
-    )  # fmt: skip
+        [sys.executable, "-m", "p2phd", *map(str, args)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=limit,
+    )
 
 
 def logged_steps(run: Path) -> list[int]:
@@ -78,8 +83,21 @@ def test_kill_9_then_an_immediate_rerun_resumes(toy_data: Path, tmp_path: Path) 
     trainer and start it again at once; each rerun resumes (the lock died with the trainer)."""
     run, marker = tmp_path / "run", f"P2PHD_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", marker: "1"}
-    args = ["train-global", toy_data, "--run", run, *TINY, "--num-workers", "2",
-            "--save-every", "2", "--log-every", "1", "--max-steps", "100000"]  # fmt: skip
+    args = [
+        "train-global",
+        toy_data,
+        "--run",
+        run,
+        *TINY,
+        "--num-workers",
+        "2",
+        "--save-every",
+        "2",
+        "--log-every",
+        "1",
+        "--max-steps",
+        "100000",
+    ]
     proc = p2phd_process(*args, env=env)
     resumed_from = []
     for _ in range(3):
@@ -116,8 +134,19 @@ def test_a_file_size_limit_ends_training_with_one_line(toy_data: Path, tmp_path:
     the cause, exit 2, at once (workers and all), the previous checkpoint intact."""
     run, marker = tmp_path / "run", f"P2PHD_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", marker: "1"}
-    args = ["train-global", toy_data, "--run", run, *TINY, "--num-workers", "2",
-            "--save-every", "2", "--sample-every", "1000"]  # fmt: skip
+    args = [
+        "train-global",
+        toy_data,
+        "--run",
+        run,
+        *TINY,
+        "--num-workers",
+        "2",
+        "--save-every",
+        "2",
+        "--sample-every",
+        "1000",
+    ]
     first = p2phd_process(*args, "--max-steps", "2", env=env)
     assert first.wait(timeout=300) == 0, first.communicate()[1]
     before = {p: p.read_bytes() for p in (run / "checkpoints" / "step-0000002").iterdir()}
@@ -141,14 +170,21 @@ def test_an_unexpected_error_in_training_ends_it_at_once(toy_data: Path, tmp_pat
     process ends right away with its loader workers instead of waiting on them."""
     marker = f"P2PHD_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", marker: "1"}
-    crash = ("import sys; import p2phd.gan as gan\n"
-             "def boom(*a, **k): raise RuntimeError('boom')\n"
-             "gan.Pix2PixHD.train_step = boom\n"
-             "from p2phd.cli import main; sys.argv[0] = 'p2phd'; main()\n")  # fmt: skip
+    crash = (
+        "import sys; import p2phd.gan as gan\n"
+        "def boom(*a, **k): raise RuntimeError('boom')\n"
+        "gan.Pix2PixHD.train_step = boom\n"
+        "from p2phd.cli import main; sys.argv[0] = 'p2phd'; main()\n"
+    )
     args = ["train-global", toy_data, "--run", tmp_path / "run", *TINY, "--num-workers", "2"]
     started = time.time()
-    result = subprocess.run([sys.executable, "-c", crash, *map(str, args)], env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", crash, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "RuntimeError: boom" in result.stderr, result.stderr
     assert time.time() - started < 60 and not processes_with(marker)
 
@@ -172,8 +208,9 @@ def refuse_writes(monkeypatch: pytest.MonkeyPatch, code: int, after: int = 0) ->
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def assert_refused(code: int, out: str, where: str, errno_code: int) -> None:
@@ -183,29 +220,67 @@ def assert_refused(code: int, out: str, where: str, errno_code: int) -> None:
 
 
 @pytest.mark.parametrize("code", REFUSALS, ids=errno.errorcode.get)
-def test_train_refused_write(toy_data: Path, tiny_feature_run: Path, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch, code: int) -> None:  # fmt: skip
+def test_train_refused_write(
+    toy_data: Path,
+    tiny_feature_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_feature_run, run)
     before = snapshot(run / "checkpoints")
     refuse_writes(monkeypatch, code, after=1)  # config.json goes in; the checkpoint does not
-    result = cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat",
-                 "--max-steps", "3", "--sample-every", "1000")  # fmt: skip
+    result = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        run,
+        *TINY,
+        "--instance-feat",
+        "--max-steps",
+        "3",
+        "--sample-every",
+        "1000",
+    )
     assert_refused(*result, "step-0000003", code)
     assert snapshot(run / "checkpoints") == before and leftovers(run) == []
     monkeypatch.undo()
-    code_again, out = cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat",
-                          "--max-steps", "3", "--sample-every", "1000")  # fmt: skip
+    code_again, out = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        run,
+        *TINY,
+        "--instance-feat",
+        "--max-steps",
+        "3",
+        "--sample-every",
+        "1000",
+    )
     assert code_again == 0, out  # the rerun resumes from step 2
 
 
 @pytest.mark.parametrize("code", REFUSALS, ids=errno.errorcode.get)
-def test_synthesize_refused_write(tiny_feature_run: Path, toy_data: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch, code: int) -> None:  # fmt: skip
+def test_synthesize_refused_write(
+    tiny_feature_run: Path,
+    toy_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+) -> None:
     out_dir = tmp_path / "out"
     test = toy_data / "test"
-    args = ["synthesize", tiny_feature_run, test / "label", "--inst", test / "inst", "--out",
-            out_dir, *TEST]  # fmt: skip
+    args = [
+        "synthesize",
+        tiny_feature_run,
+        test / "label",
+        "--inst",
+        test / "inst",
+        "--out",
+        out_dir,
+        *TEST,
+    ]
     assert cli(*args)[0] == 0
     before = snapshot(out_dir)
     refuse_writes(monkeypatch, code)
@@ -231,34 +306,48 @@ def test_encode_and_cluster_refused_write(
 
 
 @pytest.mark.parametrize("code", REFUSALS, ids=errno.errorcode.get)
-def test_import_and_prep_refused_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       code: int) -> None:  # fmt: skip
+def test_import_and_prep_refused_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     folder = write_reference_checkpoint(tmp_path / "ckpt")
     src = tmp_path / "src"
     write_toy_dataset(src, n_train=2, n_test=0, height=32, width=64, seed=0)
     refuse_writes(monkeypatch, code)
-    assert_refused(*cli("import-reference", folder, "--run", tmp_path / "run", "--quiet",
-                        *TINY_REFERENCE), "run", code)  # fmt: skip
+    assert_refused(
+        *cli("import-reference", folder, "--run", tmp_path / "run", "--quiet", *TINY_REFERENCE),
+        "run",
+        code,
+    )
     assert_refused(*cli("prep", src, tmp_path / "data", "--quiet"), "data", code)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "src"]  # nothing half-made
 
 
 @pytest.mark.parametrize("command", ["train", "synthesize", "import", "prep", "toy"])
-def test_a_file_where_a_folder_should_be(command: str, tiny_feature_run: Path, toy_data: Path,
-                                         toy_source: Path, tmp_path: Path) -> None:  # fmt: skip
+def test_a_file_where_a_folder_should_be(
+    command: str, tiny_feature_run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("in the way")
     inside = blocker / "out"
     test = toy_data / "test"
     runs: dict[str, Callable[[], tuple[int, str]]] = {
         "train": lambda: cli("train-global", toy_data, "--run", inside, *TINY, "--max-steps", "1"),
-        "synthesize": lambda: cli("synthesize", tiny_feature_run, test / "label", "--inst",
-                                  test / "inst", "--out", inside, *TEST),
-        "import": lambda: cli("import-reference", tmp_path / "ckpt", "--run", inside,
-                              *TINY_REFERENCE),
+        "synthesize": lambda: cli(
+            "synthesize",
+            tiny_feature_run,
+            test / "label",
+            "--inst",
+            test / "inst",
+            "--out",
+            inside,
+            *TEST,
+        ),
+        "import": lambda: cli(
+            "import-reference", tmp_path / "ckpt", "--run", inside, *TINY_REFERENCE
+        ),
         "prep": lambda: cli("prep", toy_source, inside, "--quiet"),
         "toy": lambda: cli("toy", inside, "--train", "1", "--test", "0", "--quiet"),
-    }  # fmt: skip
+    }
     if command == "import":
         write_reference_checkpoint(tmp_path / "ckpt")
     code, out = runs[command]()
@@ -268,14 +357,26 @@ def test_a_file_where_a_folder_should_be(command: str, tiny_feature_run: Path, t
     assert blocker.read_text() == "in the way"
 
 
-def test_written_files_honour_the_umask(tiny_feature_run: Path, toy_data: Path,
-                                        tmp_path: Path) -> None:  # fmt: skip
+def test_written_files_honour_the_umask(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
     old = os.umask(0o022)
     try:
         out_dir = tmp_path / "out"
         test = toy_data / "test"
-        assert cli("synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
-                   "--out", out_dir, *TEST)[0] == 0  # fmt: skip
+        assert (
+            cli(
+                "synthesize",
+                tiny_feature_run,
+                test / "label",
+                "--inst",
+                test / "inst",
+                "--out",
+                out_dir,
+                *TEST,
+            )[0]
+            == 0
+        )
         run = tmp_path / "run"
         code, out = cli("train-global", toy_data, "--run", run, *TINY, "--max-steps", "1")
         assert code == 0, out

@@ -36,8 +36,9 @@ def test_encoder_reference_size_and_pooling() -> None:
 @pytest.fixture(scope="module")
 def feature_run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("features") / "run"
-    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat",
-                    "--max-steps", "3")  # fmt: skip
+    code, out = cli(
+        "train-global", toy_data, "--run", run, *TINY, "--instance-feat", "--max-steps", "3"
+    )
     assert code == 0, out
     assert cli("encode-features", run, toy_data, *TEST)[0] == 0
     assert cli("cluster", run, "--k", "2", "--quiet")[0] == 0
@@ -101,8 +102,9 @@ def test_small_object_filter_is_configurable(feature_run: Path, tmp_path: Path) 
 
 def synth(run: Path, data: Path, out: Path, *args: object) -> tuple[int, str]:
     test = data / "test"
-    return cli("synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST,
-               *args)  # fmt: skip
+    return cli(
+        "synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST, *args
+    )
 
 
 def image(path: Path) -> np.ndarray:
@@ -117,8 +119,9 @@ def test_random_styles_follow_the_seed(feature_run: Path, toy_data: Path, tmp_pa
 
 
 def test_chosen_cluster_and_variations(feature_run: Path, toy_data: Path, tmp_path: Path) -> None:
-    code, out = synth(feature_run, toy_data, tmp_path / "v", "--variations", "2", "--vary",
-                      "class:6")  # fmt: skip
+    code, out = synth(
+        feature_run, toy_data, tmp_path / "v", "--variations", "2", "--vary", "class:6"
+    )
     assert code == 0, out
     v0, v1 = (
         image(tmp_path / "v" / "toy_test_00000_v0.png"),
@@ -139,8 +142,9 @@ def test_chosen_cluster_and_variations(feature_run: Path, toy_data: Path, tmp_pa
     assert code == 2 and "cluster 2 does not exist for class" in out
 
 
-def test_style_map_and_style_from_photo(feature_run: Path, toy_data: Path, toy_source: Path,
-                                        tmp_path: Path) -> None:  # fmt: skip
+def test_style_map_and_style_from_photo(
+    feature_run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
+) -> None:
     style_map = tmp_path / "styles.json"
     style_map.write_text(json.dumps({"classes": {"6": [0.9, -0.9, 0.0], "0": 1}}))
     code, out = synth(feature_run, toy_data, tmp_path / "m", "--style-map", style_map)
@@ -150,8 +154,15 @@ def test_style_map_and_style_from_photo(feature_run: Path, toy_data: Path, toy_s
     )  # the test photos: the reference's encoded image
     assert code == 0, out
     assert len(list((tmp_path / "p").glob("toy_test_*.png"))) == 2
-    code, out = synth(feature_run, toy_data, tmp_path / "q", "--style-from",
-                      toy_source / "test_img", "--variations", "2")  # fmt: skip
+    code, out = synth(
+        feature_run,
+        toy_data,
+        tmp_path / "q",
+        "--style-from",
+        toy_source / "test_img",
+        "--variations",
+        "2",
+    )
     assert code == 2 and "--style-from takes every style from the photos" in out
     style_map.write_text(json.dumps({"classes": {"6": [1, 2]}}))
     code, out = synth(feature_run, toy_data, tmp_path / "bad", "--style-map", style_map)
@@ -170,9 +181,18 @@ def test_relabel_edits(feature_run: Path, toy_data: Path, tmp_path: Path) -> Non
     inst = np.asarray(Image.open(toy_data / "test" / "inst" / "toy_test_00000.png"))
     car = int(inst[source == 6].max())
     test = toy_data / "test"
-    code, out = cli("synthesize", feature_run, test / "label" / "toy_test_00000.png", "--inst",
-                    test / "inst", "--out", tmp_path / "i", "--relabel-instance", f"{car}:7",
-                    *TEST)  # fmt: skip
+    code, out = cli(
+        "synthesize",
+        feature_run,
+        test / "label" / "toy_test_00000.png",
+        "--inst",
+        test / "inst",
+        "--out",
+        tmp_path / "i",
+        "--relabel-instance",
+        f"{car}:7",
+        *TEST,
+    )
     assert code == 0, out
     shown = image(tmp_path / "i" / "labels" / "toy_test_00000.png")
     person = shown[source == 7][0]
@@ -210,16 +230,21 @@ def test_runs_without_features_refuse_feature_commands(toy_data: Path, tmp_path:
 def test_unclustered_classes_get_their_mean_or_zeros() -> None:
     bank = FeatureBank(
         centers=torch.tensor([[1.0, 1.0], [2.0, 2.0]]),
-        offset=np.array([0, 0, 0]), count=np.array([2, 0, 0]),
+        offset=np.array([0, 0, 0]),
+        count=np.array([2, 0, 0]),
         means=torch.tensor([[0.0, 0.0], [0.5, -0.5], [0.0, 0.0]]),
-    )  # fmt: skip
+    )
     ids, classes = np.array([0, 1, 2, 1000]), np.array([0, 1, 2, 1])
     spec = StyleSpec(mode="cluster", cluster=1)
     out = region_features(ids, classes, bank, spec, "key")
     assert out.tolist() == [[2.0, 2.0], [0.5, -0.5], [0.0, 0.0], [0.5, -0.5]]
     mapped = StyleSpec(style_map=StyleMap(instances={1000: (7.0, 8.0)}, classes={0: 0}))
     assert region_features(ids, classes, bank, mapped, "key").tolist() == [
-        [1.0, 1.0], [0.5, -0.5], [0.0, 0.0], [7.0, 8.0]]  # fmt: skip
+        [1.0, 1.0],
+        [0.5, -0.5],
+        [0.0, 0.0],
+        [7.0, 8.0],
+    ]
 
 
 @pytest.mark.slow
@@ -240,33 +265,45 @@ def test_toy_car_palette_is_recovered(tmp_path: Path) -> None:
 
     root, work = Path(__file__).resolve().parents[1], tmp_path / "styles"
     env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1]), "TOY_EPOCHS": "24"}
-    result = subprocess.run(["bash", str(root / "examples" / "toy_styles.sh"), str(work)],
-                            env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(root / "examples" / "toy_styles.sh"), str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # 1. Each k-means cluster of the car features holds one palette colour.
     features = load_file(str(work / "run" / "features.safetensors"))
     toy = json.loads((work / "src" / "toy.json").read_text())
     keys = sorted(k for k, v in toy["scenes"].items() if v["split"] == "train")
-    truth = np.array([toy["scenes"][keys[i]]["instances"][str(ident)]["palette_index"]
-                      for i, ident in features["source_006"].tolist()])  # fmt: skip
+    truth = np.array(
+        [
+            toy["scenes"][keys[i]]["instances"][str(ident)]["palette_index"]
+            for i, ident in features["source_006"].tolist()
+        ]
+    )
     centers = load_file(str(work / "run" / "clusters.safetensors"))["label_006"].numpy()
     kept = features["label_006"][:, -1].numpy() > 1 / 64
     rows = features["label_006"][:, :-1].numpy()
     assigned = ((rows[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)  # nearest centre
-    majority = [int(np.bincount(truth[kept & (assigned == c)], minlength=4).argmax())
-                for c in range(4)]  # fmt: skip
+    majority = [
+        int(np.bincount(truth[kept & (assigned == c)], minlength=4).argmax()) for c in range(4)
+    ]
     purity = np.mean([truth[i] == majority[assigned[i]] for i in np.flatnonzero(kept)])
     assert sorted(majority) == [0, 1, 2, 3] and purity >= 0.9, (majority, purity)
     # 2. Rendering with cluster v paints the cars in cluster v's palette colour, with margin.
-    found = re.findall(r"cluster (\d) -> palette (\d) \((\d+) away; next palette \d (\d+) away\)",
-                       result.stdout)  # fmt: skip
+    found = re.findall(
+        r"cluster (\d) -> palette (\d) \((\d+) away; next palette \d (\d+) away\)", result.stdout
+    )
     assert [int(v) for v, *_ in found] == [0, 1, 2, 3], result.stdout
     assert [int(p) for _, p, _, _ in found] == majority, result.stdout
     assert all(3 * int(d) <= 2 * int(e) for *_, d, e in found), result.stdout
 
 
-def test_batching_does_not_change_the_features(feature_run: Path, toy_data: Path,
-                                               tmp_path: Path) -> None:  # fmt: skip
+def test_batching_does_not_change_the_features(
+    feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
     import shutil
 
     run = tmp_path / "run"
@@ -280,8 +317,9 @@ def test_batching_does_not_change_the_features(feature_run: Path, toy_data: Path
 
 def test_label_features_pool_per_class(toy_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--label-feat",
-                    "--max-steps", "2")  # fmt: skip
+    code, out = cli(
+        "train-global", toy_data, "--run", run, *TINY, "--label-feat", "--max-steps", "2"
+    )
     assert code == 0, out
     assert cli("encode-features", run, toy_data, *TEST)[0] == 0
     features = load_file(str(run / "features.safetensors"))
@@ -289,8 +327,9 @@ def test_label_features_pool_per_class(toy_data: Path, tmp_path: Path) -> None:
     assert cli("cluster", run, "--k", "3", "--quiet")[0] == 0
     code, out = synth(run, toy_data, tmp_path / "o", "--variations", "2")
     assert code == 0, out
-    code, out = cli("train-global", toy_data, "--run", tmp_path / "x", *TINY, "--label-feat",
-                    "--instance-feat")  # fmt: skip
+    code, out = cli(
+        "train-global", toy_data, "--run", tmp_path / "x", *TINY, "--label-feat", "--instance-feat"
+    )
     assert code == 2 and "pick one of --instance-feat and --label-feat" in out
 
 

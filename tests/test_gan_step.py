@@ -22,15 +22,23 @@ from helpers import TINY, cli, random_batch
 
 def tiny_cfg(**loss: object) -> TrainConfig:
     return TrainConfig(
-        net=NetConfig(label_nc=4, ngf=4, n_downsample_global=2, n_blocks_global=1, ndf=4,
-                      n_layers_d=2, num_d=2),
+        net=NetConfig(
+            label_nc=4,
+            ngf=4,
+            n_downsample_global=2,
+            n_blocks_global=1,
+            ndf=4,
+            n_layers_d=2,
+            num_d=2,
+        ),
         loss=LossConfig(vgg_loss=False, **loss),  # type: ignore[arg-type]
         run=RunOptions(device="cpu"),
-    )  # fmt: skip
+    )
 
 
-def reference_grads(model: Pix2PixHD, x: torch.Tensor, real: torch.Tensor, mode: str
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:  # fmt: skip
+def reference_grads(
+    model: Pix2PixHD, x: torch.Tensor, real: torch.Tensor, mode: str
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """pix2pixHD's way: D on the detached fake, D on the real, D again on the fake for G."""
     G, D, cfg = model.G, model.D, model.cfg
     cond = x[:, : cfg.net.label_channels]

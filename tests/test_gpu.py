@@ -63,7 +63,16 @@ def test_train_and_synthesize_on_cuda(toy_data: Path, tmp_path: Path) -> None:
     code, out = cli("train-global", toy_data, "--run", tmp_path / "run", *args, "--max-steps", "3")
     assert code == 0, out
     test = toy_data / "test"
-    code, out = cli("synthesize", tmp_path / "run", test / "label", "--inst", test / "inst",
-                    "--out", tmp_path / "o", "--device", "cuda")  # fmt: skip
+    code, out = cli(
+        "synthesize",
+        tmp_path / "run",
+        test / "label",
+        "--inst",
+        test / "inst",
+        "--out",
+        tmp_path / "o",
+        "--device",
+        "cuda",
+    )
     assert code == 0, out
     assert len(list((tmp_path / "o").glob("*.png"))) == 2

@@ -65,11 +65,17 @@ def test_global_generator_reproduces_the_reference(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("key_file", "size", "args"), [
-    ("G_local_ngf32_in36_1enh", (64, 128), ["--netg", "local", "--ngf", "32"]),
-    ("G_local_ngf16_in36_2enh", (128, 256),
-     ["--netg", "local", "--ngf", "16", "--n-local-enhancers", "2"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key_file", "size", "args"),
+    [
+        ("G_local_ngf32_in36_1enh", (64, 128), ["--netg", "local", "--ngf", "32"]),
+        (
+            "G_local_ngf16_in36_2enh",
+            (128, 256),
+            ["--netg", "local", "--ngf", "16", "--n-local-enhancers", "2"],
+        ),
+    ],
+)
 def test_local_enhancers_reproduce_the_reference(
     tmp_path: Path, key_file: str, size: tuple[int, int], args: list[str]
 ) -> None:
@@ -82,12 +88,16 @@ def test_local_enhancers_reproduce_the_reference(
         assert_parity(G(x), ref.generator(x, state, leaves))
 
 
-@pytest.mark.parametrize(("key_file", "args"), [
-    ("D_in39_ndf64_3layers_numD2_nointermfeat", ["--no-ganfeat-loss"]),
-    ("D_in39_ndf64_3layers_numD3_intermfeat", ["--num-d", "3"]),
-])  # fmt: skip
-def test_discriminators_reproduce_the_reference(tmp_path: Path, key_file: str,
-                                                args: list[str]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("key_file", "args"),
+    [
+        ("D_in39_ndf64_3layers_numD2_nointermfeat", ["--no-ganfeat-loss"]),
+        ("D_in39_ndf64_3layers_numD3_intermfeat", ["--num-d", "3"]),
+    ],
+)
+def test_discriminators_reproduce_the_reference(
+    tmp_path: Path, key_file: str, args: list[str]
+) -> None:
     """D and E come with a small G in the same folder; G's own parity is tested above."""
     shapes, leaves = ref.parse(key_file)
     state = ref.random_state(shapes)
@@ -95,12 +105,24 @@ def test_discriminators_reproduce_the_reference(tmp_path: Path, key_file: str,
     folder.mkdir()
     net = NetConfig(ngf=4, n_downsample_global=1, n_blocks_global=1)
     g = generator_state(net)
-    torch.save({reference_name(k, "G", net, True): v for k, v in g.items()},
-               folder / "latest_net_G.pth")  # fmt: skip
+    torch.save(
+        {reference_name(k, "G", net, True): v for k, v in g.items()}, folder / "latest_net_G.pth"
+    )
     torch.save(state, folder / "latest_net_D.pth")
-    code, out = cli("import-reference", folder, "--run", tmp_path / "run", "--ngf", "4",
-                    "--n-downsample-global", "1", "--n-blocks-global", "1", *args,
-                    *IMPORT)  # fmt: skip
+    code, out = cli(
+        "import-reference",
+        folder,
+        "--run",
+        tmp_path / "run",
+        "--ngf",
+        "4",
+        "--n-downsample-global",
+        "1",
+        "--n-blocks-global",
+        "1",
+        *args,
+        *IMPORT,
+    )
     assert code == 0, out
     ckpt = require_checkpoint(tmp_path / "run")
     D = build_discriminator(ckpt.config.net)
@@ -109,7 +131,7 @@ def test_discriminators_reproduce_the_reference(tmp_path: Path, key_file: str,
     with torch.no_grad():
         ours, theirs = D(x), ref.discriminator(x, state, leaves)
     for o_scale, t_scale in zip(ours, theirs, strict=True):
-        for o, t in zip(o_scale[-len(t_scale):], t_scale, strict=True):  # fmt: skip
+        for o, t in zip(o_scale[-len(t_scale) :], t_scale, strict=True):
             assert o.shape == t.shape and (o - t).abs().max() <= 1e-4
 
 
@@ -125,15 +147,31 @@ def test_encoder_and_clusters_reproduce_the_reference(tmp_path: Path) -> None:
     net = NetConfig(ngf=4, n_downsample_global=1, n_blocks_global=1, instance_feat=True)
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    torch.save({reference_name(k, "G", net, True): v for k, v in generator_state(net).items()},
-               folder / "latest_net_G.pth")  # fmt: skip
+    torch.save(
+        {reference_name(k, "G", net, True): v for k, v in generator_state(net).items()},
+        folder / "latest_net_G.pth",
+    )
     torch.save(e_state, folder / "latest_net_E.pth")
-    centres = {26: np.random.default_rng(0).uniform(-1, 1, (10, 3)).astype(np.float32),
-               7: np.zeros((3, 3), np.float32)}  # fmt: skip
+    centres = {
+        26: np.random.default_rng(0).uniform(-1, 1, (10, 3)).astype(np.float32),
+        7: np.zeros((3, 3), np.float32),
+    }
     np.save(folder / "features_clustered_010.npy", centres, allow_pickle=True)  # the reference's
-    code, out = cli("import-reference", folder, "--run", tmp_path / "run", "--ngf", "4",
-                    "--n-downsample-global", "1", "--n-blocks-global", "1", "--instance-feat",
-                    "--json", "--no-vgg-loss")  # fmt: skip
+    code, out = cli(
+        "import-reference",
+        folder,
+        "--run",
+        tmp_path / "run",
+        "--ngf",
+        "4",
+        "--n-downsample-global",
+        "1",
+        "--n-blocks-global",
+        "1",
+        "--instance-feat",
+        "--json",
+        "--no-vgg-loss",
+    )
     assert code == 0, out
     assert json.loads(out)["clusters"] == 2
     clusters = load_file(str(tmp_path / "run" / "clusters.safetensors"))
@@ -193,8 +231,9 @@ def test_a_cluster_file_that_would_run_code_is_refused(tmp_path: Path) -> None:
 
     marker = tmp_path / "pwned"
     payload = io.BytesIO()
-    np.lib.format.write_array_header_1_0(payload, {"descr": "|O", "fortran_order": False,
-                                                   "shape": ()})  # fmt: skip
+    np.lib.format.write_array_header_1_0(
+        payload, {"descr": "|O", "fortran_order": False, "shape": ()}
+    )
     payload.write(pickle.dumps({26: _Evil(marker)}, protocol=2))
     path = tmp_path / "features_clustered_010.npy"
     path.write_bytes(payload.getvalue())  # the header writer puts the magic first
@@ -211,17 +250,36 @@ def test_imported_runs_synthesize_and_fine_tune(toy_data: Path, tmp_path: Path) 
     """A reference-layout 512p-style checkpoint of a tiny net: import, synthesize with
     styles, then train-local from it (its G1 and D load into the 1024p run)."""
     folder = write_reference_checkpoint(tmp_path / "ckpt")
-    code, out = cli("import-reference", folder, "--run", tmp_path / "imported", *TINY_REFERENCE,
-                    "--quiet")  # fmt: skip
+    code, out = cli(
+        "import-reference", folder, "--run", tmp_path / "imported", *TINY_REFERENCE, "--quiet"
+    )
     assert code == 0, out
-    code, out = cli("synthesize", tmp_path / "imported", toy_data / "test" / "label", "--inst",
-                    toy_data / "test" / "inst", "--out", tmp_path / "o", "--style", "cluster=1",
-                    "--device", "cpu", "--quiet")  # fmt: skip
+    code, out = cli(
+        "synthesize",
+        tmp_path / "imported",
+        toy_data / "test" / "label",
+        "--inst",
+        toy_data / "test" / "inst",
+        "--out",
+        tmp_path / "o",
+        "--style",
+        "cluster=1",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0, out
     opts = "--no-vgg-loss --device cpu --quiet --num-workers 0 --n-blocks-local 1 --epochs 1 "
     opts += "--decay-epochs 1 --fix-global-epochs 1 --max-steps 2"
-    code, out = cli("train-local", toy_data, "--run", tmp_path / "local", "--global",
-                    tmp_path / "imported", *opts.split())  # fmt: skip
+    code, out = cli(
+        "train-local",
+        toy_data,
+        "--run",
+        tmp_path / "local",
+        "--global",
+        tmp_path / "imported",
+        *opts.split(),
+    )
     assert code == 0, out  # the local run took its G1 and D from the imported run
 
 
@@ -230,9 +288,17 @@ def test_an_imported_local_generator_fine_tunes_with_train_joint(
 ) -> None:
     from p2phd.config import LossConfig, TrainConfig
 
-    net = NetConfig(label_nc=8, ngf=4, n_downsample_global=2, n_blocks_global=1,
-                    n_local_enhancers=1, n_blocks_local=1, ndf=8, n_layers_d=2,
-                    num_d=3)  # fmt: skip
+    net = NetConfig(
+        label_nc=8,
+        ngf=4,
+        n_downsample_global=2,
+        n_blocks_global=1,
+        n_local_enhancers=1,
+        n_blocks_local=1,
+        ndf=8,
+        n_layers_d=2,
+        num_d=3,
+    )
     cfg = TrainConfig(stage="joint", net=net, loss=LossConfig(vgg_loss=False))
     model = Pix2PixHD(cfg, "fp32", Dist())
     folder = tmp_path / "ckpt"
@@ -241,13 +307,45 @@ def test_an_imported_local_generator_fine_tunes_with_train_joint(
         state = {reference_name(k, role, net, True): v for k, v in module.state_dict().items()}
         assert role != "G" or "model1_1.1.weight" in state  # the reference's local layout
         torch.save(state, folder / f"latest_net_{role}.pth")
-    code, out = cli("import-reference", folder, "--run", tmp_path / "run", "--netg", "local",
-                    "--label-nc", "8", "--ngf", "4", "--n-downsample-global", "2",
-                    "--n-blocks-global", "1", "--n-blocks-local", "1", "--ndf", "8",
-                    "--n-layers-d", "2", "--num-d", "3", *IMPORT)  # fmt: skip
+    code, out = cli(
+        "import-reference",
+        folder,
+        "--run",
+        tmp_path / "run",
+        "--netg",
+        "local",
+        "--label-nc",
+        "8",
+        "--ngf",
+        "4",
+        "--n-downsample-global",
+        "2",
+        "--n-blocks-global",
+        "1",
+        "--n-blocks-local",
+        "1",
+        "--ndf",
+        "8",
+        "--n-layers-d",
+        "2",
+        "--num-d",
+        "3",
+        *IMPORT,
+    )
     assert code == 0, out
-    code, out = cli("train-joint", toy_data, "--run", tmp_path / "run", "--device", "cpu",
-                    "--num-workers", "0", "--max-steps", "2", "--quiet")  # fmt: skip
+    code, out = cli(
+        "train-joint",
+        toy_data,
+        "--run",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--max-steps",
+        "2",
+        "--quiet",
+    )
     assert code == 0, out
     trained = require_checkpoint(tmp_path / "run")
     assert trained.step == 2 and trained.config.stage == "joint"

@@ -35,8 +35,10 @@ def imports(path: Path) -> set[str]:
 
 
 def modules() -> list[tuple[str, Path]]:
-    return [(".".join(p.relative_to(PACKAGE).with_suffix("").parts), p)
-            for p in sorted(PACKAGE.rglob("*.py"))]  # fmt: skip
+    return [
+        (".".join(p.relative_to(PACKAGE).with_suffix("").parts), p)
+        for p in sorted(PACKAGE.rglob("*.py"))
+    ]
 
 
 @pytest.mark.parametrize(("name", "path"), modules(), ids=[m for m, _ in modules()])

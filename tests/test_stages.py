@@ -43,8 +43,14 @@ def test_local_enhancer_reference_parameter_counts() -> None:
 
 @pytest.mark.parametrize("levels", [1, 2])
 def test_local_enhancer_shapes_and_input_pyramid(levels: int) -> None:
-    net = LocalEnhancer(5, ngf=4, n_downsample_global=2, n_blocks_global=1,
-                        n_local_enhancers=levels, n_blocks_local=1)  # fmt: skip
+    net = LocalEnhancer(
+        5,
+        ngf=4,
+        n_downsample_global=2,
+        n_blocks_global=1,
+        n_local_enhancers=levels,
+        n_blocks_local=1,
+    )
     for size in ((32, 64), (64, 32)):
         assert net(torch.randn(2, 5, *size)).shape == (2, 3, *size)
     seen = []
@@ -56,10 +62,19 @@ def test_local_enhancer_shapes_and_input_pyramid(levels: int) -> None:
 def test_activation_checkpointing_keeps_the_gradients() -> None:
     cfg = TrainConfig(
         stage="joint",
-        net=NetConfig(label_nc=4, ngf=4, n_downsample_global=2, n_blocks_global=1,
-                      n_local_enhancers=1, n_blocks_local=1, ndf=4, n_layers_d=2),
-        loss=LossConfig(vgg_loss=False), run=RunOptions(device="cpu"),
-    )  # fmt: skip
+        net=NetConfig(
+            label_nc=4,
+            ngf=4,
+            n_downsample_global=2,
+            n_blocks_global=1,
+            n_local_enhancers=1,
+            n_blocks_local=1,
+            ndf=4,
+            n_layers_d=2,
+        ),
+        loss=LossConfig(vgg_loss=False),
+        run=RunOptions(device="cpu"),
+    )
     plain = Pix2PixHD(cfg, "fp32", Dist())
     saving = copy.deepcopy(plain)
     set_activation_checkpointing(saving.G, True)
@@ -85,50 +100,96 @@ def tensors(run: Path, name: str, step: int | None = None) -> dict[str, torch.Te
     return load_file(str(ckpts / folder / f"{name}.safetensors"))
 
 
-def test_local_then_joint_freezes_then_trains_g1(global_run: Path, toy_data: Path,
-                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_local_then_joint_freezes_then_trains_g1(
+    global_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "local"
-    code, out = cli("train-local", toy_data, "--run", run, "--global", global_run, *LOCAL,
-                    "--save-every", "1", "--keep-last", "99",
-                    "--max-steps", "3")  # fmt: skip
+    code, out = cli(
+        "train-local",
+        toy_data,
+        "--run",
+        run,
+        "--global",
+        global_run,
+        *LOCAL,
+        "--save-every",
+        "1",
+        "--keep-last",
+        "99",
+        "--max-steps",
+        "3",
+    )
     assert code == 0, out
-    g1 = {k.removeprefix("trunk."): v for k, v in tensors(global_run, "G").items()
-          if k.startswith("trunk.")}  # fmt: skip
+    g1 = {
+        k.removeprefix("trunk."): v
+        for k, v in tensors(global_run, "G").items()
+        if k.startswith("trunk.")
+    }
     for step in (1, 2, 3):
         local = tensors(run, "G", step)
         for k, v in g1.items():  # bit-identical to the global run's G1 after every step
             assert torch.equal(local[f"global_generator.trunk.{k}"], v), (step, k)
-    assert not torch.equal(tensors(run, "G", 1)["enhancers.0.front.1.weight"],
-                           tensors(run, "G", 3)["enhancers.0.front.1.weight"])  # fmt: skip
+    assert not torch.equal(
+        tensors(run, "G", 1)["enhancers.0.front.1.weight"],
+        tensors(run, "G", 3)["enhancers.0.front.1.weight"],
+    )
     optim = tensors(run, "optim", 3)
     assert not any(k.startswith("G.global_generator") for k in optim)  # Adam holds G2 only
     # the global D's scales went to the coarsest scales; the new finest one is random
     d_global, d_local = tensors(global_run, "D"), tensors(run, "D", 1)
     assert set(d_local) > set(d_global) and any(k.startswith("scales.2.") for k in d_local)
 
-    code, out = cli("train-joint", toy_data, "--run", run, "--device", "cpu", "--quiet",
-                    "--num-workers", "0", "--max-steps", "5", "--save-every", "1",
-                    "--keep-last", "99")  # fmt: skip
+    code, out = cli(
+        "train-joint",
+        toy_data,
+        "--run",
+        run,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--num-workers",
+        "0",
+        "--max-steps",
+        "5",
+        "--save-every",
+        "1",
+        "--keep-last",
+        "99",
+    )
     assert code == 0, out
     after = tensors(run, "G", 5)
     changed = [k for k, v in g1.items() if not torch.equal(after[f"global_generator.trunk.{k}"], v)]
     assert len(changed) == len(g1)  # every G1 tensor moved in the joint stage
-    assert not torch.equal(after["enhancers.0.front.1.weight"],
-                           tensors(run, "G", 3)["enhancers.0.front.1.weight"])  # fmt: skip
+    assert not torch.equal(
+        after["enhancers.0.front.1.weight"], tensors(run, "G", 3)["enhancers.0.front.1.weight"]
+    )
     assert any(k.startswith("G.global_generator") for k in tensors(run, "optim", 5))
     state = json.loads((run / "checkpoints" / "step-0000005" / "state.json").read_text())
     assert state["stage"] == "joint" and state["lr"] == 2e-4
     history = json.loads((run / "config.json").read_text())["history"]
     assert [(h["stage"], h["event"], h["step"]) for h in history] == [
-        ("local", "start", 0), ("joint", "resume", 3)]  # fmt: skip
+        ("local", "start", 0),
+        ("joint", "resume", 3),
+    ]
     assert history[0]["from"].endswith("step-0000004")
 
 
-def test_local_stage_ends_after_fix_global_epochs(global_run: Path, toy_data: Path,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_local_stage_ends_after_fix_global_epochs(
+    global_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "local"
-    code, out = cli("train-local", toy_data, "--run", run, "--global", global_run, *LOCAL,
-                    "--batch-size", "4", "--json")  # fmt: skip
+    code, out = cli(
+        "train-local",
+        toy_data,
+        "--run",
+        run,
+        "--global",
+        global_run,
+        *LOCAL,
+        "--batch-size",
+        "4",
+        "--json",
+    )
     assert code == 0, out
     summary = json.loads(out[out.index("{") :])
     assert summary["stage"] == "local" and summary["step"] == summary["total_steps"] == 2
@@ -138,11 +199,37 @@ def test_joint_resume_is_exact(global_run: Path, toy_data: Path, tmp_path: Path)
     runs = {}
     for name, stops in (("straight", ["6"]), ("split", ["4", "6"])):
         run = runs[name] = tmp_path / name
-        assert cli("train-local", toy_data, "--run", run, "--global", global_run, *LOCAL,
-                   "--max-steps", "2")[0] == 0  # fmt: skip
+        assert (
+            cli(
+                "train-local",
+                toy_data,
+                "--run",
+                run,
+                "--global",
+                global_run,
+                *LOCAL,
+                "--max-steps",
+                "2",
+            )[0]
+            == 0
+        )
         for stop in stops:
-            assert cli("train-joint", toy_data, "--run", run, "--device", "cpu", "--quiet",
-                       "--num-workers", "0", "--max-steps", stop)[0] == 0  # fmt: skip
+            assert (
+                cli(
+                    "train-joint",
+                    toy_data,
+                    "--run",
+                    run,
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                    "--num-workers",
+                    "0",
+                    "--max-steps",
+                    stop,
+                )[0]
+                == 0
+            )
     for name in ("G", "D", "optim"):
         a, b = tensors(runs["straight"], name), tensors(runs["split"], name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
@@ -160,8 +247,9 @@ def test_joint_resume_is_exact(global_run: Path, toy_data: Path, tmp_path: Path)
 def test_local_refuses_what_does_not_fit_the_global_run(
     global_run: Path, toy_data: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
-    code, out = cli("train-local", toy_data, "--run", tmp_path / "l", "--global", global_run,
-                    *LOCAL, *args)  # fmt: skip
+    code, out = cli(
+        "train-local", toy_data, "--run", tmp_path / "l", "--global", global_run, *LOCAL, *args
+    )
     assert code == 2 and message in out, out
 
 
@@ -175,16 +263,25 @@ def test_stage_order_is_enforced(global_run: Path, toy_data: Path, tmp_path: Pat
 
 
 def test_init_from_global_maps_d_scales_by_resolution(tmp_path: Path) -> None:
-    net = {"label_nc": 4, "n_downsample_global": 2, "n_blocks_global": 1, "ndf": 4,
-           "n_layers_d": 2}  # fmt: skip
+    net = {"label_nc": 4, "n_downsample_global": 2, "n_blocks_global": 1, "ndf": 4, "n_layers_d": 2}
     loss, opts = LossConfig(vgg_loss=False), RunOptions(device="cpu")
     g_cfg = TrainConfig(net=NetConfig(**net, ngf=8, num_d=2), loss=loss, run=opts)
-    l_cfg = TrainConfig(stage="local", loss=loss, run=opts,
-                        net=NetConfig(**net, ngf=4, num_d=3, n_local_enhancers=1))  # fmt: skip
+    l_cfg = TrainConfig(
+        stage="local",
+        loss=loss,
+        run=opts,
+        net=NetConfig(**net, ngf=4, num_d=3, n_local_enhancers=1),
+    )
     glob = Pix2PixHD(g_cfg, "fp32", Dist())
     tensors_, groups = glob.state()
-    save_checkpoint(RunDir(tmp_path), 1, tensors_, {"optim": groups, "stage": "global"},
-                    config_record(g_cfg, []), keep_last=1)  # fmt: skip
+    save_checkpoint(
+        RunDir(tmp_path),
+        1,
+        tensors_,
+        {"optim": groups, "stage": "global"},
+        config_record(g_cfg, []),
+        keep_last=1,
+    )
     local = Pix2PixHD(l_cfg, "fp32", Dist())
     local.init_from_global(latest_checkpoint(RunDir(tmp_path)))  # type: ignore[arg-type]
     for k in (0, 1):  # scales[0] is the coarsest in both: same absolute resolution
@@ -194,5 +291,7 @@ def test_init_from_global_maps_d_scales_by_resolution(tmp_path: Path) -> None:
     for k, v in local.G.global_generator.trunk.state_dict().items():  # type: ignore[union-attr]
         assert torch.equal(v, trunk[k])
     assert all(not p.requires_grad for p in local.G.global_generator.parameters())  # type: ignore[union-attr]
-    assert all(id(p) not in {id(q) for q in local.G.global_generator.parameters()}  # type: ignore[union-attr]
-               for p in local.opt_g.param_groups[0]["params"])  # fmt: skip
+    assert all(
+        id(p) not in {id(q) for q in local.G.global_generator.parameters()}  # type: ignore[union-attr]
+        for p in local.opt_g.param_groups[0]["params"]
+    )

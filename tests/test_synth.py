@@ -30,11 +30,35 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
     trained: Path, toy_data: Path, tmp_path: Path
 ) -> None:
     labels, inst = toy_data / "test" / "label", toy_data / "test" / "inst"
-    code, out = cli("synthesize", trained, labels, "--inst", inst, "--out", tmp_path / "a",
-                    "--batch-size", "2", "--device", "cpu", "--quiet")  # fmt: skip
+    code, out = cli(
+        "synthesize",
+        trained,
+        labels,
+        "--inst",
+        inst,
+        "--out",
+        tmp_path / "a",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0, out
-    code, _ = cli("synthesize", trained, labels, "--inst", inst, "--out", tmp_path / "b",
-                  "--batch-size", "1", "--device", "cpu", "--quiet")  # fmt: skip
+    code, _ = cli(
+        "synthesize",
+        trained,
+        labels,
+        "--inst",
+        inst,
+        "--out",
+        tmp_path / "b",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0
     names = sorted(p.name for p in labels.iterdir())
     for name in names:
@@ -56,15 +80,27 @@ def test_json_summary_and_resize(trained: Path, toy_data: Path, tmp_path: Path) 
     import json
 
     label = toy_data / "test" / "label"
-    code, out = cli("synthesize", trained, label, "--inst", toy_data / "test" / "inst",
-                    "--out", tmp_path / "o", "--width", "64", "--json", "--quiet")  # fmt: skip
+    code, out = cli(
+        "synthesize",
+        trained,
+        label,
+        "--inst",
+        toy_data / "test" / "inst",
+        "--out",
+        tmp_path / "o",
+        "--width",
+        "64",
+        "--json",
+        "--quiet",
+    )
     assert code == 0
     summary = json.loads(out)
     assert summary["count"] == 2 and Image.open(summary["images"][0]).size == (64, 32)
 
 
-def test_missing_instance_maps_name_the_label(trained: Path, toy_data: Path,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_missing_instance_maps_name_the_label(
+    trained: Path, toy_data: Path, tmp_path: Path
+) -> None:
     code, out = cli("synthesize", trained, toy_data / "test" / "label", "--out", tmp_path / "o")
     assert code == 2 and "toy_test_00000.png" in out and "--inst" in out
 
@@ -74,17 +110,26 @@ def test_bad_label_maps_are_refused(trained: Path, toy_data: Path, tmp_path: Pat
     src.mkdir()
     shutil.copy(toy_data / "test" / "inst" / "toy_test_00000.png", src / "x_inst.png")
     Image.fromarray(np.full((64, 128), 9, dtype=np.uint8)).save(src / "x.png")
-    code, out = cli("synthesize", trained, src / "x.png", "--inst", src / "x_inst.png",
-                    "--out", tmp_path / "o")  # fmt: skip
+    code, out = cli(
+        "synthesize", trained, src / "x.png", "--inst", src / "x_inst.png", "--out", tmp_path / "o"
+    )
     assert code == 2 and "no instance map x" in out  # paired by name: x_inst is not x
     shutil.move(src / "x_inst.png", tmp_path / "x.png")
-    code, out = cli("synthesize", trained, src / "x.png", "--inst", tmp_path / "x.png",
-                    "--out", tmp_path / "o")  # fmt: skip
+    code, out = cli(
+        "synthesize", trained, src / "x.png", "--inst", tmp_path / "x.png", "--out", tmp_path / "o"
+    )
     assert code == 2 and "x.png: label value 9 >= label_nc 8" in out
     Image.fromarray(np.zeros((62, 128), dtype=np.uint8)).save(src / "odd.png")
     Image.fromarray(np.zeros((62, 128), dtype=np.uint8)).save(tmp_path / "odd.png")
-    code, out = cli("synthesize", trained, src / "odd.png", "--inst", tmp_path / "odd.png",
-                    "--out", tmp_path / "o")  # fmt: skip
+    code, out = cli(
+        "synthesize",
+        trained,
+        src / "odd.png",
+        "--inst",
+        tmp_path / "odd.png",
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 2 and "128x62 is not a multiple of 4" in out and "--width" in out
 
 

@@ -115,29 +115,42 @@ def test_vgg_loss_with_a_weights_file(toy_data: Path, tmp_path: Path) -> None:
     state = {k: torch.randn_like(v) * 0.05 for k, v in vgg.features.state_dict().items()}
     save_file(state, str(tmp_path / "vgg.safetensors"))
     tiny_with_vgg = [a for a in TINY if a != "--no-vgg-loss"]
-    code, out = cli("train-global", toy_data, "--run", tmp_path / "run", *tiny_with_vgg,
-                    "--max-steps", "2", "--log-every", "1",
-                    "--vgg-weights", tmp_path / "vgg.safetensors")  # fmt: skip
+    code, out = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        tmp_path / "run",
+        *tiny_with_vgg,
+        "--max-steps",
+        "2",
+        "--log-every",
+        "1",
+        "--vgg-weights",
+        tmp_path / "vgg.safetensors",
+    )
     assert code == 0, out
     assert all(r["g_vgg"] > 0 for r in log(tmp_path / "run"))
 
 
-def test_nonfinite_step_is_skipped(toy_data: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_nonfinite_step_is_skipped(
+    toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     poison_g_loss(monkeypatch, float("nan"), range(3, 4))
     run, opts = tmp_path / "run", "--save-every 1 --keep-last 9 --log-every 1".split()
     code, out = train(toy_data, run, "--max-steps", "3", *opts)
     assert code == 0, out
     assert_same(weights(run, 2), weights(run, 3))  # step 3 was skipped; the end still saves
     assert train(toy_data, run, "--max-steps", "4", *opts)[0] == 0
-    assert not torch.equal(weights(run, 3)["G"]["head.1.weight"],
-                           weights(run, 4)["G"]["head.1.weight"])  # fmt: skip
+    assert not torch.equal(
+        weights(run, 3)["G"]["head.1.weight"], weights(run, 4)["G"]["head.1.weight"]
+    )
     assert [r["nonfinite_skipped"] for r in log(run)] == [0, 0, 1, 1]
     assert [r["finite"] for r in log(run)] == [True, True, False, True]
 
 
-def test_many_nonfinite_steps_stop_the_run(toy_data: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_many_nonfinite_steps_stop_the_run(
+    toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     poison_g_loss(monkeypatch, float("inf"), range(3, 1000))
     run = tmp_path / "run"
     code, out = train(toy_data, run, *"--max-steps 20 --save-every 2 --max-nonfinite 3".split())
@@ -153,8 +166,17 @@ def test_sigterm_saves_and_rerun_resumes_exactly(toy_data: Path, tmp_path: Path)
     args = ["--max-steps", "40", "--log-every", "1", "--save-every", "1000"]
     assert train(toy_data, straight, *args)[0] == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "p2phd", "train-global", str(toy_data), "--run", str(killed),
-           *TINY, *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "p2phd",
+        "train-global",
+        str(toy_data),
+        "--run",
+        str(killed),
+        *TINY,
+        *args,
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until training is under way

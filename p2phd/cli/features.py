@@ -32,16 +32,22 @@ def encode_features(
 
     with progress_bar(quiet) as bar:
         task = bar.add_task("encode features", total=None)
-        report = encode(run, data, split=split, batch_size=batch_size, device=device,
-                        precision=precision,
-                        progress=lambda done, total: bar.update(task, completed=done,
-                                                                total=total))  # fmt: skip
+        report = encode(
+            run,
+            data,
+            split=split,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:
         counts = ", ".join(f"{c}: {n}" for c, n in report.classes.items())
-        err.print(f"encoded {report.images} images into {report.path} (instances per class: "
-                  f"{counts})")  # fmt: skip
+        err.print(
+            f"encoded {report.images} images into {report.path} (instances per class: {counts})"
+        )
 
 
 def cluster(

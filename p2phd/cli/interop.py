@@ -50,9 +50,11 @@ def import_reference(
     Example: p2phd import-reference checkpoints/label2city_1024p --run runs/imported
     --netg local --ngf 32 --num-d 3
     """
-    options = {k: v for k, v in locals().items()
-               if k not in ("ckpt_dir", "run", "netg", "which_epoch", "clusters", "quiet",
-                            "as_json")}  # fmt: skip
+    options = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("ckpt_dir", "run", "netg", "which_epoch", "clusters", "quiet", "as_json")
+    }
     from p2phd.interop import import_reference as do_import
     from p2phd.interop import reference_config
 

@@ -63,17 +63,30 @@ def synthesize(
     from p2phd.synth import synthesize as run_synthesis
 
     options = make_options(
-        run, style=style, style_map=style_map, vary=vary, seed=seed, relabels=relabel or (),
-        relabel_instances=relabel_instance or (), style_from=tuple(style_from or ()),
-        variations=variations, batch_size=batch_size, width=width, device=device,
+        run,
+        style=style,
+        style_map=style_map,
+        vary=vary,
+        seed=seed,
+        relabels=relabel or (),
+        relabel_instances=relabel_instance or (),
+        style_from=tuple(style_from or ()),
+        variations=variations,
+        batch_size=batch_size,
+        width=width,
+        device=device,
         precision=precision,
-    )  # fmt: skip
+    )
     with progress_bar(quiet) as bar:
         task = bar.add_task("synthesize", total=None)
         report = run_synthesis(
-            run, inputs, out, inst=inst or (), options=options,
+            run,
+            inputs,
+            out,
+            inst=inst or (),
+            options=options,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
+        )
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:

@@ -187,8 +187,9 @@ def train_joint(
     run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json)
 
 
-def run_training(cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bool,
-                 init_from: Path | None = None) -> None:  # fmt: skip
+def run_training(
+    cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bool, init_from: Path | None = None
+) -> None:
     """Train with a progress bar, then report; a signal exits 130 (SIGINT) / 143 (SIGTERM)."""
     from p2phd.train import train
 
@@ -210,22 +211,29 @@ def run_training(cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bo
                     text = " ".join(f"{k} {v:.3f}" for k, v in r.losses.items())
                     bar.update(task, losses=text)
                     if plain:
-                        err.print(f"step {r.step}/{r.total_steps} epoch {r.epoch} "
-                                  f"lr {r.lr:.2e} {text}")  # fmt: skip
+                        err.print(
+                            f"step {r.step}/{r.total_steps} epoch {r.epoch} lr {r.lr:.2e} {text}"
+                        )
 
         result = train(cfg, run, show, init_from=init_from)
     if not result.is_main:
         raise typer.Exit(128 + result.interrupted_by if result.interrupted_by else 0)
-    summary = {"run": str(result.run), "stage": result.stage, "step": result.step,
-               "total_steps": result.total_steps,
-               "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-               "samples": str(result.run / "samples" / "index.html"),
-               "interrupted_by": result.interrupted_by}  # fmt: skip
+    summary = {
+        "run": str(result.run),
+        "stage": result.stage,
+        "step": result.step,
+        "total_steps": result.total_steps,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "samples": str(result.run / "samples" / "index.html"),
+        "interrupted_by": result.interrupted_by,
+    }
     if as_json:
         emit_json(summary)
     elif not quiet:
-        err.print(f"{result.stage} stage at step {result.step}/{result.total_steps}; "
-                  f"checkpoint {summary['checkpoint']}; samples {summary['samples']}")  # fmt: skip
+        err.print(
+            f"{result.stage} stage at step {result.step}/{result.total_steps}; "
+            f"checkpoint {summary['checkpoint']}; samples {summary['samples']}"
+        )
         if result.stage == "local" and result.step >= result.total_steps:
             err.print(f"next, G1 and G2 together: p2phd train-joint DATA --run {run}")
     if result.interrupted_by is not None:

@@ -19,8 +19,7 @@ def round_to(value: int, multiple: int) -> int:
     return max(multiple, (2 * value + multiple) // (2 * multiple) * multiple)
 
 
-def scaled_size(width: int, height: int, new_width: int | None, multiple: int
-                ) -> tuple[int, int]:  # fmt: skip
+def scaled_size(width: int, height: int, new_width: int | None, multiple: int) -> tuple[int, int]:
     """The one size rule of prep --width, --load-width and synthesize --width: the width
     becomes `new_width` (or stays), the height keeps the aspect ratio, and both are rounded
     to the nearest multiple of `multiple`, halves up, at least one multiple. Integer

@@ -67,8 +67,9 @@ class PreppedDataset(Dataset[dict[str, Any]]):
             sample["label"] = torch.from_numpy(photo).permute(2, 0, 1)
         else:
             path = self.path("label", index)
-            label = check_ids(path, read_id_map(path), "label", self.label_nc,
-                              "prep the dataset again")  # fmt: skip
+            label = check_ids(
+                path, read_id_map(path), "label", self.label_nc, "prep the dataset again"
+            )
             sample["label"] = torch.from_numpy(apply_ids(params, label).astype(np.int32))
         if self.instance:
             inst = read_id_map(self.path("inst", index), "instance map")
@@ -89,11 +90,15 @@ def check_fits(dataset: PreppedDataset, net: NetConfig) -> None:
             f"{kinds[net.label_nc == 0]}; use data like its training data"
         )
     if prepped > net.label_nc:
-        raise DatasetError(f"{root}: prepped with label_nc {prepped}, more classes than the "
-                           f"run's {net.label_nc}; use data with the run's classes")  # fmt: skip
+        raise DatasetError(
+            f"{root}: prepped with label_nc {prepped}, more classes than the "
+            f"run's {net.label_nc}; use data with the run's classes"
+        )
     if net.instance and not dataset.instance:
-        raise DatasetError(f"{root}: has no instance maps, and the run takes them; prep a "
-                           "source with *_inst/ folders")  # fmt: skip
+        raise DatasetError(
+            f"{root}: has no instance maps, and the run takes them; prep a "
+            "source with *_inst/ folders"
+        )
     multiple = net.size_multiple
     bad = sorted(s for s in dataset.sample_sizes() if s[0] % multiple or s[1] % multiple)
     if bad:
@@ -104,8 +109,9 @@ def check_fits(dataset: PreppedDataset, net: NetConfig) -> None:
         )
 
 
-def size_batches(keys: Iterable[K], size: Callable[[K], Hashable], batch_size: int
-                 ) -> list[list[K]]:  # fmt: skip
+def size_batches(
+    keys: Iterable[K], size: Callable[[K], Hashable], batch_size: int
+) -> list[list[K]]:
     """`keys` in batches of up to `batch_size` whose items share one size (for inference
     over inputs of mixed sizes); items keep their order within a size."""
     groups: dict[Hashable, list[K]] = {}

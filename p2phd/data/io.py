@@ -69,8 +69,13 @@ def read_id_map(path: Path, what: str = "label map") -> np.ndarray:
     return np.asarray(image).astype(np.int64)
 
 
-def check_ids(path: Path, ids: np.ndarray, role: Literal["label", "inst"],
-              label_nc: int | None = None, fix: str = "fix the map") -> np.ndarray:  # fmt: skip
+def check_ids(
+    path: Path,
+    ids: np.ndarray,
+    role: Literal["label", "inst"],
+    label_nc: int | None = None,
+    fix: str = "fix the map",
+) -> np.ndarray:
     """The one check of an id map's values: ids are >= 0 and fit 16 bits, and labels are
     < `label_nc` (when given). `fix` ends the out-of-range message; `{top}` in it becomes
     the smallest label_nc that would hold the map."""
@@ -79,8 +84,9 @@ def check_ids(path: Path, ids: np.ndarray, role: Literal["label", "inst"],
     if low < 0:
         raise DatasetError(f"{path}: {what} {low} is negative; ids start at 0: fix the map")
     if role == "label" and label_nc is not None and top >= label_nc:
-        raise DatasetError(f"{path}: label value {top} >= label_nc {label_nc}; "
-                           + fix.format(top=top + 1))  # fmt: skip
+        raise DatasetError(
+            f"{path}: label value {top} >= label_nc {label_nc}; " + fix.format(top=top + 1)
+        )
     if top > MAX_ID:
         raise DatasetError(
             f"{path}: {what} {top} is above {MAX_ID}; ids must fit 16 bits: renumber them"

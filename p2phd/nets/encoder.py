@@ -54,5 +54,6 @@ class FeatureEncoder(nn.Module):
 
 def build_encoder(net: NetConfig) -> FeatureEncoder:
     """The encoder a config describes (only for runs with features)."""
-    return FeatureEncoder(net.output_nc, net.feat_num, nef=net.nef,
-                          n_downsample=net.n_downsample_e, norm=net.norm)  # fmt: skip
+    return FeatureEncoder(
+        net.output_nc, net.feat_num, nef=net.nef, n_downsample=net.n_downsample_e, norm=net.norm
+    )

@@ -75,8 +75,9 @@ class Enhancer(Checkpointed):
     coarser level's features and upsamples them back (the finest level adds the image head).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, ngf: int, n_blocks: int,
-                 norm: Norm, last: bool) -> None:  # fmt: skip
+    def __init__(
+        self, in_channels: int, out_channels: int, ngf: int, n_blocks: int, norm: Norm, last: bool
+    ) -> None:
         super().__init__()
         self.front = nn.Sequential(*stem_block(in_channels, ngf, norm), *down_block(ngf, norm))
         back = [ResnetBlock(ngf * 2, norm) for _ in range(n_blocks)] + up_block(ngf * 2, norm)
@@ -117,22 +118,34 @@ class LocalEnhancer(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.global_generator = GlobalGenerator(
-            in_channels, out_channels, ngf=ngf * 2**n_local_enhancers,
-            n_downsample=n_downsample_global, n_blocks=n_blocks_global, norm=norm, head=False,
-        )  # fmt: skip
+            in_channels,
+            out_channels,
+            ngf=ngf * 2**n_local_enhancers,
+            n_downsample=n_downsample_global,
+            n_blocks=n_blocks_global,
+            norm=norm,
+            head=False,
+        )
         self.enhancers = nn.ModuleList(
-            Enhancer(in_channels, out_channels, ngf * 2 ** (n_local_enhancers - n),
-                     n_blocks_local, norm, last=n == n_local_enhancers)
+            Enhancer(
+                in_channels,
+                out_channels,
+                ngf * 2 ** (n_local_enhancers - n),
+                n_blocks_local,
+                norm,
+                last=n == n_local_enhancers,
+            )
             for n in range(1, n_local_enhancers + 1)
-        )  # fmt: skip
+        )
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_channels(x, self.in_channels, "LocalEnhancer")
         pyramid = [x]
         for _ in self.enhancers:
-            pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1,
-                                        count_include_pad=False))  # fmt: skip
+            pyramid.append(
+                F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False)
+            )
         out = self.global_generator(pyramid[-1])
         for level, enhancer in enumerate(self.enhancers, start=1):
             out = enhancer(pyramid[-1 - level], out)
@@ -143,12 +156,20 @@ def build_generator(net: NetConfig) -> GlobalGenerator | LocalEnhancer:
     """The generator a config describes: G1 alone, or G1 inside local enhancers."""
     if net.n_local_enhancers == 0:
         return GlobalGenerator(
-            net.generator_in_channels, net.output_nc, ngf=net.ngf,
-            n_downsample=net.n_downsample_global, n_blocks=net.n_blocks_global, norm=net.norm,
-        )  # fmt: skip
+            net.generator_in_channels,
+            net.output_nc,
+            ngf=net.ngf,
+            n_downsample=net.n_downsample_global,
+            n_blocks=net.n_blocks_global,
+            norm=net.norm,
+        )
     return LocalEnhancer(
-        net.generator_in_channels, net.output_nc, ngf=net.ngf,
-        n_downsample_global=net.n_downsample_global, n_blocks_global=net.n_blocks_global,
-        n_local_enhancers=net.n_local_enhancers, n_blocks_local=net.n_blocks_local,
+        net.generator_in_channels,
+        net.output_nc,
+        ngf=net.ngf,
+        n_downsample_global=net.n_downsample_global,
+        n_blocks_global=net.n_blocks_global,
+        n_local_enhancers=net.n_local_enhancers,
+        n_blocks_local=net.n_blocks_local,
         norm=net.norm,
-    )  # fmt: skip
+    )
