@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from p2phd.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the VGG weights' path is a run option, their hash a loss fact
 
 Stage = Literal["global", "local", "joint"]
 GanMode = Literal["lsgan", "bce", "hinge"]
@@ -70,9 +70,15 @@ class NetConfig:
     num_d: int = 2
     n_layers_d: int = 3
     ndf: int = 64
+    class_names: tuple[str, ...] = ()  # the label_nc classes' names (from the data); () unknown
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _require(
+            len(self.class_names) in (0, self.label_nc),
+            "--label-nc",
+            f"{self.label_nc} classes but {len(self.class_names)} class names",
+        )
         _require(self.label_nc >= 0, "--label-nc", "must be >= 0 (0 means RGB input images)")
         _require(self.input_nc >= 1 and self.output_nc >= 1, "--input-nc", "must be >= 1")
         _require(
@@ -143,9 +149,7 @@ class LossConfig:
     lambda_feat: float = 10.0  # weight of feature matching and of the VGG loss
     ganfeat_loss: bool = True  # discriminator feature matching
     vgg_loss: bool = True
-    vgg_weights: str | None = (
-        None  # torchvision vgg19 .pth or a .safetensors; required with vgg_loss
-    )
+    vgg_sha256: str | None = None  # the VGG19 weights by content: the file may move, not change
     vgg_imagenet_norm: bool = False  # the reference feeds [-1, 1] images unnormalised (#136)
 
     def __post_init__(self) -> None:
@@ -209,6 +213,7 @@ class RunOptions:
     """How this invocation runs; may differ between a run and its resumption."""
 
     data_root: str = ""
+    vgg_weights: str | None = None  # where the VGG19 weights are now (.pth or .safetensors)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
@@ -276,10 +281,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: expected an object, got {type(data).__name__}")
         data = dict(data)
         version = data.pop("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            raise ConfigError(f"config schema_version {version} is not supported (expected 1)")
+        if version == 1:  # p2phd 0.1.0: the VGG path was a loss field
+            loss, run = dict(data.get("loss", {})), dict(data.get("run", {}))
+            run["vgg_weights"] = loss.pop("vgg_weights", None)
+            data = {**data, "loss": loss, "run": run}
+        elif version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"config schema_version {version} is not supported (expected {SCHEMA_VERSION})"
+            )
         return _build(cls, data, "config")
 
     @classmethod
@@ -299,7 +312,8 @@ class PrepConfig:
 
     width: int | None = None  # resize so the width is this; None keeps the source width
     multiple: int = 32  # height and width are rounded to multiples of this (2^(n_down + n_local))
-    label_nc: int | None = None  # None: inferred from the data as max label + 1
+    label_nc: int | None = None  # None: the known dataset's, or inferred as max label + 1
+    class_names: tuple[str, ...] = ()  # one per class (--class-names FILE); () when unknown
     skip_bad: bool = False
     workers: int = 1
     overwrite: bool = False
@@ -309,6 +323,29 @@ class PrepConfig:
         _require(self.multiple >= 1, "--multiple", "must be >= 1")
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")
         _require(self.workers >= 1, "--workers", "must be >= 1")
+
+
+def resume_conflicts(stored: TrainConfig, new: TrainConfig) -> list[str]:
+    """What `new` changes in what `stored` trains (all but the run options and the stage),
+    as `net.ngf: 8 != 4` lines. The schedule may grow (more epochs or decay epochs), and a
+    run from before VGG hashes were recorded takes the hash it is given."""
+    old, now = stored.fixed_part(), new.fixed_part()
+    now["stage"] = old["stage"]  # the stages' order is checked where runs resume
+    for key in ("epochs", "decay_epochs"):
+        if now["optim"][key] >= old["optim"][key]:
+            now["optim"][key] = old["optim"][key]
+    if old["loss"]["vgg_sha256"] is None or not now["loss"]["vgg_loss"]:
+        now["loss"]["vgg_sha256"] = old["loss"]["vgg_sha256"]
+    return diff(old, now)
+
+
+def schedule_growth(stored: TrainConfig, new: TrainConfig) -> dict[str, int]:
+    """The schedule fields `new` extends, with their new values (empty when none)."""
+    return {
+        key: getattr(new.optim, key)
+        for key in ("epochs", "decay_epochs")
+        if getattr(new.optim, key) > getattr(stored.optim, key)
+    }
 
 
 def diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -345,6 +382,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if value not in typing.get_args(hint):
             raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(hint)}")
         return value
+    if origin is tuple:
+        (item, _) = typing.get_args(hint)  # tuple[T, ...]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         if value is None and type(None) in args:

@@ -24,6 +24,7 @@ from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset, check_fits, size_batches
+from p2phd.data.names import class_name
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.encoder import FeatureEncoder, build_encoder
 from p2phd.ops import instance_class, segment_mean, unit_image
@@ -106,16 +107,22 @@ def encode_features(
     batch_size: int = 4,
     device: str = "auto",
     precision: str = "auto",
+    width: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureReport:
-    """Encode every instance of a prepped split with the run's E; write features.safetensors."""
+    """Encode every instance of a prepped split with the run's E; write features.safetensors.
+
+    Images are resized as training resized them (to its --load-width), or to `width`."""
     if batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     ckpt = require_checkpoint(run)
     encoder, net, cfg = load_encoder(ckpt, dev), ckpt.config.net, ckpt.config
-    augment = Augment(cfg.data.load_width, None, False, net.size_multiple)  # training size
+    if width is not None and width < net.size_multiple:
+        raise ConfigError(f"--width {width}: must be at least {net.size_multiple}")
+    load_width = width if width is not None else cfg.data.load_width
+    augment = Augment(load_width, None, False, net.size_multiple)  # the training size
     dataset = PreppedDataset(Path(data), split, augment, seed=0)
     check_fits(dataset, net)
     rows: dict[int, list[Tensor]] = {}
@@ -156,8 +163,9 @@ def encode_features(
 @dataclass(frozen=True, slots=True)
 class ClusterReport:
     path: Path
-    clusters: dict[int, dict[str, Any]]  # class -> instances, kept, clusters, inertia
+    clusters: dict[int, dict[str, Any]]  # class -> name, instances, kept, clusters, inertia
     skipped: dict[int, str]  # class -> why it has no clusters
+    names: dict[int, str]  # class -> its name ("class 7" when the run has no names)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +188,7 @@ def cluster_features(
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; run p2phd encode-features {run} DATA first")
     features = _load(path)
+    names = _class_names(Path(run))
     tensors: dict[str, Tensor] = {}
     clusters: dict[int, dict[str, Any]] = {}
     skipped: dict[int, str] = {}
@@ -196,6 +205,7 @@ def cluster_features(
         km = KMeans(n_clusters=n, n_init=n_init, random_state=seed).fit(kept)
         tensors[bank_key("label", c)] = torch.from_numpy(km.cluster_centers_).float()
         clusters[c] = {
+            "name": class_name(c, names),
             "instances": len(rows),
             "kept": len(kept),
             "clusters": n,
@@ -210,10 +220,17 @@ def cluster_features(
         "sklearn": sklearn.__version__,
         "classes": {str(c): v for c, v in clusters.items()},
         "skipped": {str(c): v for c, v in skipped.items()},
+        "names": {str(c): class_name(c, names) for c in sorted([*clusters, *skipped])},
     }
     out = Path(run) / CLUSTERS
     save_bank(tensors, out, meta)
-    return ClusterReport(out, clusters, skipped)
+    named = {c: class_name(c, names) for c in [*clusters, *skipped]}
+    return ClusterReport(out, clusters, skipped, named)
+
+
+def _class_names(run: Path) -> tuple[str, ...]:
+    """The run's class names (none for a folder that is not a run)."""
+    return require_checkpoint(run).config.net.class_names if (run / "config.json").is_file() else ()
 
 
 def _load(path: Path) -> dict[str, Tensor]:

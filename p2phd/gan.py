@@ -46,8 +46,8 @@ class Pix2PixHD:
         self.E = build_encoder(cfg.net).to(device) if cfg.net.use_features else None
         self.vgg = None
         if cfg.loss.vgg_loss:
-            assert cfg.loss.vgg_weights is not None  # checked before training starts
-            self.vgg = load_vgg19(cfg.loss.vgg_weights).to(device)
+            assert cfg.run.vgg_weights is not None  # checked before training starts
+            self.vgg = load_vgg19(cfg.run.vgg_weights).to(device)
         if cfg.stage == "local":
             assert isinstance(self.G, LocalEnhancer)
             self.G.global_generator.requires_grad_(False)

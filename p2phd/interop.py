@@ -11,7 +11,6 @@ listing them, never the reference's silent partial load.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import pickle  # only for the restricted reader of the reference's cluster file
 import re
@@ -32,26 +31,34 @@ from p2phd.checkpoint import (
     save_checkpoint,
     write_json_atomic,
 )
-from p2phd.config import LossConfig, NetConfig, TrainConfig
+from p2phd.config import LossConfig, NetConfig, RunOptions, Stage, TrainConfig
+from p2phd.data.names import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_NC
 from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.features import CLUSTERS, bank_key, save_bank
 from p2phd.gan import Pix2PixHD
-from p2phd.weights import read_state_dict
+from p2phd.weights import read_state_dict, sha256_file
 
 
-def reference_config(netg: str, flags: dict[str, Any]) -> tuple[NetConfig, LossConfig]:
-    """The net and loss configs from the reference's options (its defaults where not given:
-    label_nc 35, ngf 64, 4 downsamplings, 9 blocks, 1 enhancer for --netG local, num_D 2)."""
+def reference_config(netg: str, flags: dict[str, dict[str, Any]]) -> TrainConfig:
+    """The run's config from the reference's options (its defaults where not given: label_nc
+    35, ngf 64, 4 downsamplings, 9 blocks, 1 enhancer for --netG local, num_D 2). A global G
+    becomes a global-stage run, a local one a joint-stage run; label_nc 35 is Cityscapes."""
     if netg not in ("global", "local"):
         raise ConfigError(f"--netg {netg}: use global or local")
-    net = {k: v for k, v in flags.items() if k not in ("ganfeat_loss", "vgg_loss", "vgg_weights")}
+    net = dict(flags.get("net", {}))
     if netg == "local":
         net.setdefault("n_local_enhancers", 1)
     elif net.get("n_local_enhancers"):
         raise ConfigError("--n-local-enhancers: only with --netg local")
-    loss = {k: flags[k] for k in ("ganfeat_loss", "vgg_loss", "vgg_weights") if k in flags}
-    return NetConfig(**net), LossConfig(**loss)
+    if net.get("label_nc", NetConfig().label_nc) == CITYSCAPES_LABEL_NC:
+        net.setdefault("class_names", CITYSCAPES_CLASSES)
+    stage: Stage = "joint" if net.get("n_local_enhancers") else "global"
+    run = RunOptions(**flags.get("run", {}))
+    loss = LossConfig(**flags.get("loss", {}))
+    if loss.vgg_loss and run.vgg_weights is not None:
+        loss = dataclasses.replace(loss, vgg_sha256=sha256_file(Path(run.vgg_weights)))
+    return TrainConfig(stage=stage, net=NetConfig(**net), loss=loss, run=run)
 
 
 def reference_name(ours: str, role: str, net: NetConfig, ganfeat: bool) -> str:
@@ -169,19 +176,10 @@ class ImportReport:
         }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def import_reference(
     ckpt_dir: Path,
     run: Path,
-    net: NetConfig,
-    loss: LossConfig,
+    cfg: TrainConfig,
     *,
     which: str = "latest",
     clusters: Path | None = None,
@@ -200,8 +198,7 @@ def import_reference(
         )
     if runs.root.exists() and (not runs.root.is_dir() or any(runs.root.iterdir())):
         raise ConfigError(f"--run {run}: exists and is not empty; import into a new folder")
-    stage = "global" if net.n_local_enhancers == 0 else "joint"
-    cfg = TrainConfig(stage=stage, net=net, loss=loss)  # type: ignore[arg-type]
+    net, loss, stage = cfg.net, cfg.loss, cfg.stage
     no_vgg = dataclasses.replace(cfg, loss=dataclasses.replace(loss, vgg_loss=False))
     model = Pix2PixHD(no_vgg, "fp32", Dist())  # the nets to load into; VGG is not imported
     nets = {"G": model.G, "D": model.D, "E": model.E}
@@ -212,7 +209,7 @@ def import_reference(
         state = map_state(module, _read_pth(files[role]), role, net, loss.ganfeat_loss, files[role])
         load_strict(module, state, str(files[role]))
         imported.append(role)
-        sha[files[role].name] = _sha256(files[role])
+        sha[files[role].name] = sha256_file(files[role])
     tensors, groups = model.state()
     tensors = {k: v for k, v in tensors.items() if k in imported or k == "optim"}
     meta = {
@@ -239,7 +236,7 @@ def import_reference(
                 {
                     "schema_version": 1,
                     "imported_from": str(found),
-                    "sha256": _sha256(found),
+                    "sha256": sha256_file(found),
                     "classes": {str(c): {"clusters": len(v)} for c, v in centres.items()},
                     "skipped": {},
                 },

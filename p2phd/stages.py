@@ -1,10 +1,15 @@
-"""The three training stages' configs: global, local (G1 frozen), joint (all together).
+"""The config of one training invocation: a new run of a stage, or the run's own config.
 
-The paper trains G1 at half resolution, then the local enhancer G2 around the frozen G1 at
-full resolution, then fine-tunes both. Here each stage's config is built from the options
-given and from what the earlier stage left: the local stage takes G1's architecture from the
-global run and refuses options that contradict it; the joint stage continues the local run
-with its stored config, its learning-rate schedule and its step count.
+The paper trains G1 at half resolution (global), then the local enhancer G2 around the
+frozen G1 at full resolution (local), then fine-tunes both (joint). A new local run takes
+G1's architecture from its global run and refuses options that contradict it.
+
+A run folder that exists is resumed from its config.json, which is the truth: options given
+again with the same value are fine; a different value of what is trained (the nets, the
+losses, the data) is refused with the list; what only says how this invocation runs (device,
+cadence, workers) applies to it, and the rest of that comes from the run. The schedule may
+grow: more --epochs or --decay-epochs continue from the current step with the learning rate
+recomputed for the current epoch. The VGG weights are known by content, so the file may move.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from p2phd.config import (
     NetConfig,
     OptimConfig,
     RunOptions,
+    Stage,
     TrainConfig,
+    resume_conflicts,
 )
 from p2phd.data.prep import read_manifest
 from p2phd.errors import CheckpointError, ConfigError
+from p2phd.weights import sha256_file
 
 Flags = dict[str, dict[str, Any]]
 
@@ -47,42 +55,119 @@ SHARED_WITH_GLOBAL = (
     "nef",
     "n_downsample_e",
     "class_divisor",
+    "class_names",
 )
+_CONTINUES = {"global": ("global",), "local": ("local",), "joint": ("local", "joint")}
+_COMMAND = {"global": "train-global", "local": "train-local", "joint": "train-joint"}
+
+
+def training_config(
+    stage: Stage, data_root: Path, run: Path, flags: Flags, global_run: Path | None = None
+) -> TrainConfig:
+    """The config for `p2phd train-<stage> DATA --run RUN [options]`."""
+    if (Path(run) / "config.json").is_file():
+        return _resumed(stage, data_root, Path(run), flags)
+    if stage == "joint":
+        raise CheckpointError(f"--run {run}: not a p2phd run; train it with train-local first")
+    if stage == "local":
+        if global_run is None:
+            raise ConfigError(
+                f"--run {run}: a new local run needs --global GLOBAL_RUN (the "
+                "train-global run holding G1)"
+            )
+        return _local(data_root, global_run, flags)
+    return _config("global", _with_dataset(dict(flags.get("net", {})), data_root), data_root, flags)
+
+
+def _resumed(stage: Stage, data_root: Path, run: Path, flags: Flags) -> TrainConfig:
+    stored, _ = read_config_record(RunDir(run).config)
+    if stage == "joint" and stored.stage == "global":
+        raise ConfigError(
+            f"--run {run}: is a train-global run; train-joint fine-tunes a "
+            "train-local run (G1 + G2)"
+        )
+    if stored.stage not in _CONTINUES[stage]:
+        raise CheckpointError(
+            f"{run} is a {stored.stage}-stage run; continue it with p2phd "
+            f"{_COMMAND[stored.stage]}, or pass a new --run"
+        )
+    given_run = dict(flags.get("run", {}))
+    sections: dict[str, Any] = {
+        name: dataclasses.replace(getattr(stored, name), **flags.get(name, {}))
+        for name in ("net", "loss", "data", "optim")
+    }
+    inherited = {
+        k: v
+        for k, v in dataclasses.asdict(stored.run).items()
+        if k not in ("max_steps", "data_root")
+    }
+    runtime = RunOptions(**{**inherited, **given_run, "data_root": str(data_root)})
+    loss = _with_vgg_hash(sections["loss"], runtime, stored.loss.vgg_sha256)
+    cfg = dataclasses.replace(stored, stage=stage, **{**sections, "loss": loss}, run=runtime)
+    conflicts = resume_conflicts(stored, cfg)
+    if conflicts:
+        raise CheckpointError(
+            f"{run} was trained with other settings ({'; '.join(conflicts)}); repeat the "
+            "original options (or leave them out) to resume, or pass a new --run"
+        )
+    return cfg
+
+
+def _with_vgg_hash(loss: LossConfig, run: RunOptions, recorded: str | None) -> LossConfig:
+    """The VGG weights file's content hash in the loss config; a different file than the
+    run was trained with is refused, a moved one is fine."""
+    if not loss.vgg_loss or run.vgg_weights is None:
+        return loss
+    path = Path(run.vgg_weights)
+    if not path.is_file():
+        moved = " (the run's file moved?)" if recorded else ""
+        raise ConfigError(
+            f"--vgg-weights {path}: does not exist{moved}; pass the VGG19 "
+            "weights file with --vgg-weights"
+        )
+    digest = sha256_file(path)
+    if recorded is not None and digest != recorded:
+        raise ConfigError(
+            f"--vgg-weights {path}: another file than the run was trained with (sha256 "
+            f"{digest[:12]}... != {recorded[:12]}...); pass the original VGG19 weights"
+        )
+    return dataclasses.replace(loss, vgg_sha256=digest)
 
 
 def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
-    """`label_nc` and `instance` default to the prepped dataset's; contradictions are refused."""
+    """`label_nc`, `instance` and the class names default to the prepped dataset's;
+    contradictions are refused."""
     manifest = read_manifest(Path(data_root))
     net = {"label_nc": manifest["label_nc"], "instance": manifest["instance"], **net}
     prepped = manifest["label_nc"]
+    if "class_names" not in net:  # the data's names name the data's classes
+        names = tuple(manifest.get("class_names") or ())
+        net["class_names"] = names if net["label_nc"] == prepped else ()
     if 0 < net["label_nc"] < prepped or (net["label_nc"] == 0) != (prepped == 0):
         raise ConfigError(
-            f"--label-nc {net['label_nc']}: {data_root} was prepped with "
-            f"label_nc {prepped}; pass --label-nc {prepped}"
+            f"--label-nc {net['label_nc']}: {data_root} was prepped with label_nc {prepped}; "
+            f"pass --label-nc {prepped}"
         )
     if net["instance"] and not manifest["instance"]:
         raise ConfigError(f"--instance: {data_root} has no instance maps; pass --no-instance")
     return net
 
 
-def _config(stage: str, net: dict[str, Any], data_root: Path, flags: Flags) -> TrainConfig:
+def _config(stage: Stage, net: dict[str, Any], data_root: Path, flags: Flags) -> TrainConfig:
+    run = RunOptions(data_root=str(data_root), **flags.get("run", {}))
+    loss = _with_vgg_hash(LossConfig(**flags.get("loss", {})), run, None)
     return TrainConfig(
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         net=NetConfig(**net),
-        loss=LossConfig(**flags.get("loss", {})),
+        loss=loss,
         data=DataConfig(**flags.get("data", {})),
         optim=OptimConfig(**flags.get("optim", {})),
-        run=RunOptions(data_root=str(data_root), **flags.get("run", {})),
+        run=run,
     )
 
 
-def global_config(data_root: Path, flags: Flags) -> TrainConfig:
-    """train-global: G1 with the multi-scale D at the training resolution."""
-    return _config("global", _with_dataset(dict(flags.get("net", {})), data_root), data_root, flags)
-
-
-def local_config(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig:
-    """train-local: G2 around the global run's G1, which must fit: G1's width is
+def _local(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig:
+    """A new local run: G2 around the global run's G1, which must fit: G1's width is
     ngf * 2^n_local_enhancers and the rest of its architecture is the global run's."""
     g = require_checkpoint(global_run).config
     if g.stage != "global":
@@ -94,15 +179,21 @@ def local_config(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig
     inherited = {name: getattr(g.net, name) for name in SHARED_WITH_GLOBAL}
     inherited["ngf"] = max(1, g.net.ngf // 2**n_local)
     clashes = [
-        f"{k}: {v!r} (global run: {inherited[k]!r})"
+        f"the global run has {k} {inherited[k]!r}, not {v!r}"
         for k, v in given.items()
-        if k in inherited and v != inherited[k]
+        if k in inherited and k != "ngf" and v != inherited[k]
     ]
-    if clashes or inherited["ngf"] * 2**n_local != g.net.ngf:
+    if "ngf" in given and given["ngf"] * 2**n_local != g.net.ngf:
+        clashes.append(
+            f"the global run's G1 has ngf {g.net.ngf}, so {n_local} enhancer(s) need "
+            f"--ngf {g.net.ngf // 2**n_local} ({g.net.ngf} / 2^{n_local})"
+        )
+    elif inherited["ngf"] * 2**n_local != g.net.ngf:
+        clashes.append(f"the global run's G1 has ngf {g.net.ngf}, not a multiple of 2^{n_local}")
+    if clashes:
         raise ConfigError(
-            f"--global {global_run}: this G2 does not fit its G1 ("
-            + "; ".join(clashes or [f"G1's ngf {g.net.ngf} is not ngf x 2^{n_local}"])
-            + "); leave those options out to take the global run's"
+            f"--global {global_run}: this G2 does not fit its G1 ({'; '.join(clashes)}); "
+            "leave those options out to take the global run's"
         )
     net = {**LOCAL_DEFAULTS, **inherited, **given}
     if net["num_d"] < g.net.num_d:
@@ -111,18 +202,3 @@ def local_config(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig
             f"scales to load; use --num-d {g.net.num_d} or more"
         )
     return _config("local", _with_dataset(net, data_root), data_root, flags)
-
-
-def joint_config(data_root: Path, run: Path, flags: Flags) -> TrainConfig:
-    """train-joint: the local run's own config, every part trainable, the schedule going on."""
-    record = RunDir(Path(run)).config
-    if not record.is_file():
-        raise CheckpointError(f"--run {run}: not a p2phd run; train it with train-local first")
-    stored, _ = read_config_record(record)
-    if stored.stage == "global":
-        raise ConfigError(
-            f"--run {run}: is a train-global run; train-joint fine-tunes a "
-            "train-local run (G1 + G2)"
-        )
-    runtime = RunOptions(data_root=str(data_root), **flags.get("run", {}))  # this invocation's
-    return dataclasses.replace(stored, stage="joint", run=runtime)

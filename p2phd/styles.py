@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from p2phd.data.names import class_id
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.features import FeatureBank
 
@@ -55,25 +57,38 @@ def parse_style(text: str) -> tuple[Literal["random", "cluster"], int]:
     raise ConfigError(f"--style {text}: use random or cluster=I (I a cluster index)")
 
 
-def parse_pair(text: str, option: str) -> tuple[int, int]:
-    """`A:B` with two non-negative integers (relabel edits)."""
-    a, _, b = text.partition(":")
-    if not (a.isdigit() and b.isdigit()):
-        raise ConfigError(f"{option} {text}: use SRC:DST with two ids, e.g. 21:11")
-    return int(a), int(b)
+def parse_relabel(text: str, names: Sequence[str], label_nc: int) -> tuple[int, int]:
+    """`SRC:DST`, each class a number or a name: `21:11`, `tree:building`."""
+    src, sep, dst = text.partition(":")
+    if not (sep and src and dst):
+        raise ConfigError(f"--relabel {text}: use SRC:DST, e.g. 21:11 or vegetation:building")
+    option = f"--relabel {text}"
+    return class_id(src, names, label_nc, option), class_id(dst, names, label_nc, option)
 
 
-def parse_vary(text: str) -> tuple[Literal["class", "instance"], int]:
-    """`class:C` or `instance:ID`."""
+def parse_relabel_instance(text: str, names: Sequence[str], label_nc: int) -> tuple[int, int]:
+    """`ID:DST`: an instance id (see p2phd inspect) and a class number or name."""
+    ident, sep, dst = text.partition(":")
+    if not (sep and ident.isdigit() and dst):
+        raise ConfigError(f"--relabel-instance {text}: use ID:DST, e.g. 26001:truck")
+    return int(ident), class_id(dst, names, label_nc, f"--relabel-instance {text}")
+
+
+def parse_vary(
+    text: str, names: Sequence[str], label_nc: int
+) -> tuple[Literal["class", "instance"], int]:
+    """`class:C` (a number or a name) or `instance:ID`."""
     kind, _, value = text.partition(":")
-    if kind in ("class", "instance") and value.isdigit():
-        return kind, int(value)  # type: ignore[return-value]
-    raise ConfigError(f"--vary {text}: use class:C or instance:ID")
+    if kind == "class" and value:
+        return "class", class_id(value, names, label_nc, f"--vary {text}")
+    if kind == "instance" and value.isdigit():
+        return "instance", int(value)
+    raise ConfigError(f"--vary {text}: use class:C (a number or a name) or instance:ID")
 
 
-def read_style_map(path: Path, feat_num: int, label_nc: int) -> StyleMap:
-    """`{"instances": {"26001": 2}, "classes": {"21": [0.1, -0.3, 0.5]}}`: cluster indices or
-    explicit vectors of feat_num finite numbers."""
+def read_style_map(path: Path, feat_num: int, label_nc: int, names: Sequence[str] = ()) -> StyleMap:
+    """`{"instances": {"26001": 2}, "classes": {"vegetation": [0.1, -0.3, 0.5]}}`: cluster
+    indices or explicit vectors of feat_num finite numbers; classes by number or name."""
     try:
         data = json.loads(Path(path).read_bytes())
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8
@@ -94,11 +109,13 @@ def read_style_map(path: Path, feat_num: int, label_nc: int) -> StyleMap:
         entries: dict[int, int | tuple[float, ...]] = {}
         for key, value in table.items():
             where = f"--style-map {path}: {part}[{key}]"
-            if not key.isdigit():
-                raise ConfigError(f"{where}: keys are ids (digits)")
-            if part == "classes" and int(key) >= label_nc:
-                raise ConfigError(f"{where}: unknown class (this run has {label_nc})")
-            entries[int(key)] = _style_value(value, feat_num, where)
+            if part == "classes":
+                ident = class_id(key, names, label_nc, where)
+            elif key.isdigit():
+                ident = int(key)
+            else:
+                raise ConfigError(f"{where}: instance keys are ids (see p2phd inspect)")
+            entries[ident] = _style_value(value, feat_num, where)
         parsed[part] = entries
     return StyleMap(parsed["instances"], parsed["classes"])
 
@@ -126,10 +143,13 @@ def relabel(
     instances: list[tuple[int, int]],
     divisor: int,
     where: Path,
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
     """Class edits on one map pair: every pixel of class SRC becomes DST (`classes`), or one
     instance becomes class DST (`instances`); instance ids follow, so boundaries and styles
-    follow: a relabelled "thing" gets fresh ids of class DST, "stuff" merges into DST."""
+    follow: a relabelled "thing" gets fresh ids of class DST, "stuff" merges into DST.
+
+    Returns the edited maps and the instance ids this map does not have (left as they are:
+    one edit over a folder of maps applies where the object is)."""
     label, inst = label.copy(), None if inst is None else inst.copy()
     for src, dst in classes:
         mask = label == src
@@ -140,23 +160,26 @@ def relabel(
             k = inst[things] % divisor + _next_k(inst, dst, divisor)
             if k.size and k.max() >= divisor:
                 raise DatasetError(
-                    f"{where}: too many instances of classes {src} and {dst} "
-                    f"together for ids class * {divisor} + k"
+                    f"{where}: too many instances of classes {src} and {dst} together for "
+                    f"ids class * {divisor} + k"
                 )
             inst[things] = dst * divisor + k
             inst[stuff] = dst
+    missing = []
     for ident, dst in instances:
-        if inst is None or not (mask := inst == ident).any():
-            raise DatasetError(
-                f"{where}: has no instance {ident} to relabel; pick an id from its instance map"
-            )
+        if inst is None:
+            raise DatasetError(f"{where}: --relabel-instance needs instance maps (--inst)")
+        mask = inst == ident
+        if not mask.any():
+            missing.append(ident)
+            continue
         label[mask] = dst
         k = _next_k(inst, dst, divisor)
         new = dst * divisor + k
         if dst == 0 or k >= divisor or (inst == new).any():
             new = int(inst.max()) + 1  # any unused id keeps it a separate object
         inst[mask] = new
-    return label, inst
+    return label, inst, missing
 
 
 def _next_k(inst: np.ndarray, cls: int, divisor: int) -> int:

@@ -32,6 +32,7 @@ from p2phd.data.io import (
     resize_rgb,
     write_png,
 )
+from p2phd.data.names import KEY_RULE, class_name, name_key
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.features import FeatureBank, load_encoder
 from p2phd.nets.encoder import FeatureEncoder
@@ -41,7 +42,8 @@ from p2phd.runtime import autocast, resolve_device, resolve_precision, use_fast_
 from p2phd.styles import (
     StyleMap,
     StyleSpec,
-    parse_pair,
+    parse_relabel,
+    parse_relabel_instance,
     parse_style,
     parse_vary,
     read_style_map,
@@ -49,7 +51,7 @@ from p2phd.styles import (
     regions,
     relabel,
 )
-from p2phd.visual import colorize, grid, to_uint8, write_index
+from p2phd.visual import colorize, grid, legend_entries, to_uint8, write_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +81,25 @@ def make_options(
     relabel_instances: Sequence[str] = (),
     **plain: Any,
 ) -> SynthOptions:
-    """SynthOptions from the command line's strings (`cluster=2`, `class:26`, `21:11` ...)."""
+    """SynthOptions from the command line's strings (`cluster=2`, `class:car`, `21:11`,
+    `vegetation:building` ...); classes by number or by the run's class names."""
+    net = require_checkpoint(run).config.net
+    names, label_nc = net.class_names, net.label_nc
+    if vary is not None and plain.get("variations", 1) == 1:
+        raise ConfigError(f"--vary {vary}: says what changes across --variations N; give N")
     styled = any(v is not None for v in (style, style_map, vary))
     mode, cluster = parse_style(style or "random")
     mapped = StyleMap()
     if style_map is not None:
-        net = require_checkpoint(run).config.net
-        mapped = read_style_map(style_map, net.feat_num, net.label_nc)
-    spec = StyleSpec(mode, cluster, mapped, parse_vary(vary) if vary else None, seed)
+        mapped = read_style_map(style_map, net.feat_num, label_nc, names)
+    varied = parse_vary(vary, names, label_nc) if vary else None
     return SynthOptions(
-        style=spec,
+        style=StyleSpec(mode, cluster, mapped, varied, seed),
         styled=styled,
-        relabel=tuple(parse_pair(t, "--relabel") for t in relabels),
-        relabel_instance=tuple(parse_pair(t, "--relabel-instance") for t in relabel_instances),
+        relabel=tuple(parse_relabel(t, names, label_nc) for t in relabels),
+        relabel_instance=tuple(
+            parse_relabel_instance(t, names, label_nc) for t in relabel_instances
+        ),
         **plain,
     )
 
@@ -109,6 +117,8 @@ class SynthReport:
     out: Path
     index: Path
     images: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know, said once
+    unedited: list[str] = field(default_factory=list)  # keys lacking a --relabel-instance id
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +126,8 @@ class SynthReport:
             "index": str(self.index),
             "count": len(self.images),
             "images": self.images,
+            "notes": self.notes,
+            "unedited": self.unedited,
         }
 
 
@@ -135,39 +147,54 @@ def _files(path: Path) -> list[Path]:
     raise DatasetError(f"{path}: no such file or folder")
 
 
-def _by_stem(paths: Sequence[Path]) -> dict[str, Path]:
+def _by_key(paths: Sequence[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in (p for path in paths for p in _files(path)):
-        found.setdefault(p.stem, p)
+        found.setdefault(name_key(p.name), p)
     return found
 
 
 def collect_items(
     inputs: Sequence[Path], inst: Sequence[Path], need_inst: bool, photos: Sequence[Path] = ()
 ) -> list[SynthItem]:
-    """Label files (folders expanded) paired with instance maps and photos by file stem."""
+    """Label files (folders expanded) paired with instance maps and photos by name key (the
+    file name without its extension and dataset suffixes such as _gtFine_labelIds). One label
+    file given with one instance file (and one photo) pair whatever their names."""
     labels = [p for path in inputs for p in _files(path)]
     if not labels:
         raise DatasetError(f"{', '.join(map(str, inputs))}: no label maps found")
-    instances, styles = _by_stem(inst), _by_stem(photos)
+    if (
+        len(inputs) == 1
+        and inputs[0].is_file()
+        and all(len(group) == 1 and group[0].is_file() for group in (inst, photos) if group)
+    ):
+        key = name_key(labels[0].name)
+        partner = inst[0] if inst else None
+        if need_inst and partner is None:
+            raise DatasetError(f"{labels[0]}: this run uses instance maps: pass --inst FILE")
+        photo = photos[0] if photos else None
+        return [SynthItem(key, labels[0], partner if need_inst else None, photo)]
+    instances, styles = _by_key(inst), _by_key(photos)
     items, seen = [], set()
     for label in labels:
-        if label.stem in seen:
-            raise DatasetError(f"{label}: a second label map named {label.stem}; rename one")
-        seen.add(label.stem)
-        partner = instances.get(label.stem)
+        key = name_key(label.name)
+        if key in seen:
+            raise DatasetError(f"{label}: a second label map with the key {key!r}; rename one")
+        seen.add(key)
+        partner = instances.get(key)
         if need_inst and partner is None:
             where = ", ".join(map(str, inst)) or "(no --inst given)"
             raise DatasetError(
-                f"{label}: no instance map {label.stem}.* in {where}; this run "
-                "uses instance maps: pass --inst FOLDER"
+                f"{label}: no instance map with the key {key!r} in {where}; {KEY_RULE}; "
+                "this run uses instance maps: pass --inst FOLDER"
             )
-        photo = styles.get(label.stem)
+        photo = styles.get(key)
         if photos and photo is None:
             raise DatasetError(
-                f"{label}: no photo {label.stem}.* in --style-from {', '.join(map(str, photos))}"
+                f"{label}: no photo with the key {key!r} in --style-from "
+                f"{', '.join(map(str, photos))}; {KEY_RULE}"
             )
-        items.append(SynthItem(label.stem, label, partner if need_inst else None, photo))
+        items.append(SynthItem(key, label, partner if need_inst else None, photo))
     return items
 
 
@@ -191,6 +218,7 @@ class _Read:
     label: np.ndarray  # [H, W] ids, or [H, W, 3] for RGB-input runs
     inst: np.ndarray | None
     photo: np.ndarray | None
+    missing: list[int] = field(default_factory=list)  # --relabel-instance ids not in this map
 
 
 def _read(item: SynthItem, net: NetConfig, size: tuple[int, int], opts: SynthOptions) -> _Read:
@@ -215,11 +243,11 @@ def _read(item: SynthItem, net: NetConfig, size: tuple[int, int], opts: SynthOpt
         )
     label = resize_ids(label, *size)
     inst = resize_ids(inst, *size) if inst is not None else None
-    label, inst = relabel(
+    label, inst, missing = relabel(
         label, inst, list(opts.relabel), list(opts.relabel_instance), net.class_divisor, item.label
     )
     photo = resize_rgb(read_rgb(item.photo), *size) if item.photo else None
-    return _Read(item, label, inst, photo)
+    return _Read(item, label, inst, photo, missing)
 
 
 class _Styler:
@@ -236,6 +264,31 @@ class _Styler:
             self.encoder = load_encoder(ckpt, device)
         else:
             self.bank = FeatureBank.load(run, net.label_nc, net.feat_num)
+
+    def clusters(self, cls: int) -> int:
+        """How many clusters class `cls` has in the bank (0 with styles from photos)."""
+        if self.bank is None or cls >= len(self.bank.count):
+            return 0
+        return int(self.bank.count[cls])
+
+    def notes(self, opts: SynthOptions) -> list[str]:
+        """Variations of a class beyond its clusters repeat them: said, not silently."""
+        vary = self.spec.vary
+        if self.bank is None or vary is None or vary[0] != "class" or opts.variations <= 1:
+            return []
+        target, count = vary[1], self.clusters(vary[1])
+        name = class_name(target, self.net.class_names)
+        if count == 0:
+            return [
+                f"--vary class:{target}: {name} has no clusters; every variation gives it its "
+                "mean feature"
+            ]
+        if opts.variations > count:
+            return [
+                f"--variations {opts.variations}: {name} has {count} clusters; variations "
+                f"{count}..{opts.variations - 1} repeat them in turn"
+            ]
+        return []
 
     def __call__(self, r: _Read, variation: int) -> Tensor:
         """`[F, H, W]` features for one input and variation number."""
@@ -263,14 +316,10 @@ def _check(net: NetConfig, opts: SynthOptions) -> None:
             "instance styles; this run was trained without features "
             "(--instance-feat / --label-feat)"
         )
-    classes = [c for pair in opts.relabel for c in pair] + [d for _, d in opts.relabel_instance]
-    if opts.style.vary is not None and opts.style.vary[0] == "class":
-        classes.append(opts.style.vary[1])
-    unknown = [c for c in classes if c >= max(net.label_nc, 1)]
-    if unknown:
+    edited = [c for pair in opts.relabel for c in pair] + [d for _, d in opts.relabel_instance]
+    if any(c >= max(net.label_nc, 1) for c in edited):
         raise ConfigError(
-            f"class {unknown[0]} is unknown: this run has {net.label_nc} "
-            f"classes (0..{net.label_nc - 1})"
+            f"--relabel: class {max(edited)} is unknown: this run has {net.label_nc} classes"
         )
     if (opts.relabel or opts.relabel_instance) and net.label_nc == 0:
         raise ConfigError("--relabel needs label maps; this run takes RGB input images")
@@ -297,7 +346,10 @@ def synthesize(
     options: SynthOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SynthReport:
-    """Synthesize PNGs for the label maps into `out`, with an index.html beside them."""
+    """Synthesize PNGs for the label maps into `out`, with an index.html beside them.
+
+    Label maps are resized to the width the run was trained at (or `options.width`) by the one
+    size rule; maps of another aspect ratio than the training images are said once."""
     opts = options or SynthOptions()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
@@ -309,25 +361,64 @@ def synthesize(
     _check(net, opts)
     items = collect_items(inputs, inst, net.instance, opts.style_from)
     styler = _Styler(Path(run), ckpt, opts, dev) if net.use_features else None
-    sizes = {item.key: _target_size(item, net, opts.width) for item in items}
+    trained = training_size(ckpt)
+    width = opts.width if opts.width is not None else (trained[0] if trained else None)
+    sizes = {item.key: _target_size(item, net, width) for item in items}
+    notes = _size_notes(items, sizes, trained) + (styler.notes(opts) if styler else [])
     make_dirs(out / "labels")
-    rows: dict[str, list[str]] = {}
+    rows: dict[str, list[tuple[str, str]]] = {}
+    unedited = []
     for group in size_batches(items, lambda item: sizes[item.key], opts.batch_size):
         batch = [_read(item, net, sizes[item.key], opts) for item in group]
         for r in batch:
             shown = r.label if net.label_nc == 0 else colorize(r.label, net.label_nc)
             write_png(out / "labels" / f"{r.item.key}.png", shown)
+            if r.missing:
+                unedited.append(r.item.key)
         jobs = [(r, v) for r in batch for v in range(opts.variations)]
         for i in range(0, len(jobs), opts.batch_size):
             chunk = jobs[i : i + opts.batch_size]
             _render(G, net, chunk, styler, out, dev, prec, opts.variations)
         for r in batch:
-            rows[r.item.key] = _finish(r.item.key, out, opts.variations)
+            rows[r.item.key] = _finish(r.item.key, out, opts, net, styler)
         if progress:
             progress(len(rows), len(items))
-    table = [(key, [f"labels/{key}.png", *rows[key]]) for key in sorted(rows)]
-    index = write_index(out, f"p2phd synthesize: {run}", table)
-    return SynthReport(out, index, [str(out / p) for key in sorted(rows) for p in rows[key]])
+    if unedited:
+        notes.append(
+            f"{len(unedited)} of {len(items)} label maps lack an instance of "
+            f"--relabel-instance and are rendered unedited (first: {unedited[0]})"
+        )
+    table = [(key, [(f"labels/{key}.png", "label map"), *rows[key]]) for key in sorted(rows)]
+    legend = None if net.label_nc == 0 else legend_entries(net.label_nc, net.class_names)
+    index = write_index(out, f"p2phd synthesize: {run}", table, legend=legend)
+    images = [str(out / name) for key in sorted(rows) for name, _ in rows[key]]
+    return SynthReport(out, index, images, notes, unedited)
+
+
+def training_size(ckpt: Checkpoint) -> tuple[int, int] | None:
+    """(width, height) of the images the run was trained on, when they had one size."""
+    size = ckpt.state.get("train_size")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return size[0], size[1]
+    return None
+
+
+def _size_notes(
+    items: list[SynthItem], sizes: dict[str, tuple[int, int]], trained: tuple[int, int] | None
+) -> list[str]:
+    """One note for the maps whose aspect ratio differs from the training images'."""
+    if trained is None:
+        return []
+    own = {i.key: image_size(i.label) for i in items}
+    other = [i for i in items if own[i.key][0] * trained[1] != own[i.key][1] * trained[0]]
+    if not other:
+        return []
+    (w, h), (new_w, new_h) = own[other[0].key], sizes[other[0].key]
+    return [
+        f"{len(other)} of {len(items)} label maps have another aspect ratio than the "
+        f"{trained[0]}x{trained[1]} training images; they were resized by the one size rule "
+        f"(first: {other[0].label.name} {w}x{h} -> {new_w}x{new_h})"
+    ]
 
 
 def _name(key: str, variation: int, variations: int) -> str:
@@ -361,11 +452,36 @@ def _render(
         write_png(out / _name(r.item.key, v, variations), to_uint8(image))
 
 
-def _finish(key: str, out: Path, variations: int) -> list[str]:
-    """The image names of one input; with variations, also write them as one grid."""
-    names = [_name(key, v, variations) for v in range(variations)]
-    if variations > 1:
+def _finish(
+    key: str, out: Path, opts: SynthOptions, net: NetConfig, styler: _Styler | None
+) -> list[tuple[str, str]]:
+    """The images of one input with their captions; with variations, also their grid."""
+    names = [_name(key, v, opts.variations) for v in range(opts.variations)]
+    captions = [_caption(opts, v, net, styler) for v in range(opts.variations)]
+    if opts.variations > 1:
         images = [read_rgb(out / name) for name in names]
         write_png(out / f"{key}_variations.png", grid(images))
         names.append(f"{key}_variations.png")
-    return names
+        captions.append(f"all {opts.variations} variations")
+    return list(zip(names, captions, strict=True))
+
+
+def _caption(opts: SynthOptions, v: int, net: NetConfig, styler: _Styler | None) -> str:
+    """Which style image `v` was rendered with."""
+    spec = opts.style
+    if styler is None:
+        return "synthesized"
+    if opts.style_from:
+        return "styles encoded from the photo"
+    if spec.vary is not None and opts.variations > 1:
+        kind, target = spec.vary
+        if kind == "class":
+            clusters = styler.clusters(target)
+            what = f"{class_name(target, net.class_names)} in its cluster"
+            return f"variation {v}: {what} {v % clusters}" if clusters else f"variation {v}"
+        return f"variation {v}: instance {target} in cluster {v} of its class (cycling)"
+    if spec.mode == "cluster":
+        base = f"cluster {spec.cluster} of every class"
+    else:
+        base = f"random styles (seed {spec.seed})"
+    return f"variation {v}: {base}, draw {v}" if opts.variations > 1 else base

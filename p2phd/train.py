@@ -37,7 +37,7 @@ from p2phd.checkpoint import (
     save_checkpoint,
     write_json_atomic,
 )
-from p2phd.config import TrainConfig, diff
+from p2phd.config import TrainConfig, resume_conflicts, schedule_growth
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits
 from p2phd.distributed import Dist, setup, teardown
@@ -48,17 +48,18 @@ from p2phd.training_support import RunLock, StopSignals, worker_init, write_samp
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
-    """What the trainer tells its caller: every step, with losses at logging steps."""
+class TrainingEvent:
+    """What the trainer tells its caller (the CLI's progress bar): the start, then every
+    step, with the losses at logging steps. `epoch` counts from 1."""
 
-    event: Literal["start", "step", "sample", "checkpoint", "end"]
+    event: Literal["start", "step"]
     step: int
     total_steps: int
-    epoch: int = 0
+    epoch: int
+    total_epochs: int
     lr: float = 0.0
     losses: dict[str, float] | None = None
     nonfinite_skipped: int = 0
-    path: str | None = None
     resumed_from: int | None = None
 
 
@@ -76,7 +77,7 @@ class TrainResult:
 def train(
     cfg: TrainConfig,
     run_path: Path,
-    on_report: Callable[[Report], None] | None = None,
+    on_report: Callable[[TrainingEvent], None] | None = None,
     *,
     init_from: Path | None = None,
 ) -> TrainResult:
@@ -84,7 +85,7 @@ def train(
 
     `init_from`: for the local stage, the global run whose G1 and D start a new run.
     """
-    if cfg.loss.vgg_loss and cfg.loss.vgg_weights is None:
+    if cfg.loss.vgg_loss and cfg.run.vgg_weights is None:
         raise ConfigError(
             "--vgg-weights: the VGG loss needs VGG19 ImageNet weights from a local file "
             "(torchvision's vgg19-dcbb9e9d.pth, or a .safetensors of it); pass the file, "
@@ -128,11 +129,12 @@ class Trainer:
         cfg: TrainConfig,
         run: RunDir,
         dist: Dist,
-        report: Callable[[Report], None],
+        report: Callable[[TrainingEvent], None],
         init_from: Path | None,
     ) -> None:
         self.cfg, self.run, self.dist, self.report = cfg, run, dist, report
         self.precision = resolve_precision(cfg.run.precision, dist.device)
+        self.extended: dict[str, int] = {}
         self.history = self._check_resume()
         dist.barrier()  # rank 0 has cleaned up after any crash before anyone reads
         augment = Augment(
@@ -142,11 +144,15 @@ class Trainer:
             Path(cfg.run.data_root), "train", augment, seed=cfg.optim.seed
         )
         self._check_sizes()
+        loaded = {augment.load_size(it["width"], it["height"]) for it in self.dataset.items}
+        self.train_size = list(loaded.pop()) if len(loaded) == 1 else None
         self.model = Pix2PixHD(cfg, self.precision, dist)
         self.step = self.saved_step = self.nonfinite_skipped = 0
         event: dict[str, Any] = {"stage": cfg.stage, "event": "start"}
         if self._resume():
             event["event"] = "resume"
+            if self.extended:
+                event["extended"] = self.extended  # the schedule grew: --epochs/--decay-epochs
         elif init_from is not None:
             source = require_checkpoint(init_from)
             self.model.init_from_global(source)
@@ -170,12 +176,13 @@ class Trainer:
                 f"{self.run.root} is a {was}-stage run; continue it with "
                 f"p2phd {hint[was]}, or pass a new --run"
             )
-        changes = diff({**stored.fixed_part(), "stage": here}, self.cfg.fixed_part())
+        changes = resume_conflicts(stored, self.cfg)
         if changes:
             raise CheckpointError(
                 f"{self.run.root} was trained with other settings ({'; '.join(changes)}); "
-                "repeat the original options to resume, or pass a new --run"
+                "repeat the original options (or leave them out) to resume, or pass a new --run"
             )
+        self.extended = schedule_growth(stored, self.cfg)
         if self.dist.is_main:
             clean_partial(self.run)
         return history
@@ -213,6 +220,7 @@ class Trainer:
             "lr": self.cfg.optim.lr_at(epoch),
             "nonfinite_skipped": self.nonfinite_skipped,
             "optim": groups,
+            "train_size": self.train_size,  # what synthesize resizes to by default
         }
         record = config_record(self.cfg, self.history)
         return save_checkpoint(
@@ -241,18 +249,30 @@ class Trainer:
             generator=torch.Generator(),  # leaves the global RNG alone: exact resume
         )
 
-    def total_steps(self) -> int:
-        """The last step of this stage: the local stage ends after fix_global_epochs."""
+    def total_epochs(self) -> int:
+        """The epochs of this stage: the local stage ends after fix_global_epochs."""
         optim = self.cfg.optim
-        epochs = optim.fix_global_epochs if self.cfg.stage == "local" else optim.total_epochs
-        total = epochs * self.steps_per_epoch
+        return optim.fix_global_epochs if self.cfg.stage == "local" else optim.total_epochs
+
+    def total_steps(self) -> int:
+        """The last step of this stage (or of this invocation, with max_steps)."""
+        total = self.total_epochs() * self.steps_per_epoch
         return min(total, self.cfg.run.max_steps) if self.cfg.run.max_steps else total
 
     def fit(self) -> TrainResult:
         loader = self.loader()
         total = self.total_steps()
         epoch = self.step // self.steps_per_epoch
-        self.report(Report("start", self.step, total, epoch, resumed_from=self.resumed_from))
+        self.report(
+            TrainingEvent(
+                "start",
+                self.step,
+                total,
+                epoch + 1,
+                self.total_epochs(),
+                resumed_from=self.resumed_from,
+            )
+        )
         self._last_log = (time.perf_counter(), self.step)
         batches = _closing_batches(loader if self.step < total else [])
         try:
@@ -261,7 +281,6 @@ class Trainer:
         finally:
             batches.close()  # ends the loader's workers now, whatever ended the loop
         self.dist.barrier()  # the last checkpoint is complete before any rank exits
-        self.report(Report("end", self.step, total, self.step // self.steps_per_epoch))
         stopped_by = None
         if stopping:  # this rank's signal, or (under torchrun) another rank's
             stopped_by = signals.signum or int(signal.SIGTERM)
@@ -298,30 +317,24 @@ class Trainer:
                 values = self.dist.mean({k: float(v) for k, v in terms.items()})
                 self._log(epoch, lr, values, finite)
             self.report(
-                Report(
+                TrainingEvent(
                     "step",
                     self.step,
                     total,
-                    epoch,
+                    epoch + 1,
+                    self.total_epochs(),
                     lr,
                     values,
-                    nonfinite_skipped=self.nonfinite_skipped,
+                    self.nonfinite_skipped,
                 )
             )
             if self.dist.is_main and (self.step % opts.sample_every == 0 or self.step == total):
-                path = write_sample(self.run.samples, self.step, batch, fake, self.cfg.net.label_nc)
-                self.report(Report("sample", self.step, total, epoch, path=str(path)))
+                write_sample(self.run, self.step, batch, fake, self.cfg)
             if self.step % opts.save_every == 0 and streak == 0:  # never mid-streak
-                saved = self._save_and_report(epoch, total)
+                saved = self.save(epoch)
         if self.step > self.saved_step:  # the end, or a signal: keep what was done
-            saved = self._save_and_report(epoch, total)
+            saved = self.save(epoch)
         return saved, stopping
-
-    def _save_and_report(self, epoch: int, total: int) -> Path | None:
-        path = self.save(epoch)
-        if path is not None:
-            self.report(Report("checkpoint", self.step, total, epoch, path=str(path)))
-        return path
 
     def _log(self, epoch: int, lr: float, values: dict[str, float], finite: bool) -> None:
         if not self.dist.is_main:
@@ -332,7 +345,7 @@ class Trainer:
         self._last_log = (now, self.step)
         record = {
             "step": self.step,
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1, as people count them
             "lr": lr,
             "it_per_s": round(rate, 3),
             "nonfinite_skipped": self.nonfinite_skipped,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -15,10 +16,20 @@ from typing import Any
 from torch import Tensor
 
 from p2phd.atomic import write_error, writing
+from p2phd.checkpoint import RunDir
+from p2phd.config import TrainConfig
 from p2phd.data.io import write_png
 from p2phd.errors import CheckpointError
 from p2phd.ops import unit_image
-from p2phd.visual import colorize, hstack, to_uint8, write_index
+from p2phd.visual import (
+    colorize,
+    hstack,
+    legend_entries,
+    loss_curves_svg,
+    options_table,
+    to_uint8,
+    write_index,
+)
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -101,10 +112,11 @@ def worker_init(worker_id: int, *, trainer: int) -> None:
             os._exit(0)
 
 
-def write_sample(
-    folder: Path, step: int, batch: dict[str, Any], fake: Tensor, label_nc: int
-) -> Path:
-    """Write label | synthesized | real of the batch's first sample, and refresh index.html."""
+def write_sample(run: RunDir, step: int, batch: dict[str, Any], fake: Tensor,
+                 cfg: TrainConfig) -> Path:  # fmt: skip
+    """Write label | synthesized | real of the batch's first sample, and refresh the samples'
+    index.html: the loss curves so far (from log.jsonl), the run's options, every grid."""
+    label_nc = cfg.net.label_nc
     label = batch["label"][0]
     shown = (
         to_uint8(unit_image(label))
@@ -113,12 +125,25 @@ def write_sample(
     )
     real = to_uint8(unit_image(batch["image"][0]))
     grid = hstack([shown, to_uint8(fake[0]), real])
+    folder = run.samples
     path = folder / f"step-{step:07d}.png"
     write_png(path, grid)
     names = sorted((p.name for p in folder.glob("step-*.png")), reverse=True)
-    write_index(
-        folder,
-        "training samples: label | synthesized | real",
-        [(name.removesuffix(".png"), [name]) for name in names],
-    )
+    options = {k: v for k, v in cfg.to_dict().items() if isinstance(v, dict)}
+    extra = "<h2>losses</h2>" + loss_curves_svg(read_log(run.log)) + options_table(options)
+    legend = legend_entries(label_nc, cfg.net.class_names) if label_nc else None
+    rows = [(name.removesuffix(".png"), [(name, "label | synthesized | real")]) for name in names]
+    write_index(folder, f"training samples: {run.root}", rows, legend=legend, extra_html=extra)
     return path
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of log.jsonl (a line cut short by a crash is skipped)."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,22 +101,55 @@ def grid(images: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.nda
     return np.concatenate(parts, axis=0)
 
 
-def write_index(folder: Path, title: str, rows: Sequence[tuple[str, Sequence[str]]]) -> Path:
-    """Write `folder/index.html` listing `rows` of (caption, image paths relative to folder)."""
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    for caption, images in rows:
-        imgs = "".join(
-            f'<a href="{relative_url(p)}"><img src="{relative_url(p)}" loading="lazy"></a>'
-            for p in images
+Image = str | tuple[str, str]  # a path relative to the page, or (path, caption)
+_STYLE = (
+    "body{font-family:sans-serif;margin:1em;color:#222}figure{margin:0 0 1.5em}"
+    ".shot{display:inline-block;margin:0 6px 6px 0;vertical-align:top}"
+    ".shot span{display:block;font-size:85%;color:#555;max-width:512px}"
+    "img{min-width:512px;max-width:100%;height:auto;image-rendering:pixelated}"
+    "figcaption{font-weight:bold;margin-bottom:4px}"
+    ".legend span{display:inline-block;margin:0 10px 4px 0;font-size:90%}"
+    ".legend i{display:inline-block;width:14px;height:14px;margin-right:4px;"
+    "vertical-align:middle;border:1px solid #888}"
+    "table{border-collapse:collapse;font-size:90%}td,th{padding:2px 8px;text-align:left}"
+)
+
+
+def write_index(
+    folder: Path,
+    title: str,
+    rows: Sequence[tuple[str, Sequence[Image]]],
+    *,
+    legend: Sequence[tuple[str, tuple[int, int, int]]] | None = None,
+    extra_html: str = "",
+) -> Path:
+    """Write `folder/index.html`: `rows` of (caption, images), each image with its own
+    caption; small images are shown enlarged (pixelated). `legend` lists the label colours;
+    `extra_html` (made by p2phd, trusted) goes above the rows."""
+    body = [f"<h1>{html.escape(title)}</h1>", extra_html]
+    if legend:
+        items = "".join(
+            f'<span><i style="background:rgb{tuple(rgb)}"></i>{html.escape(name)}</span>'
+            for name, rgb in legend
         )
-        body.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>{imgs}</figure>")
+        body.append(f'<div class="legend">{items}</div>')
+    for caption, images in rows:
+        shots = []
+        for image in images:
+            name, note = (image, "") if isinstance(image, str) else image
+            url = relative_url(name)
+            shots.append(
+                f'<div class="shot"><a href="{url}"><img src="{url}" loading="lazy"></a>'
+                + (f"<span>{html.escape(note)}</span>" if note else "")
+                + "</div>"
+            )
+        body.append(
+            f"<figure><figcaption>{html.escape(caption)}</figcaption>{''.join(shots)}</figure>"
+        )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;margin:1em}figure{margin:0 0 1.5em}"
-        "img{max-width:100%;margin-right:4px;image-rendering:pixelated}"
-        "figcaption{font-size:90%;color:#444}</style></head><body>"
-        + "\n".join(body)
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(part for part in body if part)
         + "</body></html>\n"
     )
     path = folder / "index.html"
@@ -123,7 +157,63 @@ def write_index(folder: Path, title: str, rows: Sequence[tuple[str, Sequence[str
     return path
 
 
+def legend_entries(
+    label_nc: int, names: Sequence[str] = ()
+) -> list[tuple[str, tuple[int, int, int]]]:
+    """(name or "class i", colour) of every class, in the colours of `colorize`."""
+    colours = palette(label_nc).tolist()
+    out = []
+    for i, (r, g, b) in enumerate(colours):
+        out.append((f"{i} {names[i]}" if i < len(names) else f"class {i}", (r, g, b)))
+    return out
+
+
 def relative_url(path: str) -> str:
     """A file path below the page as an attribute-safe relative URL: every character that
     could end the attribute or start a scheme (`javascript:`) is percent-encoded."""
     return html.escape(urllib.parse.quote(path, safe="/"))
+
+
+CURVE_TERMS = ("g_gan", "g_feat", "g_vgg", "d_real", "d_fake")
+
+
+def loss_curves_svg(
+    records: Sequence[dict[str, float]], width: int = 300, height: int = 130
+) -> str:
+    """Small multiples of the logged loss terms against the step, as inline SVG (one panel
+    per term that is on: a term that stays 0, such as g_vgg without the VGG loss, is left
+    out). Each panel is scaled to its own range, written beside it."""
+    panels = []
+    for term in CURVE_TERMS:
+        points = [(r["step"], r[term]) for r in records if term in r and math.isfinite(r[term])]
+        if not points or all(v == 0 for _, v in points):
+            continue
+        steps, values = [p[0] for p in points], [p[1] for p in points]
+        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+        y0, y1 = min(values), max(values)
+        y1 = y1 if y1 > y0 else y0 + 1e-9
+        pad = 8
+        xy = " ".join(
+            f"{pad + (s - x0) / (x1 - x0) * (width - 2 * pad):.1f},"
+            f"{height - pad - (v - y0) / (y1 - y0) * (height - 2 * pad - 14):.1f}"
+            for s, v in points
+        )
+        panels.append(
+            f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'style="border:1px solid #ccc;margin:0 6px 6px 0;background:#fff">'
+            f'<text x="{pad}" y="13" font-size="12" font-family="sans-serif">{term}: '
+            f"{values[-1]:.4g} (min {y0:.3g}, max {y1:.3g}; steps {x0}..{max(steps)})</text>"
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{xy}"/></svg>'
+        )
+    return "".join(panels)
+
+
+def options_table(sections: dict[str, dict[str, object]]) -> str:
+    """A run's options as an HTML table, section by section."""
+    rows = "".join(
+        f"<tr><th>{html.escape(section)}</th><td>{html.escape(key)}</td>"
+        f"<td>{html.escape(str(value))}</td></tr>"
+        for section, values in sections.items()
+        for key, value in values.items()
+    )
+    return f"<details><summary>options</summary><table>{rows}</table></details>"

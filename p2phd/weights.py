@@ -4,6 +4,7 @@ holds code or objects beyond tensors is refused in one line."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle  # only to catch the refusals of torch's weights-only reader
 import re
 from pathlib import Path
@@ -43,3 +44,12 @@ def read_state_dict(path: Path, option: str = "") -> dict[str, Tensor]:
     ):
         raise CheckpointError(f"{where}: does not hold a state dict of tensors")
     return state
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

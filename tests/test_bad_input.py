@@ -125,7 +125,7 @@ def test_a_width_too_small(
     one_line(
         *synth(tiny_feature_run, toy_data, tmp_path / "o", "--width", width),
         f"--width {width}: must be at least 16",
-    )  # fmt: skip (E's 4 downsamplings)
+    )  # E has 4 downsamplings
 
 
 def test_an_output_folder_that_is_a_file(

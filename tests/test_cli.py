@@ -21,6 +21,7 @@ COMMANDS = [
     "cluster",
     "synthesize",
     "import-reference",
+    "inspect",
 ]
 
 
@@ -36,7 +37,8 @@ def test_exactly_the_built_commands_exist() -> None:
     from p2phd.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    assert list(commands) == [*COMMANDS[:-2], "cluster-features", *COMMANDS[-2:]]
+    assert list(commands) == [*COMMANDS[:-3], "cluster-features", *COMMANDS[-3:]]
+    assert commands["cluster-features"].hidden  # listed once in --help
     assert commands["cluster-features"].help == commands["cluster"].help  # an alias
     assert cli("cluster-features", "--help")[0] == 0
 

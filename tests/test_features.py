@@ -203,11 +203,17 @@ def test_relabel_edits(feature_run: Path, toy_data: Path, tmp_path: Path) -> Non
 
 def test_feature_errors(feature_run: Path, toy_data: Path, tmp_path: Path) -> None:
     code, out = synth(feature_run, toy_data, tmp_path / "o", "--vary", "class:99")
+    assert code == 2 and "says what changes across --variations N" in out
+    code, out = synth(
+        feature_run, toy_data, tmp_path / "o", "--vary", "class:99", "--variations", "2"
+    )
     assert code == 2 and "class 99 is unknown" in out
     code, out = synth(feature_run, toy_data, tmp_path / "o", "--relabel", "3:8")
     assert code == 2 and "class 8 is unknown" in out
-    code, out = synth(feature_run, toy_data, tmp_path / "o", "--relabel-instance", "99999:3")
-    assert code == 2 and "has no instance 99999" in out
+    code, out = synth(
+        feature_run, toy_data, tmp_path / "o", "--relabel-instance", "99999:3", "--json"
+    )
+    assert code == 0 and len(json.loads(out)["unedited"]) == 2  # rendered as they are
     (feature_run / "clusters.safetensors").rename(tmp_path / "kept.safetensors")
     try:
         code, out = synth(feature_run, toy_data, tmp_path / "o")
@@ -338,11 +344,11 @@ def test_relabel_keeps_objects_apart() -> None:
 
     label = np.array([[26, 26, 24, 0], [21, 21, 24, 0]])
     inst = np.array([[26000, 26001, 24000, 0], [21, 21, 24001, 1000]])
-    new_label, new_inst = relabel(label, inst, [(24, 26)], [], 1000, Path("x"))
+    new_label, new_inst, _ = relabel(label, inst, [(24, 26)], [], 1000, Path("x"))
     assert (new_label == np.array([[26, 26, 26, 0], [21, 21, 26, 0]])).all()
     assert len(np.unique(new_inst)) == len(np.unique(inst))  # persons became cars 26002, 26003
     assert set(new_inst[new_label == 26].tolist()) == {26000, 26001, 26002, 26003}
-    _, merged = relabel(label, inst, [(21, 0)], [], 1000, Path("x"))
+    _, merged, _ = relabel(label, inst, [(21, 0)], [], 1000, Path("x"))
     assert (merged[1, :2] == 0).all()  # stuff merges into the new class's stuff id
-    new_label, new_inst = relabel(label, inst, [], [(26001, 0)], 1000, Path("x"))
+    new_label, new_inst, _ = relabel(label, inst, [], [(26001, 0)], 1000, Path("x"))
     assert new_label[0, 1] == 0 and new_inst[0, 1] not in inst  # a separate object still

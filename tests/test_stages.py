@@ -195,6 +195,21 @@ def test_local_stage_ends_after_fix_global_epochs(
     assert summary["stage"] == "local" and summary["step"] == summary["total_steps"] == 2
 
 
+def test_a_local_run_resumes_without_global(
+    global_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "local"
+    code, out = cli(
+        "train-local", toy_data, "--run", run, "--global", global_run, *LOCAL, "--max-steps", "1"
+    )
+    assert code == 0, out
+    code, out = cli("train-local", toy_data, "--run", run, "--max-steps", "2", "--json")
+    assert code == 0, out  # the run's own config: G1's source, the stage, the schedule
+    assert json.loads(out[out.index("{") :])["step"] == 2
+    code, out = cli("train-local", toy_data, "--run", tmp_path / "new", *LOCAL)
+    assert code == 2 and "a new local run needs --global GLOBAL_RUN" in out
+
+
 def test_joint_resume_is_exact(global_run: Path, toy_data: Path, tmp_path: Path) -> None:
     runs = {}
     for name, stops in (("straight", ["6"]), ("split", ["4", "6"])):
@@ -238,9 +253,9 @@ def test_joint_resume_is_exact(global_run: Path, toy_data: Path, tmp_path: Path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--ngf", "8"], "ngf: 8 (global run: 4)"),
-        (["--n-blocks-global", "2"], "n_blocks_global: 2 (global run: 1)"),
-        (["--no-instance"], "instance: False (global run: True)"),
+        (["--ngf", "8"], "the global run's G1 has ngf 8, so 1 enhancer(s) need --ngf 4"),
+        (["--n-blocks-global", "2"], "the global run has n_blocks_global 1, not 2"),
+        (["--no-instance"], "the global run has instance True, not False"),
         (["--num-d", "1"], "--num-d 1: the global run's D has 2 scales"),
     ],
 )

@@ -113,7 +113,7 @@ def test_bad_label_maps_are_refused(trained: Path, toy_data: Path, tmp_path: Pat
     code, out = cli(
         "synthesize", trained, src / "x.png", "--inst", src / "x_inst.png", "--out", tmp_path / "o"
     )
-    assert code == 2 and "no instance map x" in out  # paired by name: x_inst is not x
+    assert code == 2 and "x.png: label value 9 >= label_nc 8" in out  # one pair, any names
     shutil.move(src / "x_inst.png", tmp_path / "x.png")
     code, out = cli(
         "synthesize", trained, src / "x.png", "--inst", tmp_path / "x.png", "--out", tmp_path / "o"
@@ -129,8 +129,10 @@ def test_bad_label_maps_are_refused(trained: Path, toy_data: Path, tmp_path: Pat
         tmp_path / "odd.png",
         "--out",
         tmp_path / "o",
-    )
-    assert code == 2 and "128x62 is not a multiple of 4" in out and "--width" in out
+    )  # resized to the training width by the one size rule, and said
+    assert code == 0 and "another aspect ratio than the 128x64 training images" in out, out
+    assert "odd.png 128x62 -> 128x64" in out
+    assert Image.open(tmp_path / "o" / "odd.png").size == (128, 64)
 
 
 def test_not_a_run_is_refused(tmp_path: Path, toy_data: Path) -> None:

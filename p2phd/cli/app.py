@@ -74,10 +74,16 @@ class RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(quiet: bool, *fields: str) -> Iterator[Progress]:
+def progress_bar(
+    quiet: bool,
+    *fields: str,
+    columns: list[ProgressColumn] | None = None,
+    console: Console | None = None,
+) -> Iterator[Progress]:
     """A rich progress bar with rate and ETA (hidden with --quiet or when stderr is no TTY).
-    When the work fails, the bar goes away: the error is the one line left."""
-    columns = [
+    Tasks start hidden until their total is known (no empty "0/?" bar); when the work
+    fails, the bar goes away: the error is the one line left."""
+    columns = columns or [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -86,8 +92,9 @@ def progress_bar(quiet: bool, *fields: str) -> Iterator[Progress]:
         TimeRemainingColumn(),
         *(TextColumn(f"{{task.fields[{f}]}}") for f in fields),
     ]
-    hidden = quiet or not err.is_terminal
-    with Progress(*columns, console=err, disable=hidden, transient=False) as bar:
+    out = console or err
+    hidden = quiet or not out.is_terminal
+    with Progress(*columns, console=out, disable=hidden, transient=False, expand=True) as bar:
         try:
             yield bar
         except BaseException:
@@ -95,9 +102,37 @@ def progress_bar(quiet: bool, *fields: str) -> Iterator[Progress]:
             raise
 
 
+def counting(bar: Progress, description: str) -> Callable[[int, int], None]:
+    """A progress callback `(done, total)` for the core: the task appears with its total."""
+    task = bar.add_task(description, total=None, visible=False)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, visible=True)
+
+    return update
+
+
 def emit_json(data: dict[str, Any]) -> None:
     """The machine-readable summary asked for with --json, on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        import p2phd
+
+        typer.echo(f"p2phd {p2phd.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """pix2pixHD as a command-line toolkit: label maps (+ instance maps) -> photos."""
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

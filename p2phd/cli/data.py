@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import AsJson, Quiet, app, emit_json, err, given, progress_bar, user_errors
+from p2phd.cli.app import (
+    AsJson,
+    Quiet,
+    app,
+    counting,
+    emit_json,
+    err,
+    given,
+    progress_bar,
+    user_errors,
+)
 
 
 @app.command()
@@ -57,7 +67,12 @@ def prep(
         int | None, typer.Option(help="Round sizes to multiples of this (default 32).")
     ] = None,
     label_nc: Annotated[
-        int | None, typer.Option("--label-nc", help="Classes; inferred when left out.")
+        int | None,
+        typer.Option("--label-nc", help="Classes (Cityscapes: 35); else inferred when left out."),
+    ] = None,
+    class_names: Annotated[
+        Path | None,
+        typer.Option("--class-names", help="File of class names: a JSON list, or one a line."),
     ] = None,
     skip_bad: Annotated[
         bool | None, typer.Option("--skip-bad", help="Skip and count bad items.")
@@ -72,6 +87,7 @@ def prep(
     Example: p2phd prep ~/cityscapes data/cityscapes --width 2048
     """
     from p2phd.config import PrepConfig
+    from p2phd.data.names import read_class_names
     from p2phd.data.prep import prepare_dataset
 
     cfg = PrepConfig(
@@ -79,19 +95,14 @@ def prep(
             width=width,
             multiple=multiple,
             label_nc=label_nc,
+            class_names=read_class_names(class_names) if class_names else None,
             skip_bad=skip_bad,
             workers=workers,
             overwrite=overwrite,
         )
     )
     with progress_bar(quiet) as bar:
-        task = bar.add_task("prep", total=None)
-        report = prepare_dataset(
-            src,
-            data,
-            cfg,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        report = prepare_dataset(src, data, cfg, progress=counting(bar, "prep"))
     summary = report.to_dict()
     if as_json:
         emit_json(summary)

@@ -7,18 +7,30 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli import options as o
-from p2phd.cli.app import AsJson, Opt, Quiet, app, emit_json, err, progress_bar, user_errors
+from p2phd.cli.app import (
+    AsJson,
+    Opt,
+    Quiet,
+    app,
+    counting,
+    emit_json,
+    err,
+    progress_bar,
+    user_errors,
+)
 
 
 @app.command("encode-features")
 @user_errors
 def encode_features(
     run: Annotated[Path, typer.Argument(help="Run trained with --instance-feat/--label-feat.")],
-    data: o.Data,
+    data: Annotated[Path, typer.Argument(help="Prepped dataset folder (p2phd prep).")],
     *,
     split: Annotated[str, Opt(help="Which split of DATA to encode.")] = "train",
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 4,
+    width: Annotated[
+        int | None, Opt(help="Resize to this width (default: the run's training width).")
+    ] = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
     precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
     quiet: Quiet = False,
@@ -31,7 +43,6 @@ def encode_features(
     from p2phd.features import encode_features as encode
 
     with progress_bar(quiet) as bar:
-        task = bar.add_task("encode features", total=None)
         report = encode(
             run,
             data,
@@ -39,7 +50,8 @@ def encode_features(
             batch_size=batch_size,
             device=device,
             precision=precision,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            width=width,
+            progress=counting(bar, "encode features"),
         )
     if as_json:
         emit_json(report.to_dict())
@@ -73,11 +85,11 @@ def cluster(
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:
-        done = ", ".join(f"{c}: {v['clusters']}" for c, v in report.clusters.items())
+        done = ", ".join(f"{v['name']}: {v['clusters']}" for v in report.clusters.values())
         err.print(f"clusters per class ({done}) in {report.path}")
         for c, why in report.skipped.items():
-            err.print(f"class {c} has no clusters: {why}")
+            err.print(f"{report.names[c]} (class {c}) has no clusters: {why}")
 
 
 app.command("cluster")(user_errors(cluster))
-app.command("cluster-features")(user_errors(cluster))  # the reference's name for it
+app.command("cluster-features", hidden=True)(user_errors(cluster))  # the reference's name

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import AsJson, Opt, Quiet, app, emit_json, err, progress_bar, user_errors
+from p2phd.cli.app import (
+    AsJson,
+    Opt,
+    Quiet,
+    app,
+    counting,
+    emit_json,
+    err,
+    progress_bar,
+    user_errors,
+)
 
 
 @app.command()
@@ -78,16 +88,12 @@ def synthesize(
         precision=precision,
     )
     with progress_bar(quiet) as bar:
-        task = bar.add_task("synthesize", total=None)
         report = run_synthesis(
-            run,
-            inputs,
-            out,
-            inst=inst or (),
-            options=options,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            run, inputs, out, inst=inst or (), options=options, progress=counting(bar, "synthesize")
         )
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:
+        for note in report.notes:
+            err.print(f"note: {note}")
         err.print(f"wrote {len(report.images)} images to {report.out}; open {report.index}")

@@ -1,194 +1,144 @@
-"""`p2phd train-global`, `train-local` and `train-joint`: the three training stages."""
+"""`p2phd train-global`, `train-local` and `train-joint`: the three training stages.
+
+The three commands differ only in the stage and in the options the stage accepts; the
+options come from one table (`p2phd.cli.flags`). Rerunning a command on an existing run
+resumes it from its own config.json: repeat nothing but DATA and --run.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from p2phd.cli import options as o
-from p2phd.cli.app import AsJson, Opt, Quiet, app, emit_json, err, given, progress_bar, user_errors
+from p2phd.cli.app import (
+    AsJson,
+    Opt,
+    Quiet,
+    RateColumn,
+    app,
+    emit_json,
+    err,
+    progress_bar,
+    user_errors,
+)
+from p2phd.cli.flags import sort_given, with_signature
 
-NOT_CONFIG = ("data", "run", "global_run", "dry_run", "quiet", "as_json")
-
-
-def config_flags(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The given training options, sorted into config sections."""
-    from p2phd.config import sort_flags
-
-    return sort_flags(given(**{k: v for k, v in options.items() if k not in NOT_CONFIG}))
-
-
-@app.command("train-global")
-@user_errors
-def train_global(
-    data: o.Data,
-    *,
-    run: o.Run,
-    label_nc: o.LabelNc = None,
-    instance: o.Instance = None,
-    ngf: o.Ngf = None,
-    n_downsample_global: o.NDown = None,
-    n_blocks_global: o.NBlocks = None,
-    norm: o.Norm = None,
-    num_d: o.NumD = None,
-    n_layers_d: o.NLayersD = None,
-    ndf: o.Ndf = None,
-    instance_feat: o.InstFeat = None,
-    label_feat: o.LabelFeat = None,
-    feat_num: o.FeatNum = None,
-    nef: o.Nef = None,
-    n_downsample_e: o.NDownE = None,
-    class_divisor: o.ClassDivisor = None,
-    gan_mode: o.GanMode = None,
-    lambda_feat: o.LambdaFeat = None,
-    ganfeat_loss: o.GanFeat = None,
-    vgg_loss: o.VggLoss = None,
-    vgg_weights: o.VggWeights = None,
-    lr: o.Lr = None,
-    beta1: o.Beta1 = None,
-    epochs: o.Epochs = None,
-    decay_epochs: o.DecayEpochs = None,
-    batch_size: o.BatchSize = None,
-    seed: o.Seed = None,
-    load_width: o.LoadWidth = None,
-    crop_size: o.CropSize = None,
-    flip: o.Flip = None,
-    device: o.Device = None,
-    precision: o.Precision = None,
-    compile: o.Compile = None,
-    channels_last: o.ChannelsLast = None,
-    activation_checkpointing: o.ActCkpt = None,
-    max_steps: o.MaxSteps = None,
-    num_workers: o.NumWorkers = None,
-    log_every: o.LogEvery = None,
-    sample_every: o.SampleEvery = None,
-    save_every: o.SaveEvery = None,
-    keep_last: o.KeepLast = None,
-    max_nonfinite: o.MaxNonfinite = None,
-    dry_run: o.DryRun = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-) -> None:
-    """Train the global generator G1 with the multi-scale discriminator.
-
-    Example: p2phd train-global data/cityscapes --run runs/512p --load-width 1024
-    --vgg-weights vgg19-dcbb9e9d.pth
-    """
-    flags = config_flags(locals())  # first: nothing but the options is local yet
-    from p2phd.stages import global_config
-
-    cfg = global_config(data, flags)
-    run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json)
+Data = Annotated[Path, typer.Argument(help="Prepped dataset folder (p2phd prep).")]
+Run = Annotated[
+    Path,
+    Opt(
+        "--run",
+        "--run-dir",
+        help="Run folder; rerunning the command resumes it. Under torchrun spell it "
+        "--run-dir (torchrun would take --run for its own --run-path).",
+    ),
+]
+Global = Annotated[
+    Path | None, Opt("--global", help="The train-global run holding G1 (for a new run).")
+]
+DryRun = Annotated[bool, Opt("--dry-run", help="Print the resolved config and stop.")]
+EXAMPLES = {
+    "global": "p2phd train-global data/cityscapes --run runs/512p --load-width 1024 "
+    "--vgg-weights vgg19-dcbb9e9d.pth",
+    "local": "p2phd train-local data/cityscapes --run runs/1024p --global runs/512p "
+    "--epochs 50 --decay-epochs 50 --vgg-weights vgg19-dcbb9e9d.pth",
+    "joint": "p2phd train-joint data/cityscapes --run runs/1024p",
+}
+SUMMARIES = {
+    "global": "Train the global generator G1 with the multi-scale discriminator.",
+    "local": "Train the local enhancer G2 around the frozen G1 of a train-global run.",
+    "joint": "Fine-tune G1 + G2 (+ D) of a train-local run together, continuing its schedule.",
+}
 
 
-@app.command("train-local")
-@user_errors
-def train_local(
-    data: o.Data,
-    *,
-    run: o.Run,
-    global_run: Annotated[Path, Opt("--global", help="The train-global run holding G1.")],
-    n_local_enhancers: Annotated[
-        int | None, Opt(help="Enhancers: 1 for 2048x1024, 2 for 4096x2048.")
-    ] = None,
-    n_blocks_local: Annotated[int | None, Opt(help="Residual blocks per enhancer (3).")] = None,
-    fix_global_epochs: Annotated[
-        int | None, Opt(help="Epochs with G1 frozen before train-joint (10).")
-    ] = None,
-    label_nc: o.LabelNc = None,
-    instance: o.Instance = None,
-    ngf: o.Ngf = None,
-    n_downsample_global: o.NDown = None,
-    n_blocks_global: o.NBlocks = None,
-    norm: o.Norm = None,
-    num_d: o.NumD = None,
-    n_layers_d: o.NLayersD = None,
-    ndf: o.Ndf = None,
-    instance_feat: o.InstFeat = None,
-    label_feat: o.LabelFeat = None,
-    feat_num: o.FeatNum = None,
-    nef: o.Nef = None,
-    n_downsample_e: o.NDownE = None,
-    class_divisor: o.ClassDivisor = None,
-    gan_mode: o.GanMode = None,
-    lambda_feat: o.LambdaFeat = None,
-    ganfeat_loss: o.GanFeat = None,
-    vgg_loss: o.VggLoss = None,
-    vgg_weights: o.VggWeights = None,
-    lr: o.Lr = None,
-    beta1: o.Beta1 = None,
-    epochs: o.Epochs = None,
-    decay_epochs: o.DecayEpochs = None,
-    batch_size: o.BatchSize = None,
-    seed: o.Seed = None,
-    load_width: o.LoadWidth = None,
-    crop_size: o.CropSize = None,
-    flip: o.Flip = None,
-    device: o.Device = None,
-    precision: o.Precision = None,
-    compile: o.Compile = None,
-    channels_last: o.ChannelsLast = None,
-    activation_checkpointing: o.ActCkpt = None,
-    max_steps: o.MaxSteps = None,
-    num_workers: o.NumWorkers = None,
-    log_every: o.LogEvery = None,
-    sample_every: o.SampleEvery = None,
-    save_every: o.SaveEvery = None,
-    keep_last: o.KeepLast = None,
-    max_nonfinite: o.MaxNonfinite = None,
-    dry_run: o.DryRun = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-) -> None:
-    """Train the local enhancer G2 around the frozen G1 of a train-global run.
+def _command(stage: str) -> Any:
+    letter = stage[0].upper()
 
-    Example: p2phd train-local data/cityscapes --run runs/1024p --global runs/512p
-    --epochs 50 --decay-epochs 50 --vgg-weights vgg19-dcbb9e9d.pth
-    """
-    flags = config_flags(locals())  # first: nothing but the options is local yet
-    from p2phd.stages import local_config
+    def command(
+        data: Path,
+        run: Path,
+        global_run: Path | None = None,
+        dry_run: bool = False,
+        quiet: bool = False,
+        as_json: bool = False,
+        **options: Any,
+    ) -> None:
+        from p2phd.stages import training_config
 
-    cfg = local_config(data, global_run, flags)
-    run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json, init_from=global_run)
+        cfg = training_config(stage, data, run, sort_given(letter, options), global_run)  # type: ignore[arg-type]
+        run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json, init_from=global_run)
+
+    leading = [
+        inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Data),
+        inspect.Parameter("run", inspect.Parameter.KEYWORD_ONLY, annotation=Run),
+    ]
+    if stage == "local":
+        leading.append(
+            inspect.Parameter(
+                "global_run", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Global
+            )
+        )
+    leading += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=kind)
+        for name, kind in (("dry_run", DryRun), ("quiet", Quiet), ("as_json", AsJson))
+    ]
+    command.__doc__ = f"{SUMMARIES[stage]}\n\nExample: {EXAMPLES[stage]}"
+    command.__name__ = f"train_{stage}"
+    return with_signature(command, leading, letter)
 
 
-@app.command("train-joint")
-@user_errors
-def train_joint(
-    data: o.Data,
-    *,
-    run: o.Run,
-    device: o.Device = None,
-    precision: o.Precision = None,
-    compile: o.Compile = None,
-    channels_last: o.ChannelsLast = None,
-    activation_checkpointing: o.ActCkpt = None,
-    max_steps: o.MaxSteps = None,
-    num_workers: o.NumWorkers = None,
-    log_every: o.LogEvery = None,
-    sample_every: o.SampleEvery = None,
-    save_every: o.SaveEvery = None,
-    keep_last: o.KeepLast = None,
-    max_nonfinite: o.MaxNonfinite = None,
-    dry_run: o.DryRun = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-) -> None:
-    """Fine-tune G1 + G2 (+ D) of a train-local run together, continuing its schedule.
+for _stage in ("global", "local", "joint"):
+    app.command(f"train-{_stage}")(user_errors(_command(_stage)))
 
-    Example: p2phd train-joint data/cityscapes --run runs/1024p
-    """
-    flags = config_flags(locals())  # first: nothing but the options is local yet
-    from p2phd.stages import joint_config
 
-    cfg = joint_config(data, run, flags)
-    run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json)
+def training_columns(width: int) -> list[ProgressColumn]:
+    """At 80 columns: stage, bar, step/total, rate, ETA and the G and D losses; wider
+    terminals add the epoch, the elapsed time and every loss term."""
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    ]
+    if width >= 120:
+        columns[4:4] = [TimeElapsedColumn()]
+        columns[1:1] = [TextColumn("{task.fields[epoch]}")]
+        columns.append(TextColumn("[dim]{task.fields[terms]}"))
+    return columns
+
+
+def loss_texts(losses: dict[str, float], shown: tuple[str, ...]) -> tuple[str, str]:
+    """("G 1.23 D 0.45", "gan 0.52 feat 0.71 real 0.20 fake 0.25"): the totals the step
+    minimises, and the terms that are on (`shown`)."""
+    g = sum(losses.get(k, 0.0) for k in ("g_gan", "g_feat", "g_vgg"))
+    d = 0.5 * (losses.get("d_real", 0.0) + losses.get("d_fake", 0.0))
+    terms = " ".join(f"{k.split('_')[1]} {losses[k]:.3f}" for k in shown if k in losses)
+    return f"G {g:.3f} D {d:.3f}", terms
 
 
 def run_training(
-    cfg: Any, run: Path, *, dry_run: bool, quiet: bool, as_json: bool, init_from: Path | None = None
+    cfg: Any,
+    run: Path,
+    *,
+    dry_run: bool,
+    quiet: bool,
+    as_json: bool,
+    init_from: Path | None = None,
+    console: Console | None = None,
 ) -> None:
     """Train with a progress bar, then report; a signal exits 130 (SIGINT) / 143 (SIGTERM)."""
     from p2phd.train import train
@@ -196,23 +146,38 @@ def run_training(
     if dry_run:
         emit_json(cfg.to_dict())
         return
-    with progress_bar(quiet, "losses") as bar:
-        task = bar.add_task(f"train {cfg.stage}", total=None, losses="")
-        plain = not quiet and not err.is_terminal
+    shown = tuple(
+        k
+        for k, on in (
+            ("g_gan", True),
+            ("g_feat", cfg.loss.ganfeat_loss),
+            ("g_vgg", cfg.loss.vgg_loss),
+            ("d_real", True),
+            ("d_fake", True),
+        )
+        if on
+    )
+    out = console or err
+    columns = training_columns(out.width)
+    with progress_bar(quiet, columns=columns, console=out) as bar:
+        task = bar.add_task(cfg.stage, total=None, visible=False, losses="", terms="", epoch="")
+        plain = not quiet and not out.is_terminal
 
         def show(r: Any) -> None:
+            epoch = f"epoch {r.epoch + 1}/{r.total_epochs}"
             if r.event == "start":
-                bar.update(task, total=r.total_steps, completed=r.step)
+                bar.update(task, total=r.total_steps, completed=r.step, visible=True, epoch=epoch)
                 if r.resumed_from is not None and not quiet:
                     bar.console.print(f"resuming {run} from step {r.resumed_from}")
             elif r.event == "step":
-                bar.update(task, completed=r.step)
+                bar.update(task, completed=r.step, epoch=epoch)
                 if r.losses is not None:
-                    text = " ".join(f"{k} {v:.3f}" for k, v in r.losses.items())
-                    bar.update(task, losses=text)
+                    totals, terms = loss_texts(r.losses, shown)
+                    bar.update(task, losses=totals, terms=terms)
                     if plain:
-                        err.print(
-                            f"step {r.step}/{r.total_steps} epoch {r.epoch} lr {r.lr:.2e} {text}"
+                        out.print(
+                            f"step {r.step}/{r.total_steps} {epoch} lr {r.lr:.2e} "
+                            f"{totals} ({terms})"
                         )
 
         result = train(cfg, run, show, init_from=init_from)
@@ -230,14 +195,20 @@ def run_training(
     if as_json:
         emit_json(summary)
     elif not quiet:
-        err.print(
-            f"{result.stage} stage at step {result.step}/{result.total_steps}; "
-            f"checkpoint {summary['checkpoint']}; samples {summary['samples']}"
-        )
+        if result.checkpoint is None:
+            out.print(
+                f"nothing to train: {run} is at step {result.step} of "
+                f"{result.total_steps}; extend it with --epochs or --decay-epochs"
+            )
+        else:
+            out.print(
+                f"{result.stage} stage at step {result.step}/{result.total_steps}; "
+                f"checkpoint {result.checkpoint}; samples {summary['samples']}"
+            )
         if result.stage == "local" and result.step >= result.total_steps:
-            err.print(f"next, G1 and G2 together: p2phd train-joint DATA --run {run}")
+            out.print(f"next, G1 and G2 together: p2phd train-joint DATA --run {run}")
     if result.interrupted_by is not None:
-        err.print(
+        out.print(
             f"stopped by signal {result.interrupted_by} after saving step {result.step}; "
             "rerun the same command to resume"
         )

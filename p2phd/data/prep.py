@@ -19,7 +19,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,13 @@ MANIFEST = "dataset.json"
 _REQUIRED = {"kind": str, "label_nc": int, "instance": bool, "multiple": int, "splits": dict}
 
 Progress = Callable[[int, int], None]
+_MANIFEST_FIELDS = ("kind", "label_nc", "label_nc_inferred", "instance", "class_names", "dataset")
+_HOW = {
+    "inferred": "inferred from the data: ",
+    "cityscapes": "Cityscapes' classes, ",
+    "toy": "the toy's classes, ",
+    "class names": "from --class-names, ",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class PrepReport:
     kind: str  # "labels" | "rgb"
     label_nc: int
     label_nc_inferred: bool
+    label_nc_from: str  # "given" | "class names" | "cityscapes" | "toy" | "inferred" | "rgb"
+    class_names: tuple[str, ...]  # () when unknown
+    dataset: str  # "cityscapes" | "toy" | "" (see sources.Source.dataset)
     max_label: int | None  # None for RGB-input datasets
     instance: bool
     multiple: int
@@ -75,7 +85,7 @@ class PrepReport:
         if self.kind == "rgb":
             classes = "RGB inputs (label_nc 0)"
         else:
-            how = "inferred from the data: " if self.label_nc_inferred else ""
+            how = _HOW.get(self.label_nc_from, "")
             classes = f"label_nc {self.label_nc} ({how}max label {self.max_label})"
         inst = "with instance maps" if self.instance else "no instance maps"
         return (
@@ -107,6 +117,7 @@ def prepare_dataset(
     src, out = Path(src), Path(out)
     _check_out(src, out, cfg.overwrite)
     source = discover(src, cfg.label_nc)
+    cfg, label_nc_from, class_names = _decide_classes(cfg, source)
     bad = [b for split in source.splits.values() for b in split.bad]
     if bad and not cfg.skip_bad:
         raise DatasetError(bad[0].reason)
@@ -114,13 +125,13 @@ def prepare_dataset(
     with atomic_dir(target) as tmp:
         skipped = [{"split": b.split, "key": b.key, "reason": b.reason} for b in bad]
         kept = _convert(source, tmp, cfg, progress, skipped)
-        report = _report(out, cfg, source, kept, skipped)
+        report = _report(out, cfg, source, kept, skipped, label_nc_from, class_names)
         if report.kind == "labels" and cfg.label_nc is None and report.label_nc > 256:
             _widen_labels(tmp, kept)
         summary = report.to_dict()
         manifest = {
             "schema_version": SCHEMA_VERSION,
-            **{k: summary[k] for k in ("kind", "label_nc", "label_nc_inferred", "instance")},
+            **{k: summary[k] for k in _MANIFEST_FIELDS},
             "multiple": cfg.multiple,
             "source": str(src.resolve()),
             "source_layout": source.layout,
@@ -161,7 +172,34 @@ def read_manifest(data: Path) -> dict[str, Any]:
     for split, entry in manifest["splits"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("items"), list):
             raise DatasetError(f"{path}: split {split!r} is malformed; {fix}")
+    names = manifest.setdefault("class_names", [])
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or (names and len(names) != manifest["label_nc"])
+    ):
+        raise DatasetError(f"{path}: 'class_names' must list one name per class; {fix}")
     return manifest
+
+
+def _decide_classes(cfg: PrepConfig, source: Source) -> tuple[PrepConfig, str, tuple[str, ...]]:
+    """label_nc and the class names: given (--class-names, --label-nc), those of a known
+    dataset (Cityscapes: 35), or label_nc inferred from the data (then no names)."""
+    if source.kind == "rgb":
+        return cfg, "rgb", ()
+    if cfg.class_names:
+        if cfg.label_nc is not None and cfg.label_nc != len(cfg.class_names):
+            raise DatasetError(
+                f"--class-names: {len(cfg.class_names)} names, but --label-nc {cfg.label_nc}; "
+                "give one name per class"
+            )
+        return replace(cfg, label_nc=len(cfg.class_names)), "class names", cfg.class_names
+    if cfg.label_nc is not None:
+        known = source.classes if len(source.classes) == cfg.label_nc else ()
+        return cfg, "given", known
+    if source.classes:
+        return replace(cfg, label_nc=len(source.classes)), source.dataset, source.classes
+    return cfg, "inferred", ()
 
 
 def _check_out(src: Path, out: Path, overwrite: bool) -> None:
@@ -220,8 +258,10 @@ def _report(
     source: Source,
     kept: dict[str, list[dict[str, Any]]],
     skipped: list[dict[str, str]],
+    label_nc_from: str,
+    class_names: tuple[str, ...],
 ) -> PrepReport:
-    """Summarise the kept items; label_nc is inferred here when it was not given."""
+    """Summarise the kept items; label_nc is inferred here when nothing else decided it."""
     labels = [r["max_label"] for rs in kept.values() for r in rs if r["max_label"] is not None]
     max_label = max(labels, default=None)
     if source.kind == "rgb":
@@ -239,7 +279,10 @@ def _report(
         source_layout=source.layout,
         kind=source.kind,
         label_nc=label_nc,
-        label_nc_inferred=cfg.label_nc is None,
+        label_nc_inferred=label_nc_from == "inferred",
+        label_nc_from=label_nc_from,
+        class_names=class_names,
+        dataset=source.dataset,
         max_label=max_label,
         instance=source.instance,
         multiple=cfg.multiple,

@@ -18,6 +18,8 @@ range, colour-coded labels, sizes that differ).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,13 @@ import numpy as np
 
 from p2phd.data import io
 from p2phd.data.io import IMAGE_SUFFIXES
+from p2phd.data.names import (
+    CITYSCAPES_CLASSES,
+    KEY_RULE,
+    check_class_names,
+    is_cityscapes_name,
+    name_key,
+)
 from p2phd.errors import DatasetError
 
 SPLITS = ("train", "test")
@@ -82,6 +91,13 @@ class Source:
     kind: str  # "labels" | "rgb"
     instance: bool
     splits: dict[str, Split] = field(default_factory=dict)
+    dataset: str = ""  # "cityscapes" (by layout or file names), "toy" (toy.json), or unknown
+    classes: tuple[str, ...] = ()  # the dataset's class names, when it is a known one
+
+    @property
+    def label_nc(self) -> int | None:
+        """The known dataset's number of classes (Cityscapes: 35), else None (inferred)."""
+        return len(self.classes) if self.classes else None
 
 
 @dataclass(frozen=True)
@@ -108,9 +124,9 @@ class _Role:
             if self.suffix is None:
                 if path.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                key = rel.with_suffix("").as_posix()
+                key = name_key(rel.as_posix())
             elif path.name.endswith(self.suffix):
-                key = path.name[: -len(self.suffix)]
+                key = name_key(path.name)
             else:
                 continue
             found.setdefault(key, []).append(path)
@@ -137,12 +153,32 @@ def discover(src: Path, label_nc: int | None) -> Source:
     if cityscapes:
         if label_nc == 0:
             raise DatasetError(f"{src}: Cityscapes has label maps; drop --label-nc 0")
-        return _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
-    if not reference:
+        found = _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
+    elif not reference:
         what = "empty folder" if not any(src.iterdir()) else "not a dataset source"
         raise DatasetError(f"{src}: {what}; {_EXPECTED}")
-    kind = _reference_kind(src, label_nc)
-    return _pair_all(src, "reference", kind, _reference_roles(src, kind))
+    else:
+        kind = _reference_kind(src, label_nc)
+        found = _pair_all(src, "reference", kind, _reference_roles(src, kind))
+    return _identify(found)
+
+
+def _identify(source: Source) -> Source:
+    """Recognise Cityscapes (by layout, or by its file names in the reference layout, as the
+    reference's own sample folder keeps them) and p2phd's toy scenes (by their toy.json)."""
+    splits = source.splits.values()
+    labels = [i.files["label"].name for s in splits for i in s.items if "label" in i.files]
+    if source.layout == "cityscapes" or (labels and all(map(is_cityscapes_name, labels))):
+        return dataclasses.replace(source, dataset="cityscapes", classes=CITYSCAPES_CLASSES)
+    toy = source.root / "toy.json"
+    if source.kind == "labels" and toy.is_file():
+        try:
+            classes = json.loads(toy.read_text())["classes"]
+            names = check_class_names(classes, str(toy))
+        except (OSError, ValueError, KeyError, TypeError, DatasetError):
+            return source  # not ours after all: the classes are inferred
+        return dataclasses.replace(source, dataset="toy", classes=names)
+    return source
 
 
 def _reference_dir(name: str) -> bool:
@@ -263,7 +299,7 @@ def _pair(split: str, roles: list[_Role]) -> Split:
         if key in bad:
             continue
         if key in unmatched:
-            bad[key] = Bad(split, key, _unmatched(key, roles, files, len(unmatched), len(keys)))
+            bad[key] = Bad(split, key, _unmatched(key, roles, files, unmatched, len(keys)))
             continue
         item = Item(split, key, {role.role: files[role.role][key] for role in roles})
         if item.name in names:  # "a/b" and "a__b" would write the same file
@@ -276,15 +312,25 @@ def _pair(split: str, roles: list[_Role]) -> Split:
 
 
 def _unmatched(
-    key: str, roles: list[_Role], files: dict[str, dict[str, Path]], n_bad: int, n_keys: int
+    key: str,
+    roles: list[_Role],
+    files: dict[str, dict[str, Path]],
+    unmatched: set[str],
+    n_keys: int,
 ) -> str:
-    """'<file> has no partner in <folder>/ (expected <file>.*); add it or remove the <role>'."""
+    """'<file> has no partner in <folder>/ (expected <file>.*); e.g. <file of the other side>
+    has no partner either; <the key rule>; add it or remove ...'."""
     have = next(r for r in roles if key in files[r.role])
     missing = [r for r in roles if key not in files[r.role]]
     where = " nor in ".join(f"{r.folder}/ (expected {r.expected(key)})" for r in missing)
+    others = sorted(k for k in unmatched if k != key and k in files[missing[0].role])
+    other = ""
+    if others:
+        other = f"; {files[missing[0].role][others[0]]} (key {others[0]!r}) has no partner either"
     return (
-        f"{files[have.role][key]} has no partner in {where}; add it or remove the "
-        f"{_NOUN[have.role]} ({n_bad} of {n_keys} keys unmatched)"
+        f"{files[have.role][key]} (key {key!r}) has no partner in {where}{other}; {KEY_RULE}; "
+        f"add the partner or remove the {_NOUN[have.role]} ({len(unmatched)} of {n_keys} "
+        "keys unmatched)"
     )
 
 

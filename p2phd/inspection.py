@@ -1,0 +1,199 @@
+"""`p2phd inspect`: look before you edit. What a label map holds (its classes and every
+object, with the ids that --relabel-instance, --vary instance: and --style-map take), what a
+run holds, and what a prepped dataset holds; as plain data for the CLI to show or print as
+JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2phd.checkpoint import RunDir, read_config_record, require_checkpoint
+from p2phd.data.io import check_ids, read_id_map
+from p2phd.data.names import CITYSCAPES_CLASSES, class_name, is_cityscapes_name
+from p2phd.data.prep import MANIFEST, read_manifest
+from p2phd.errors import DatasetError
+from p2phd.features import CLUSTERS, FEATURES
+
+
+def inspect_path(
+    path: Path, inst: Path | None = None, classes: Path | None = None
+) -> dict[str, Any]:
+    """A run folder, a prepped dataset folder, or a label map (with its instance map)."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return inspect_run(path)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return inspect_data(path)
+    if path.is_file():
+        return inspect_label(path, inst, classes)
+    raise DatasetError(
+        f"{path}: not a run folder, a prepped dataset or a label map; pass one of those"
+    )
+
+
+def _names_for(label: Path, classes: Path | None) -> tuple[tuple[str, ...], int]:
+    """Class names and the instance-id divisor: from --classes (a run or a dataset), else
+    from a prepped dataset the label lies in, else Cityscapes' by the file name."""
+    sources = [classes] if classes else list(label.resolve().parents)[:3]
+    for folder in sources:
+        if (folder / "config.json").is_file():
+            cfg = require_checkpoint(folder).config.net
+            return cfg.class_names, cfg.class_divisor
+        if (folder / MANIFEST).is_file():
+            return tuple(read_manifest(folder)["class_names"]), 1000
+        if classes:
+            raise DatasetError(f"--classes {classes}: not a run folder or a prepped dataset")
+    return (CITYSCAPES_CLASSES if is_cityscapes_name(label.name) else ()), 1000
+
+
+def inspect_label(
+    label: Path, inst: Path | None = None, classes: Path | None = None
+) -> dict[str, Any]:
+    """The classes present (id, name, share of pixels) and every object of the instance map
+    (id, class, area, bounding box x0, y0, x1, y1 inclusive)."""
+    names, divisor = _names_for(label, classes)
+    ids = check_ids(label, read_id_map(label), "label")
+    present, counts = np.unique(ids, return_counts=True)
+    report: dict[str, Any] = {
+        "kind": "label map",
+        "path": str(label),
+        "size": [int(ids.shape[1]), int(ids.shape[0])],
+        "classes": [
+            {"id": int(c), "name": class_name(int(c), names), "share": round(n / ids.size, 5)}
+            for c, n in zip(present.tolist(), counts.tolist(), strict=True)
+        ],
+    }
+    if inst is None:
+        return report
+    objects = check_ids(inst, read_id_map(inst, "instance map"), "inst")
+    if objects.shape != ids.shape:
+        raise DatasetError(
+            f"{inst}: {objects.shape[1]}x{objects.shape[0]} but the label map is "
+            f"{ids.shape[1]}x{ids.shape[0]}; pass the pair's instance map"
+        )
+    report["instances"] = _objects(objects, divisor, names)
+    report["instance_path"] = str(inst)
+    return report
+
+
+def _objects(inst: np.ndarray, divisor: int, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every id >= divisor (an object; smaller ids are a class's "stuff") with its area and
+    bounding box, computed for all objects at once."""
+    found, inverse, area = np.unique(inst, return_inverse=True, return_counts=True)
+    rows, cols = np.indices(inst.shape)
+    inverse = inverse.reshape(-1)
+    box = np.stack(
+        [
+            np.full(len(found), inst.shape[1]),
+            np.full(len(found), inst.shape[0]),
+            np.full(len(found), -1),
+            np.full(len(found), -1),
+        ]
+    )
+    np.minimum.at(box[0], inverse, cols.reshape(-1))
+    np.minimum.at(box[1], inverse, rows.reshape(-1))
+    np.maximum.at(box[2], inverse, cols.reshape(-1))
+    np.maximum.at(box[3], inverse, rows.reshape(-1))
+    return [
+        {
+            "id": int(i),
+            "class": int(i) // divisor,
+            "name": class_name(int(i) // divisor, names),
+            "area": int(area[k]),
+            "share": round(int(area[k]) / inst.size, 5),
+            "box": [int(v) for v in box[:, k]],
+        }
+        for k, i in enumerate(found.tolist())
+        if i >= divisor
+    ]
+
+
+def inspect_run(run: Path) -> dict[str, Any]:
+    """Stage, step and epoch of the newest checkpoint, architecture and schedule, the data it
+    was trained on, and the features and clusters it holds."""
+    ckpt = require_checkpoint(run)
+    cfg = ckpt.config
+    _, history = read_config_record(RunDir(Path(run)).config)
+    net, optim = cfg.net, cfg.optim
+    report: dict[str, Any] = {
+        "kind": "run",
+        "path": str(run),
+        "stage": cfg.stage,
+        "checkpoint": str(ckpt.path),
+        "step": ckpt.step,
+        "epoch": int(ckpt.state.get("epoch", 0)) + 1,
+        "train_size": ckpt.state.get("train_size"),
+        "generator": {
+            "ngf": net.ngf,
+            "n_downsample_global": net.n_downsample_global,
+            "n_blocks_global": net.n_blocks_global,
+            "n_local_enhancers": net.n_local_enhancers,
+            "norm": net.norm,
+        },
+        "discriminator": {"num_d": net.num_d, "n_layers_d": net.n_layers_d, "ndf": net.ndf},
+        "features": (
+            {"pool": "instance" if net.instance_feat else "label", "feat_num": net.feat_num}
+            if net.use_features
+            else None
+        ),
+        "schedule": {
+            "epochs": optim.epochs,
+            "decay_epochs": optim.decay_epochs,
+            "lr": optim.lr,
+            "batch_size": optim.batch_size,
+        },
+        "losses": {
+            "gan_mode": cfg.loss.gan_mode,
+            "feature_matching": cfg.loss.ganfeat_loss,
+            "vgg": cfg.loss.vgg_loss,
+            "lambda_feat": cfg.loss.lambda_feat,
+        },
+        "data": {
+            "root": cfg.run.data_root,
+            "label_nc": net.label_nc,
+            "instance": net.instance,
+            "class_names": list(net.class_names),
+        },
+        "history": [{k: v for k, v in h.items() if k != "time"} for h in history],
+    }
+    names = net.class_names
+    for kind, file in (("encoded", FEATURES), ("clusters", CLUSTERS)):
+        meta = Path(run) / Path(file).with_suffix(".json")
+        if meta.is_file():
+            try:
+                classes = json.loads(meta.read_text()).get("classes", {})
+            except ValueError:
+                continue
+            report[kind] = {
+                class_name(int(c), names): (v if kind == "encoded" else v.get("clusters"))
+                for c, v in classes.items()
+            }
+    return report
+
+
+def inspect_data(data: Path) -> dict[str, Any]:
+    """The manifest's summary: items and sizes per split, label_nc, names, instance maps."""
+    manifest = read_manifest(data)
+    splits = {}
+    for split, entry in manifest["splits"].items():
+        sizes = sorted({(i["width"], i["height"]) for i in entry["items"]})
+        splits[split] = {
+            "items": len(entry["items"]),
+            "sizes": [list(s) for s in sizes[:5]],
+            "photos": entry.get("has_images", False),
+        }
+    return {
+        "kind": "dataset",
+        "path": str(data),
+        "dataset": manifest.get("dataset", ""),
+        "source_layout": manifest.get("source_layout", ""),
+        "label_nc": manifest["label_nc"],
+        "class_names": manifest["class_names"],
+        "instance": manifest["instance"],
+        "splits": splits,
+        "skipped": len(manifest.get("skipped", [])),
+    }
