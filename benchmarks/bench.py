@@ -1,4 +1,4 @@
-"""Benchmarks of p2phd on the reference's cases (PERFORMANCE.md), on CUDA or the CPU.
+"""Benchmarks of p2phd on the reference's cases (the shapes of RESULTS.md), on CUDA or the CPU.
 
     python benchmarks/bench.py                      # every case, on CUDA when present
     python benchmarks/bench.py --cases train512 --precision fp32 --iters 30

@@ -24,6 +24,9 @@ import p2phd
 from p2phd.atomic import atomic_dir, save_tensors, write_text
 from p2phd.config import TrainConfig
 from p2phd.errors import CheckpointError, ConfigError
+from p2phd.nets.discriminator import build_discriminator
+from p2phd.nets.encoder import build_encoder
+from p2phd.nets.generator import build_generator
 
 FORMAT_VERSION = 1
 STEP_NAME = re.compile(r"step-\d{7,}")
@@ -31,7 +34,7 @@ STEP_NAME = re.compile(r"step-\d{7,}")
 
 @dataclass(frozen=True, slots=True)
 class RunDir:
-    """Paths of one training run (DESIGN.md, run directory)."""
+    """Paths of one training run (docs/design.md §3)."""
 
     root: Path
 
@@ -236,11 +239,13 @@ def _state_problem(state: Any) -> str | None:
     """What makes a parsed state.json unusable, or None."""
     if not isinstance(state, dict):
         return f"holds a JSON {type(state).__name__}, not an object"
-    kinds = {"format_version": int, "step": int, "stage": str, "files": dict, "optim": dict}
+    kinds = {"format_version": int, "step": int, "stage": str, "files": dict}
     for key, kind in kinds.items():
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"{key!r} is {value!r}, not a {kind.__name__}"
+    if not isinstance(state.get("optim", {}), dict):  # absent in imported checkpoints
+        return f"'optim' is {state['optim']!r}, not an object"
     if state["step"] < 0:
         return f"'step' is {state['step']}"
     return None
@@ -307,68 +312,16 @@ def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> No
     module.load_state_dict(tensors, strict=True)
 
 
-def optimizer_tensors(
-    opt: torch.optim.Optimizer, names: dict[int, str], prefix: str
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Adam state as flat tensors keyed `<prefix>.<param name>.<slot>`, and its one parameter
-    group (hyperparameters and parameter names) as JSON."""
-    (group,) = opt.param_groups
-    params = [names[id(p)] for p in group["params"]]
-    tensors = {
-        f"{prefix}.{name}.{slot}": torch.as_tensor(value)
-        for p, name in zip(group["params"], params, strict=True)
-        for slot, value in opt.state.get(p, {}).items()
-    }
-    return tensors, {**{k: v for k, v in group.items() if k != "params"}, "params": params}
-
-
-def restore_optimizer(
-    opt: torch.optim.Optimizer,
-    tensors: dict[str, Tensor],
-    group: dict[str, Any],
-    names: dict[int, str],
-    prefix: str,
-    *,
-    allow_new: bool = False,
-) -> None:
-    """Inverse of `optimizer_tensors`, matching parameters by name, not by position.
-
-    With `allow_new`, parameters the checkpoint did not optimise (G1 when train-joint
-    unfreezes it) start with fresh Adam moments; otherwise the sets must be equal.
-    """
-    (own_group,) = opt.param_groups
-    own = [names[id(p)] for p in own_group["params"]]
-    gone = sorted(set(group["params"]) - set(own))
-    new = sorted(set(own) - set(group["params"]))
-    if gone or (new and not allow_new):
-        raise CheckpointError(
-            f"optimizer {prefix}: the checkpoint's parameters differ from this run's "
-            f"(not here: {gone[:3]}, new: {new[:3]})"
+def load_net(ckpt: Checkpoint, role: str, device: torch.device) -> nn.Module:
+    """The checkpoint's G, D or E, built from its own config and loaded strictly, in eval
+    mode on `device`: the one way a saved net comes back."""
+    net = ckpt.config.net
+    if role == "E" and not net.use_features:
+        raise ConfigError(
+            f"{ckpt.path.parent.parent}: was trained without instance features; train with "
+            "--instance-feat (or --label-feat) to encode, cluster and pick styles"
         )
-    state: dict[int, dict[str, Tensor]] = {}
-    for i, name in enumerate(own):
-        key = f"{prefix}.{name}."
-        slots = {k[len(key) :]: v for k, v in tensors.items() if k.startswith(key)}
-        if slots:
-            state[i] = slots
-    hyper = {k: v for k, v in group.items() if k != "params"}
-    opt.load_state_dict(
-        {"state": state, "param_groups": [{**hyper, "params": list(range(len(own)))}]}
-    )
-
-
-def rng_tensors() -> dict[str, Tensor]:
-    """torch's CPU and CUDA generator states (numpy and python RNGs are not used in training)."""
-    out = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
-    return out
-
-
-def restore_rng(tensors: dict[str, Tensor]) -> None:
-    if "rng.cpu" in tensors:
-        torch.set_rng_state(tensors["rng.cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    build = {"G": build_generator, "D": build_discriminator, "E": build_encoder}[role]
+    module = build(net)
+    load_strict(module, ckpt.tensors(role), f"{ckpt.path}/{role}.safetensors")
+    return module.to(device).eval()

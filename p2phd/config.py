@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from p2phd.errors import ConfigError
 
-SCHEMA_VERSION = 2  # 2: the VGG weights' path is a run option, their hash a loss fact
+SCHEMA_VERSION = 2  # 2: the VGG path is a run option, its hash a loss fact; no beta2
 
 Stage = Literal["global", "local", "joint"]
 GanMode = Literal["lsgan", "bce", "hinge"]
@@ -49,7 +49,7 @@ def _check_choices(obj: Any) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NetConfig:
-    """Architecture of G and D (REFERENCE.md §1); the CLI's --label-nc, --ngf, --num-d ..."""
+    """Architecture of G, D and E (docs/design.md §4); the CLI's --label-nc, --ngf, --num-d ..."""
 
     label_nc: int = 35  # semantic classes; 0 means the input is an RGB image (input_nc channels)
     input_nc: int = 3  # channels of the input image when label_nc == 0
@@ -80,7 +80,8 @@ class NetConfig:
             f"{self.label_nc} classes but {len(self.class_names)} class names",
         )
         _require(self.label_nc >= 0, "--label-nc", "must be >= 0 (0 means RGB input images)")
-        _require(self.input_nc >= 1 and self.output_nc >= 1, "--input-nc", "must be >= 1")
+        for name in ("input_nc", "output_nc"):  # photos are read as RGB or as grey
+            _require(getattr(self, name) in (1, 3), f"--{name.replace('_', '-')}", "is 1 or 3")
         _require(
             not (self.label_nc == 0 and self.instance),
             "--instance",
@@ -130,11 +131,6 @@ class NetConfig:
         return self.label_channels + self.output_nc
 
     @property
-    def global_ngf(self) -> int:
-        """G1's width: ngf itself, or ngf * 2^n_local_enhancers inside local enhancers."""
-        return self.ngf * 2**self.n_local_enhancers
-
-    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this for G (and E) to keep the size."""
         g = 2 ** (self.n_downsample_global + self.n_local_enhancers)
@@ -143,14 +139,13 @@ class NetConfig:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LossConfig:
-    """Loss terms and weights (REFERENCE.md §1.8)."""
+    """Loss terms and weights: the reference's LSGAN, feature matching and VGG loss at 10."""
 
     gan_mode: GanMode = "lsgan"
     lambda_feat: float = 10.0  # weight of feature matching and of the VGG loss
     ganfeat_loss: bool = True  # discriminator feature matching
     vgg_loss: bool = True
     vgg_sha256: str | None = None  # the VGG19 weights by content: the file may move, not change
-    vgg_imagenet_norm: bool = False  # the reference feeds [-1, 1] images unnormalised (#136)
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -176,7 +171,6 @@ class OptimConfig:
 
     lr: float = 2e-4
     beta1: float = 0.5
-    beta2: float = 0.999
     epochs: int = 100  # the reference's niter
     decay_epochs: int = 100  # the reference's niter_decay
     batch_size: int = 1  # per process: under torchrun the global batch is this x processes
@@ -187,7 +181,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _require(self.lr > 0, "--lr", "must be > 0")
         _require(self.fix_global_epochs >= 1, "--fix-global-epochs", "must be >= 1")
-        _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1", "must lie in [0, 1)")
+        _require(0 <= self.beta1 < 1, "--beta1", "must lie in [0, 1)")
         _require(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs", "must be >= 0")
         _require(self.epochs + self.decay_epochs >= 1, "--epochs", "need at least one epoch")
         _require(self.batch_size >= 1, "--batch-size", "must be >= 1")
@@ -285,10 +279,17 @@ class TrainConfig:
             raise ConfigError(f"config: expected an object, got {type(data).__name__}")
         data = dict(data)
         version = data.pop("schema_version", SCHEMA_VERSION)
-        if version == 1:  # p2phd 0.1.0: the VGG path was a loss field
+        if version == 1:  # p2phd 0.1.0: the VGG path was a loss field; two fixed settings
             loss, run = dict(data.get("loss", {})), dict(data.get("run", {}))
+            optim = dict(data.get("optim", {}))
             run["vgg_weights"] = loss.pop("vgg_weights", None)
-            data = {**data, "loss": loss, "run": run}
+            for section, key, fixed in (
+                (loss, "vgg_imagenet_norm", False),
+                (optim, "beta2", 0.999),
+            ):
+                if section.pop(key, fixed) != fixed:
+                    raise ConfigError(f"config: {key} {fixed!r} is the only value p2phd has")
+            data = {**data, "loss": loss, "run": run, "optim": optim}
         elif version != SCHEMA_VERSION:
             raise ConfigError(
                 f"config schema_version {version} is not supported (expected {SCHEMA_VERSION})"

@@ -20,13 +20,12 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from p2phd.atomic import save_tensors
-from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint, write_json_atomic
+from p2phd.checkpoint import load_net, require_checkpoint, write_json_atomic
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset, check_fits, size_batches
 from p2phd.data.names import class_name
 from p2phd.errors import CheckpointError, ConfigError
-from p2phd.nets.encoder import FeatureEncoder, build_encoder
 from p2phd.ops import instance_class, segment_mean, unit_image
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 
@@ -42,19 +41,6 @@ def save_bank(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> N
     """Write a feature or cluster file (safetensors) and its JSON summary beside it."""
     save_tensors(path, tensors)
     write_json_atomic(path.with_suffix(".json"), meta)
-
-
-def load_encoder(ckpt: Checkpoint, device: torch.device) -> FeatureEncoder:
-    """The run's E, or an error if the run was trained without features."""
-    net = ckpt.config.net
-    if not net.use_features:
-        raise ConfigError(
-            f"{ckpt.path.parent.parent}: was trained without instance features; train with "
-            "--instance-feat (or --label-feat) to encode, cluster and pick styles"
-        )
-    encoder = build_encoder(net)
-    load_strict(encoder, ckpt.tensors("E"), f"{ckpt.path}/E.safetensors")
-    return encoder.to(device).eval()
 
 
 def region_rows(features: Tensor, pool_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -118,12 +104,14 @@ def encode_features(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     ckpt = require_checkpoint(run)
-    encoder, net, cfg = load_encoder(ckpt, dev), ckpt.config.net, ckpt.config
+    encoder, net, cfg = load_net(ckpt, "E", dev), ckpt.config.net, ckpt.config
     if width is not None and width < net.size_multiple:
         raise ConfigError(f"--width {width}: must be at least {net.size_multiple}")
     load_width = width if width is not None else cfg.data.load_width
     augment = Augment(load_width, None, False, net.size_multiple)  # the training size
-    dataset = PreppedDataset(Path(data), split, augment, seed=0)
+    dataset = PreppedDataset(
+        Path(data), split, augment, seed=0, input_nc=net.input_nc, output_nc=net.output_nc
+    )
     check_fits(dataset, net)
     rows: dict[int, list[Tensor]] = {}
     sources: dict[int, list[Tensor]] = {}

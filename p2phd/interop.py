@@ -33,10 +33,11 @@ from p2phd.checkpoint import (
 )
 from p2phd.config import LossConfig, NetConfig, RunOptions, Stage, TrainConfig
 from p2phd.data.names import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_NC
-from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.features import CLUSTERS, bank_key, save_bank
-from p2phd.gan import Pix2PixHD
+from p2phd.nets.discriminator import build_discriminator
+from p2phd.nets.encoder import build_encoder
+from p2phd.nets.generator import build_generator
 from p2phd.weights import read_state_dict, sha256_file
 
 
@@ -62,7 +63,7 @@ def reference_config(netg: str, flags: dict[str, dict[str, Any]]) -> TrainConfig
 
 
 def reference_name(ours: str, role: str, net: NetConfig, ganfeat: bool) -> str:
-    """The reference's state-dict key for one of ours (REFERENCE.md §1: module order)."""
+    """The reference's state-dict key for one of ours: its modules in its order (design.md §4)."""
     if role == "E":
         return re.sub(r"^layers\.", "model.", ours)
     if role == "D":
@@ -198,26 +199,25 @@ def import_reference(
         )
     if runs.root.exists() and (not runs.root.is_dir() or any(runs.root.iterdir())):
         raise ConfigError(f"--run {run}: exists and is not empty; import into a new folder")
-    net, loss, stage = cfg.net, cfg.loss, cfg.stage
-    no_vgg = dataclasses.replace(cfg, loss=dataclasses.replace(loss, vgg_loss=False))
-    model = Pix2PixHD(no_vgg, "fp32", Dist())  # the nets to load into; VGG is not imported
-    nets = {"G": model.G, "D": model.D, "E": model.E}
-    imported, sha = [], {}
-    for role, module in nets.items():
-        if module is None or not files[role].is_file():
+    net, stage = cfg.net, cfg.stage
+    builders = {"G": build_generator, "D": build_discriminator, "E": build_encoder}
+    tensors, sha = {}, {}
+    for role, build in builders.items():
+        if (role == "E" and not net.use_features) or not files[role].is_file():
             continue
-        state = map_state(module, _read_pth(files[role]), role, net, loss.ganfeat_loss, files[role])
+        module = build(net)
+        state = map_state(
+            module, _read_pth(files[role]), role, net, cfg.loss.ganfeat_loss, files[role]
+        )
         load_strict(module, state, str(files[role]))
-        imported.append(role)
+        tensors[role] = module.state_dict()
         sha[files[role].name] = sha256_file(files[role])
-    tensors, groups = model.state()
-    tensors = {k: v for k, v in tensors.items() if k in imported or k == "optim"}
-    meta = {
+    imported = list(tensors)
+    meta = {  # weights only: training from here starts fresh Adam moments
         "stage": stage,
         "epoch": 0,
         "lr": cfg.optim.lr,
         "nonfinite_skipped": 0,
-        "optim": groups,
         "imported": {"from": str(ckpt_dir.resolve()), "nets": imported, "sha256": sha},
     }
     history = [{"stage": stage, "event": "import", "step": 0, "from": str(ckpt_dir.resolve())}]

@@ -1,4 +1,4 @@
-"""Losses as pure functions of tensors (REFERENCE.md §1.8).
+"""Losses as pure functions of tensors: the reference's, term by term (docs/design.md §4).
 
 Discriminator outputs come as `outs[scale][layer]` (finest scale first, the patch logits last
 in each scale). The GAN terms are summed over scales, feature matching is averaged over
@@ -17,9 +17,6 @@ from torch import Tensor
 from p2phd.nets.vgg import LAYER_WEIGHTS, Vgg19Features
 
 GanMode = Literal["lsgan", "bce", "hinge"]
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _logits(outs: Sequence[Sequence[Tensor]]) -> list[Tensor]:
@@ -73,18 +70,14 @@ def feature_matching_loss(
     return torch.stack(terms).sum()
 
 
-def vgg_loss(
-    vgg: Vgg19Features, fake: Tensor, real: Tensor, *, imagenet_norm: bool = False
-) -> Tensor:
+def vgg_loss(vgg: Vgg19Features, fake: Tensor, real: Tensor) -> Tensor:
     """Weighted L1 between VGG19 relu1_1..relu5_1 features; multiply by lambda_feat outside.
 
-    The reference feeds [-1, 1] images without ImageNet normalisation; `imagenet_norm` maps
-    them to [0, 1] and normalises instead.
+    As the reference: the [-1, 1] images go in without ImageNet normalisation, and the
+    weights are 1/32, 1/16, 1/8, 1/4, 1. A grey image (one channel) is seen as RGB.
     """
-    if imagenet_norm:
-        mean = torch.tensor(_IMAGENET_MEAN, device=fake.device).view(1, 3, 1, 1)
-        std = torch.tensor(_IMAGENET_STD, device=fake.device).view(1, 3, 1, 1)
-        fake, real = ((fake + 1) / 2 - mean) / std, ((real + 1) / 2 - mean) / std
+    if fake.shape[1] == 1:
+        fake, real = fake.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
     with torch.no_grad():
         real_feats = vgg(real)
     fake_feats = vgg(fake)

@@ -1,7 +1,7 @@
 """Tensor operations shared by training, feature encoding and synthesis.
 
 `encode_input` is the one place where the generator's input is built, so whatever training
-sees, synthesis sees the same way (DESIGN.md, data flow).
+sees, synthesis sees the same way (docs/design.md §1).
 
 Shapes: label and instance maps are integer tensors `[N, H, W]`; images and feature maps are
 float tensors `[N, C, H, W]`.
@@ -91,7 +91,7 @@ def encode_input(
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Build the generator input: one-hot labels, the boundary map, then instance features
-    (REFERENCE.md §1.1).
+    (docs/design.md §4).
 
     `label_map`: `[N, H, W]` integer class ids, or for label_nc 0 an `[N, C, H, W]` image in
     [-1, 1] used as it is. `instance_map`: `[N, H, W]` ids, or None for runs without instance
@@ -107,3 +107,27 @@ def encode_input(
     if feature_map is not None:
         parts.append(feature_map.to(dtype))
     return torch.cat(parts, dim=1)
+
+
+def batch_inputs(
+    batch: dict[str, Tensor],
+    *,
+    label_nc: int,
+    instance: bool,
+    pool: str | None,
+    device: torch.device,
+    memory_format: torch.memory_format | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """A loader batch on the device, as the step takes it: (the encoded label: G's input
+    without features and D's condition; the real image in [-1, 1]; the map E's features are
+    pooled over: "inst" or "label", or None without features)."""
+    label = batch["label"].to(device, non_blocking=True)
+    if label_nc == 0:
+        label = unit_image(label)
+    inst = batch["inst"].to(device, non_blocking=True) if instance else None
+    x = encode_input(label, inst, label_nc=label_nc)
+    real = unit_image(batch["image"].to(device, non_blocking=True))
+    if memory_format is not None:
+        x, real = (t.contiguous(memory_format=memory_format) for t in (x, real))
+    pooled = {"inst": inst, "label": label, None: None}[pool]
+    return x, real, pooled

@@ -13,30 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from p2phd.atomic import make_dirs
-from p2phd.checkpoint import Checkpoint, load_strict, require_checkpoint
+from p2phd.checkpoint import Checkpoint, load_net, require_checkpoint
 from p2phd.config import NetConfig
-from p2phd.data.augment import scaled_size
 from p2phd.data.dataset import size_batches
 from p2phd.data.io import (
-    IMAGE_SUFFIXES,
-    check_ids,
-    image_size,
-    read_id_map,
     read_rgb,
-    resize_ids,
-    resize_rgb,
     write_png,
 )
-from p2phd.data.names import KEY_RULE, class_name, name_key
-from p2phd.errors import ConfigError, DatasetError
-from p2phd.features import FeatureBank, load_encoder
-from p2phd.nets.encoder import FeatureEncoder
-from p2phd.nets.generator import build_generator
+from p2phd.data.names import class_name
+from p2phd.errors import ConfigError
+from p2phd.features import FeatureBank
 from p2phd.ops import encode_input, unit_image
 from p2phd.runtime import autocast, resolve_device, resolve_precision, use_fast_kernels
 from p2phd.styles import (
@@ -49,9 +39,16 @@ from p2phd.styles import (
     read_style_map,
     region_features,
     regions,
-    relabel,
 )
-from p2phd.visual import colorize, grid, legend_entries, to_uint8, write_index
+from p2phd.synth_inputs import (
+    Input,
+    collect_items,
+    read_input,
+    size_notes,
+    target_size,
+    training_size,
+)
+from p2phd.visual import as_rgb, colorize, grid, legend_entries, to_uint8, write_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +102,6 @@ def make_options(
 
 
 @dataclass(frozen=True, slots=True)
-class SynthItem:
-    key: str
-    label: Path
-    inst: Path | None
-    photo: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class SynthReport:
     out: Path
     index: Path
@@ -132,122 +121,9 @@ class SynthReport:
 
 
 def load_generator(run: Path, device: torch.device) -> tuple[nn.Module, Checkpoint]:
-    """The newest G of a run, built from the checkpoint's own config and loaded strictly."""
+    """The newest G of a run, and its checkpoint."""
     ckpt = require_checkpoint(run)
-    net = build_generator(ckpt.config.net)
-    load_strict(net, ckpt.tensors("G"), f"{ckpt.path}/G.safetensors")
-    return net.to(device).eval(), ckpt
-
-
-def _files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if path.is_file():
-        return [path]
-    raise DatasetError(f"{path}: no such file or folder")
-
-
-def _by_key(paths: Sequence[Path]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in (p for path in paths for p in _files(path)):
-        found.setdefault(name_key(p.name), p)
-    return found
-
-
-def collect_items(
-    inputs: Sequence[Path], inst: Sequence[Path], need_inst: bool, photos: Sequence[Path] = ()
-) -> list[SynthItem]:
-    """Label files (folders expanded) paired with instance maps and photos by name key (the
-    file name without its extension and dataset suffixes such as _gtFine_labelIds). One label
-    file given with one instance file (and one photo) pair whatever their names."""
-    labels = [p for path in inputs for p in _files(path)]
-    if not labels:
-        raise DatasetError(f"{', '.join(map(str, inputs))}: no label maps found")
-    if (
-        len(inputs) == 1
-        and inputs[0].is_file()
-        and all(len(group) == 1 and group[0].is_file() for group in (inst, photos) if group)
-    ):
-        key = name_key(labels[0].name)
-        partner = inst[0] if inst else None
-        if need_inst and partner is None:
-            raise DatasetError(f"{labels[0]}: this run uses instance maps: pass --inst FILE")
-        photo = photos[0] if photos else None
-        return [SynthItem(key, labels[0], partner if need_inst else None, photo)]
-    instances, styles = _by_key(inst), _by_key(photos)
-    items, seen = [], set()
-    for label in labels:
-        key = name_key(label.name)
-        if key in seen:
-            raise DatasetError(f"{label}: a second label map with the key {key!r}; rename one")
-        seen.add(key)
-        partner = instances.get(key)
-        if need_inst and partner is None:
-            where = ", ".join(map(str, inst)) or "(no --inst given)"
-            raise DatasetError(
-                f"{label}: no instance map with the key {key!r} in {where}; {KEY_RULE}; "
-                "this run uses instance maps: pass --inst FOLDER"
-            )
-        photo = styles.get(key)
-        if photos and photo is None:
-            raise DatasetError(
-                f"{label}: no photo with the key {key!r} in --style-from "
-                f"{', '.join(map(str, photos))}; {KEY_RULE}"
-            )
-        items.append(SynthItem(key, label, partner if need_inst else None, photo))
-    return items
-
-
-def _target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[int, int]:
-    """(width, height) the generator will see: the file's size, or resized to `width`."""
-    w, h = image_size(item.label)
-    m = net.size_multiple
-    if width is not None:
-        return scaled_size(w, h, width, m)
-    if w % m or h % m:
-        raise DatasetError(
-            f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
-            f"pass --width {max(m, round(w / m) * m)} to resize"
-        )
-    return w, h
-
-
-@dataclass
-class _Read:
-    item: SynthItem
-    label: np.ndarray  # [H, W] ids, or [H, W, 3] for RGB-input runs
-    inst: np.ndarray | None
-    photo: np.ndarray | None
-    missing: list[int] = field(default_factory=list)  # --relabel-instance ids not in this map
-
-
-def _read(item: SynthItem, net: NetConfig, size: tuple[int, int], opts: SynthOptions) -> _Read:
-    """Read, check, resize and edit one input."""
-    if net.label_nc == 0:
-        return _Read(item, resize_rgb(read_rgb(item.label), *size), None, None)
-    label = check_ids(
-        item.label,
-        read_id_map(item.label),
-        "label",
-        net.label_nc,
-        "use label maps of this run's classes",
-    )
-    inst = None
-    if item.inst is not None:
-        inst = check_ids(item.inst, read_id_map(item.inst, "instance map"), "inst")
-    if inst is not None and inst.shape != label.shape:
-        raise DatasetError(
-            f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
-            f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
-            "one size"
-        )
-    label = resize_ids(label, *size)
-    inst = resize_ids(inst, *size) if inst is not None else None
-    label, inst, missing = relabel(
-        label, inst, list(opts.relabel), list(opts.relabel_instance), net.class_divisor, item.label
-    )
-    photo = resize_rgb(read_rgb(item.photo), *size) if item.photo else None
-    return _Read(item, label, inst, photo, missing)
+    return load_net(ckpt, "G", device), ckpt
 
 
 class _Styler:
@@ -258,10 +134,10 @@ class _Styler:
     ) -> None:
         net = ckpt.config.net
         self.net, self.spec, self.device = net, opts.style, device
-        self.encoder: FeatureEncoder | None = None
+        self.encoder: nn.Module | None = None
         self.bank: FeatureBank | None = None
         if opts.style_from:
-            self.encoder = load_encoder(ckpt, device)
+            self.encoder = load_net(ckpt, "E", device)
         else:
             self.bank = FeatureBank.load(run, net.label_nc, net.feat_num)
 
@@ -290,7 +166,7 @@ class _Styler:
             ]
         return []
 
-    def __call__(self, r: _Read, variation: int) -> Tensor:
+    def __call__(self, r: Input, variation: int) -> Tensor:
         """`[F, H, W]` features for one input and variation number."""
         label = torch.from_numpy(r.label)
         pool = torch.from_numpy(r.inst) if self.net.instance_feat and r.inst is not None else label
@@ -363,15 +239,18 @@ def synthesize(
     styler = _Styler(Path(run), ckpt, opts, dev) if net.use_features else None
     trained = training_size(ckpt)
     width = opts.width if opts.width is not None else (trained[0] if trained else None)
-    sizes = {item.key: _target_size(item, net, width) for item in items}
-    notes = _size_notes(items, sizes, trained) + (styler.notes(opts) if styler else [])
+    sizes = {item.key: target_size(item, net, width) for item in items}
+    notes = size_notes(items, sizes, trained) + (styler.notes(opts) if styler else [])
     make_dirs(out / "labels")
     rows: dict[str, list[tuple[str, str]]] = {}
     unedited = []
     for group in size_batches(items, lambda item: sizes[item.key], opts.batch_size):
-        batch = [_read(item, net, sizes[item.key], opts) for item in group]
+        batch = [
+            read_input(item, net, sizes[item.key], opts.relabel, opts.relabel_instance)
+            for item in group
+        ]
         for r in batch:
-            shown = r.label if net.label_nc == 0 else colorize(r.label, net.label_nc)
+            shown = as_rgb(r.label) if net.label_nc == 0 else colorize(r.label, net.label_nc)
             write_png(out / "labels" / f"{r.item.key}.png", shown)
             if r.missing:
                 unedited.append(r.item.key)
@@ -395,32 +274,6 @@ def synthesize(
     return SynthReport(out, index, images, notes, unedited)
 
 
-def training_size(ckpt: Checkpoint) -> tuple[int, int] | None:
-    """(width, height) of the images the run was trained on, when they had one size."""
-    size = ckpt.state.get("train_size")
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        return size[0], size[1]
-    return None
-
-
-def _size_notes(
-    items: list[SynthItem], sizes: dict[str, tuple[int, int]], trained: tuple[int, int] | None
-) -> list[str]:
-    """One note for the maps whose aspect ratio differs from the training images'."""
-    if trained is None:
-        return []
-    own = {i.key: image_size(i.label) for i in items}
-    other = [i for i in items if own[i.key][0] * trained[1] != own[i.key][1] * trained[0]]
-    if not other:
-        return []
-    (w, h), (new_w, new_h) = own[other[0].key], sizes[other[0].key]
-    return [
-        f"{len(other)} of {len(items)} label maps have another aspect ratio than the "
-        f"{trained[0]}x{trained[1]} training images; they were resized by the one size rule "
-        f"(first: {other[0].label.name} {w}x{h} -> {new_w}x{new_h})"
-    ]
-
-
 def _name(key: str, variation: int, variations: int) -> str:
     return f"{key}.png" if variations == 1 else f"{key}_v{variation}.png"
 
@@ -428,7 +281,7 @@ def _name(key: str, variation: int, variations: int) -> str:
 def _render(
     G: nn.Module,
     net: NetConfig,
-    chunk: list[tuple[_Read, int]],
+    chunk: list[tuple[Input, int]],
     styler: _Styler | None,
     out: Path,
     device: torch.device,

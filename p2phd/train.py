@@ -1,8 +1,11 @@
-"""One Trainer for the three stages (DESIGN.md): data, resume, the loop, checkpoints.
+"""One Trainer for the three stages: data, resume, the loop, checkpoints.
 
-The nets and the step itself live in `p2phd.gan`, the stages' configs in `p2phd.stages`.
-The trainer reports through a callback and never prints; the CLI draws the progress bar.
-Under torchrun every rank runs this loop on its slice of each batch; rank 0 alone writes.
+Everything a run needs is built here, once, from its config: the process (seed, kernels,
+lock, signals), the data, the nets (`p2phd.gan`) and their state (`p2phd.training_state`).
+The stages' configs come from `p2phd.run_config`. The trainer reports through a callback and
+never prints; the CLI draws the progress bar. Under torchrun every rank runs this loop on
+its slice of each batch, the ranks agree on skipping a step and on stopping, and rank 0
+alone writes.
 
 The learning rate is a function of the epoch (constant for `epochs`, then linear decay), so
 it carries over unchanged when a run goes from train-local to train-joint, and on resume.
@@ -32,19 +35,21 @@ from p2phd.checkpoint import (
     latest_checkpoint,
     read_config_record,
     require_checkpoint,
-    restore_rng,
-    rng_tensors,
     save_checkpoint,
     write_json_atomic,
 )
-from p2phd.config import TrainConfig, resume_conflicts, schedule_growth
+from p2phd.config import TrainConfig, schedule_growth
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits
 from p2phd.distributed import Dist, setup, teardown
-from p2phd.errors import CheckpointError, ConfigError, TrainingAborted
+from p2phd.errors import ConfigError, TrainingAborted
 from p2phd.gan import Pix2PixHD
-from p2phd.runtime import resolve_precision
-from p2phd.training_support import RunLock, StopSignals, worker_init, write_sample
+from p2phd.ops import batch_inputs
+from p2phd.process import RunLock, StopSignals, worker_init
+from p2phd.run_config import check_continues
+from p2phd.runtime import resolve_precision, seed_everything, use_fast_kernels
+from p2phd.samples import write_sample
+from p2phd.training_state import restore, start_from_global, training_tensors
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +145,22 @@ class Trainer:
         augment = Augment(
             cfg.data.load_width, cfg.data.crop_size, cfg.data.flip, cfg.net.size_multiple
         )
+        net = cfg.net
         self.dataset = PreppedDataset(
-            Path(cfg.run.data_root), "train", augment, seed=cfg.optim.seed
+            Path(cfg.run.data_root),
+            "train",
+            augment,
+            seed=cfg.optim.seed,
+            input_nc=net.input_nc,
+            output_nc=net.output_nc,
         )
         self._check_sizes()
         loaded = {augment.load_size(it["width"], it["height"]) for it in self.dataset.items}
         self.train_size = list(loaded.pop()) if len(loaded) == 1 else None
+        use_fast_kernels(dist.device)
+        seed_everything(cfg.optim.seed)  # the nets' initial weights
         self.model = Pix2PixHD(cfg, self.precision, dist)
+        self.pool = ("inst" if cfg.net.instance_feat else "label") if cfg.net.use_features else None
         self.step = self.saved_step = self.nonfinite_skipped = 0
         event: dict[str, Any] = {"stage": cfg.stage, "event": "start"}
         if self._resume():
@@ -155,7 +169,7 @@ class Trainer:
                 event["extended"] = self.extended  # the schedule grew: --epochs/--decay-epochs
         elif init_from is not None:
             source = require_checkpoint(init_from)
-            self.model.init_from_global(source)
+            start_from_global(self.model, source)
             event["from"] = str(source.path.resolve())
         self.resumed_from = self.step if event["event"] == "resume" else None
         self.history.append({**event, "step": self.step, "time": time.time()})
@@ -164,24 +178,12 @@ class Trainer:
 
     # ---- set-up checks -------------------------------------------------------------------
     def _check_resume(self) -> list[dict[str, Any]]:
-        """A run folder continues only with the same net, loss, data and optimiser settings;
-        its stage may go on from local to joint, never back."""
+        """A run folder continues only with what it trains (its stage may go on from local
+        to joint, its schedule may grow); returns its stage history."""
         if not self.run.config.is_file():
             return []
         stored, history = read_config_record(self.run.config)
-        here, was = self.cfg.stage, stored.stage
-        if here != was and (was, here) != ("local", "joint"):
-            hint = {"global": "train-global", "local": "train-local", "joint": "train-joint"}
-            raise CheckpointError(
-                f"{self.run.root} is a {was}-stage run; continue it with "
-                f"p2phd {hint[was]}, or pass a new --run"
-            )
-        changes = resume_conflicts(stored, self.cfg)
-        if changes:
-            raise CheckpointError(
-                f"{self.run.root} was trained with other settings ({'; '.join(changes)}); "
-                "repeat the original options (or leave them out) to resume, or pass a new --run"
-            )
+        check_continues(stored, self.cfg, self.run.root)
         self.extended = schedule_growth(stored, self.cfg)
         if self.dist.is_main:
             clean_partial(self.run)
@@ -201,8 +203,7 @@ class Trainer:
         ckpt = latest_checkpoint(self.run)
         if ckpt is None:
             return False
-        self.model.load(ckpt)
-        restore_rng(ckpt.tensors("optim"))
+        restore(self.model, ckpt)
         self.step = self.saved_step = ckpt.step
         self.nonfinite_skipped = int(ckpt.state.get("nonfinite_skipped", 0))
         return True
@@ -212,8 +213,7 @@ class Trainer:
         self.saved_step = self.step
         if not self.dist.is_main:
             return None
-        tensors, groups = self.model.state()
-        tensors["optim"].update(rng_tensors())
+        tensors, groups = training_tensors(self.model)
         state = {
             "stage": self.cfg.stage,
             "epoch": epoch,
@@ -300,9 +300,12 @@ class Trainer:
             lr = self.cfg.optim.lr_at(epoch)
             self.model.set_lr(lr)
             batch = next(batches)
-            fake, terms, finite, stopping = self.model.train_step(
-                *self.model.encode(batch), stop=signals.signum is not None
-            )
+            fake, terms, finite_here = self.model.backward(*self._inputs(batch))
+            # the step's one host sync; every rank skips and stops alike
+            bad, stopping = self.dist.any(not bool(finite_here), signals.signum is not None)
+            if not bad:
+                self.model.update()
+            finite = not bad
             self.step += 1
             streak = 0 if finite else streak + 1
             self.nonfinite_skipped += int(not finite)
@@ -335,6 +338,17 @@ class Trainer:
         if self.step > self.saved_step:  # the end, or a signal: keep what was done
             saved = self.save(epoch)
         return saved, stopping
+
+    def _inputs(self, batch: dict[str, Any]) -> tuple[Any, ...]:
+        net = self.cfg.net
+        return batch_inputs(
+            batch,
+            label_nc=net.label_nc,
+            instance=net.instance,
+            pool=self.pool,
+            device=self.dist.device,
+            memory_format=self.model.memory_format,
+        )
 
     def _log(self, epoch: int, lr: float, values: dict[str, float], finite: bool) -> None:
         if not self.dist.is_main:

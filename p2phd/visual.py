@@ -72,18 +72,28 @@ def colorize(label_map: np.ndarray, label_nc: int) -> np.ndarray:
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
-    """`[3, H, W]` float in [-1, 1] -> `[H, W, 3]` uint8."""
+    """`[C, H, W]` float in [-1, 1] -> `[H, W, 3]` uint8, or `[H, W]` for one channel."""
     scaled = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return scaled.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    array = scaled.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """A grey `[H, W]` (or `[H, W, 1]`) image as `[H, W, 3]`; RGB as it is."""
+    return (
+        np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)
+        if image.ndim == 2 or (image.shape[-1] == 1)
+        else image
+    )
 
 
 def hstack(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Images of one height side by side with a white gap."""
+    """Images of one height side by side with a white gap (grey ones shown as RGB)."""
     h = images[0].shape[0]
     spacer = np.full((h, gap, 3), 255, dtype=np.uint8)
     parts: list[np.ndarray] = []
     for i, image in enumerate(images):
-        parts += [spacer, image] if i else [image]
+        parts += [spacer, as_rgb(image)] if i else [as_rgb(image)]
     return np.concatenate(parts, axis=1)
 
 

@@ -4,7 +4,7 @@ functional calls (no p2phd code), for the numerical parity tests of import-refer
 A key file (tests/data/reference_keys/*.txt) lists the state-dict keys with shapes, then the
 leaf modules in order with their reprs. Inside a Sequential, an index missing from the list
 is the reference's one shared ReLU instance (printed once); an index whose children are
-`<i>.conv_block.*` is a ResnetBlock (x + block(x), REFERENCE.md §1.3).
+`<i>.conv_block.*` is a ResnetBlock (x + block(x); docs/design.md §4).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def downsample(x: Tensor) -> Tensor:
 
 
 def generator(x: Tensor, state: dict[str, Tensor], leaves: dict[str, str]) -> Tensor:
-    """GlobalGenerator, or LocalEnhancer when model1_1 exists (REFERENCE.md §1.4)."""
+    """GlobalGenerator, or LocalEnhancer when model1_1 exists (docs/design.md §4)."""
     levels = sum(1 for n in leaves if re.fullmatch(r"model\d+_1\.0", n))
     pyramid = [x]
     for _ in range(levels):

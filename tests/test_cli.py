@@ -92,7 +92,7 @@ def test_a_second_trainer_on_the_same_run_is_refused(toy_data: Path, tmp_path: P
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; "
-            "from p2phd.training_support import RunLock; lock = RunLock(Path(sys.argv[1])); "
+            "from p2phd.process import RunLock; lock = RunLock(Path(sys.argv[1])); "
             "lock.__enter__(); print('locked', flush=True); time.sleep(60)",
             str(run / ".lock"),
         ],
@@ -106,3 +106,45 @@ def test_a_second_trainer_on_the_same_run_is_refused(toy_data: Path, tmp_path: P
         holder.kill()
         holder.wait()
     assert code == 2 and "another p2phd process is training" in out
+
+
+def test_options_and_config_fields_cannot_drift() -> None:
+    """Every config field is an option of the table or named as not one; every command
+    offers exactly its rows, spelled as the table says."""
+    import dataclasses
+
+    import typer
+
+    from p2phd.cli import app
+    from p2phd.cli.flags import FLAGS, NOT_OPTIONS, SECTIONS, flags_for
+
+    for section, cls in SECTIONS.items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        rows = [f.field for f in FLAGS[section]]
+        assert len(rows) == len(set(rows)) and set(rows) <= fields, section
+        assert fields - set(rows) == NOT_OPTIONS.get(section, set()), section
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name, letter in (
+        ("train-global", "G"),
+        ("train-local", "L"),
+        ("train-joint", "J"),
+        ("import-reference", "I"),
+    ):
+        params = {p.name: p for p in commands[name].params}
+        for _, flag in flags_for(letter):
+            spelled = flag.spelled or "--" + flag.field.replace("_", "-")
+            assert spelled in params[flag.field].opts, (name, flag.field)
+        table = {flag.field for _, flag in flags_for(letter)}
+        others = {
+            "data",
+            "run",
+            "global_run",
+            "dry_run",
+            "quiet",
+            "as_json",
+            "ckpt_dir",
+            "netg",
+            "which_epoch",
+            "clusters",
+        }
+        assert set(params) - others == table, name

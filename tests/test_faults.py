@@ -173,7 +173,7 @@ def test_an_unexpected_error_in_training_ends_it_at_once(toy_data: Path, tmp_pat
     crash = (
         "import sys; import p2phd.gan as gan\n"
         "def boom(*a, **k): raise RuntimeError('boom')\n"
-        "gan.Pix2PixHD.train_step = boom\n"
+        "gan.Pix2PixHD.backward = boom\n"
         "from p2phd.cli import main; sys.argv[0] = 'p2phd'; main()\n"
     )
     args = ["train-global", toy_data, "--run", tmp_path / "run", *TINY, "--num-workers", "2"]

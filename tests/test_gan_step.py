@@ -17,7 +17,7 @@ from p2phd.gan import Pix2PixHD
 from p2phd.ops import encode_input
 from p2phd.synth import load_generator
 
-from helpers import TINY, cli, random_batch
+from helpers import TINY, cli, model_inputs, random_batch
 
 
 def tiny_cfg(**loss: object) -> TrainConfig:
@@ -66,7 +66,7 @@ def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
     at most 2.3e-6 of the largest gradient; allowed: 5e-5."""
     model = Pix2PixHD(tiny_cfg(gan_mode=mode), "fp32", Dist(device=torch.device("cpu")))
     twin = copy.deepcopy(model)
-    x, real, _ = model.encode(random_batch())
+    x, real, _ = model_inputs(model, random_batch())
     g_ref, d_ref = reference_grads(twin, x, real, mode)
     model.train_step(x, real)  # leaves the pre-update gradients in .grad
     for net, refs in (("G", g_ref), ("D", d_ref)):
@@ -78,7 +78,7 @@ def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
 
 def test_without_feature_matching_the_g_loss_has_no_feat_term() -> None:
     model = Pix2PixHD(tiny_cfg(ganfeat_loss=False), "fp32", Dist(device=torch.device("cpu")))
-    _, terms = model.compute_losses(*model.encode(random_batch()))
+    _, terms = model.compute_losses(*model_inputs(model, random_batch()))
     assert terms["g_feat"] == 0 and terms["g_gan"] > 0
 
 

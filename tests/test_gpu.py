@@ -12,7 +12,7 @@ from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 
-from helpers import TINY, cli, random_batch
+from helpers import TINY, cli, model_inputs, random_batch
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,7 +34,7 @@ def test_bf16_step_stays_close_to_fp32() -> None:
     fp32 = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cuda")))
     bf16 = copy.deepcopy(fp32)
     bf16.precision = "bf16"
-    x, real, _ = fp32.encode(random_batch(8, 64, 128))
+    x, real, _ = model_inputs(fp32, random_batch(8, 64, 128))
     fake32, terms32 = fp32.compute_losses(x, real)
     fake16, terms16 = bf16.compute_losses(x, real)
     assert rel(fake16, fake32) < 0.05
@@ -51,7 +51,7 @@ def test_bf16_step_stays_close_to_fp32() -> None:
 
 def test_compiled_generator_matches_eager() -> None:
     model = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cuda")))
-    x, _, _ = model.encode(random_batch(8, 64, 128))
+    x, _, _ = model_inputs(model, random_batch(8, 64, 128))
     with torch.no_grad():
         eager = model.G(x)
         compiled = torch.compile(model.G)(x)

@@ -14,10 +14,9 @@ import reference_forward as ref
 import torch
 from safetensors.torch import load_file
 
-from p2phd.checkpoint import require_checkpoint
+from p2phd.checkpoint import load_net, require_checkpoint
 from p2phd.config import NetConfig
 from p2phd.distributed import Dist
-from p2phd.features import load_encoder
 from p2phd.gan import Pix2PixHD
 from p2phd.interop import reference_name
 from p2phd.nets.discriminator import build_discriminator
@@ -176,7 +175,7 @@ def test_encoder_and_clusters_reproduce_the_reference(tmp_path: Path) -> None:
     assert json.loads(out)["clusters"] == 2
     clusters = load_file(str(tmp_path / "run" / "clusters.safetensors"))
     assert np.array_equal(clusters["label_026"].numpy(), centres[26])
-    E = load_encoder(require_checkpoint(tmp_path / "run"), torch.device("cpu"))
+    E = load_net(require_checkpoint(tmp_path / "run"), "E", torch.device("cpu"))
     image = torch.rand(2, 3, 32, 64) * 2 - 1
     inst = torch.randint(0, 4, (2, 32, 64)) * 1000
     with torch.no_grad():

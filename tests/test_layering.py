@@ -19,6 +19,10 @@ FORBIDDEN = {
     "weights": ("p2phd.",),  # torch and safetensors only, besides errors (allowed below)
     "losses": ("p2phd.train", "p2phd.checkpoint", "p2phd.cli", "p2phd.data"),
     "checkpoint": ("p2phd.train", "p2phd.cli", "p2phd.gan", "p2phd.synth"),
+    "gan": ("p2phd.train", "p2phd.checkpoint", "p2phd.data", "p2phd.runtime.seed"),
+    "training_state": ("p2phd.train", "p2phd.cli", "p2phd.data"),
+    "run_config": ("p2phd.train", "p2phd.gan", "p2phd.nets"),
+    "process": ("p2phd.train", "p2phd.gan", "p2phd.nets", "p2phd.data"),
     "cli.": ("p2phd.nets", "p2phd.losses", "p2phd.ops", "p2phd.gan"),
 }
 ALLOWED = {"config": ("p2phd.errors",), "errors": (), "ops": (), "weights": ("p2phd.errors",)}

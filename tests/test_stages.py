@@ -16,8 +16,9 @@ from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 from p2phd.nets.blocks import set_activation_checkpointing
 from p2phd.nets.generator import LocalEnhancer
+from p2phd.training_state import start_from_global, training_tensors
 
-from helpers import TINY, cli, random_batch
+from helpers import TINY, cli, model_inputs, random_batch
 
 # Global runs train at half width (64x32) and local runs at full width (128x64).
 GLOBAL = [*TINY, "--load-width", "64", "--epochs", "1", "--decay-epochs", "1"]
@@ -79,7 +80,7 @@ def test_activation_checkpointing_keeps_the_gradients() -> None:
     saving = copy.deepcopy(plain)
     set_activation_checkpointing(saving.G, True)
     set_activation_checkpointing(saving.D, True)
-    x, real, _ = plain.encode(random_batch(height=32, width=64))
+    x, real, _ = model_inputs(plain, random_batch(height=32, width=64))
     plain.train_step(x, real)
     saving.train_step(x, real)
     for (name, a), b in zip(plain.G.named_parameters(), saving.G.parameters(), strict=True):
@@ -288,7 +289,7 @@ def test_init_from_global_maps_d_scales_by_resolution(tmp_path: Path) -> None:
         net=NetConfig(**net, ngf=4, num_d=3, n_local_enhancers=1),
     )
     glob = Pix2PixHD(g_cfg, "fp32", Dist())
-    tensors_, groups = glob.state()
+    tensors_, groups = training_tensors(glob)
     save_checkpoint(
         RunDir(tmp_path),
         1,
@@ -298,7 +299,7 @@ def test_init_from_global_maps_d_scales_by_resolution(tmp_path: Path) -> None:
         keep_last=1,
     )
     local = Pix2PixHD(l_cfg, "fp32", Dist())
-    local.init_from_global(latest_checkpoint(RunDir(tmp_path)))  # type: ignore[arg-type]
+    start_from_global(local, latest_checkpoint(RunDir(tmp_path)))  # type: ignore[arg-type]
     for k in (0, 1):  # scales[0] is the coarsest in both: same absolute resolution
         for a, b in zip(glob.D.scales[k].parameters(), local.D.scales[k].parameters(), strict=True):
             assert torch.equal(a, b)

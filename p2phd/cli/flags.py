@@ -103,8 +103,9 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("max_nonfinite", "Stop after this many non-finite steps in a row.", "GLJ"),
     ],
 }
-# Config fields that are not options: the DATA argument, and facts read from the data.
-NOT_OPTIONS = {"run": {"data_root"}, "net": {"class_names"}}
+# Config fields that are not options: the DATA argument, and facts read from the data and
+# from the VGG weights file.
+NOT_OPTIONS = {"run": {"data_root"}, "net": {"class_names"}, "loss": {"vgg_sha256"}}
 
 
 def flags_for(command: str) -> list[tuple[str, Flag]]:

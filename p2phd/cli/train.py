@@ -75,7 +75,7 @@ def _command(stage: str) -> Any:
         as_json: bool = False,
         **options: Any,
     ) -> None:
-        from p2phd.stages import training_config
+        from p2phd.run_config import training_config
 
         cfg = training_config(stage, data, run, sort_given(letter, options), global_run)  # type: ignore[arg-type]
         run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json, init_from=global_run)

@@ -1,8 +1,9 @@
 """Reads a prepped dataset (see `p2phd.data.prep`) for training.
 
 A sample is `{"label", "inst", "image", "index"}`: the label map as int32 `[H, W]` (or for
-RGB-input datasets the input photo as uint8 `[3, H, W]`), the instance map as int32 `[H, W]`
-(only with instance maps), the photo as uint8 `[3, H, W]`. Photos stay uint8 until they
+RGB-input datasets the input photo as uint8 `[input_nc, H, W]`), the instance map as int32
+`[H, W]` (only with instance maps), the photo as uint8 `[output_nc, H, W]` (RGB, or grey
+with one channel). Photos stay uint8 until they
 reach the device, a quarter of the bytes of float.
 """
 
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment, apply_ids, apply_rgb
-from p2phd.data.io import check_ids, read_id_map, read_rgb
+from p2phd.data.io import check_ids, read_id_map, read_rgb, to_channels
 from p2phd.data.prep import read_manifest
 from p2phd.errors import ConfigError, DatasetError
 
@@ -29,7 +30,16 @@ SampleKey = tuple[int, int]  # (epoch, index): the sample's augmentation depends
 class PreppedDataset(Dataset[dict[str, Any]]):
     """One split of a prepped dataset, with the training augmentation."""
 
-    def __init__(self, root: Path, split: str, augment: Augment, *, seed: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        split: str,
+        augment: Augment,
+        *,
+        seed: int,
+        input_nc: int = 3,
+        output_nc: int = 3,
+    ) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         splits = self.manifest["splits"]
@@ -41,6 +51,7 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         self.items: list[dict[str, Any]] = splits[split]["items"]
         self.augment = augment
         self.seed = seed
+        self.input_nc, self.output_nc = input_nc, output_nc  # photos as RGB or grey
         self.label_nc: int = self.manifest["label_nc"]
         self.instance: bool = self.manifest["instance"]
 
@@ -63,7 +74,9 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         params = self.augment.draw(rng, item["width"], item["height"])
         sample: dict[str, Any] = {"index": index}
         if self.label_nc == 0:
-            photo = apply_rgb(params, read_rgb(self.path("input", index)))
+            photo = to_channels(
+                apply_rgb(params, read_rgb(self.path("input", index))), self.input_nc
+            )
             sample["label"] = torch.from_numpy(photo).permute(2, 0, 1)
         else:
             path = self.path("label", index)
@@ -74,7 +87,7 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         if self.instance:
             inst = read_id_map(self.path("inst", index), "instance map")
             sample["inst"] = torch.from_numpy(apply_ids(params, inst).astype(np.int32))
-        image = apply_rgb(params, read_rgb(self.path("img", index)))
+        image = to_channels(apply_rgb(params, read_rgb(self.path("img", index))), self.output_nc)
         sample["image"] = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         return sample
 

@@ -1,7 +1,8 @@
 """Reading and writing the images p2phd uses, exactly and safely.
 
 Id maps (labels, instances) are read with numpy as int64, never through a float or int16
-path: 16-bit Cityscapes instance ids such as 33001 survive (REFERENCE.md §7.8). Unreadable,
+path: 16-bit Cityscapes instance ids such as 33001 survive (the reference's loader turns
+ids >= 32768 negative). Unreadable,
 truncated and decompression-bomb files become a `DatasetError` naming the file.
 """
 
@@ -101,6 +102,16 @@ def read_rgb(path: Path) -> np.ndarray:
         wide = np.asarray(image).astype(np.float64)
         image = Image.fromarray((wide / max(wide.max(), 1) * 255).round().astype(np.uint8))
     return np.array(image.convert("RGB"))  # a writable copy: torch wraps it as it is
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """An `[H, W, 3]` uint8 photo as `[H, W, channels]`: itself for 3, its luma for 1
+    (ITU-R 601-2, as Pillow's "L" conversion), for runs with --input-nc / --output-nc 1."""
+    if channels == 3:
+        return image
+    weights = np.array([19595, 38470, 7471], np.uint32)  # 0.299, 0.587, 0.114 in 16-bit
+    luma = ((image.astype(np.uint32) * weights).sum(-1) + 0x8000) >> 16  # rounded, as Pillow
+    return luma.astype(np.uint8)[..., None]
 
 
 def resize_ids(ids: np.ndarray, width: int, height: int) -> np.ndarray:

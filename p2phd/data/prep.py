@@ -2,8 +2,8 @@
 
 Every problem the reference only meets deep inside training (a CUDA device-side assert for a
 label >= label_nc, a shifted pairing, an int16-wrapped instance id, a size the generator
-cannot take) is found here, on the CPU, and reported as one line naming the file and the fix
-(REFERENCE.md §7.8, §7.9, §7.13; ECOSYSTEM.md §A6, §B5). The output is written into a
+cannot take) is found here, on the CPU, and reported as one line naming the file and the
+fix. The output is written into a
 temporary sibling folder and renamed into place only when complete, so a folder that has a
 `dataset.json` is a whole dataset.
 

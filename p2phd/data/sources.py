@@ -10,7 +10,7 @@ Pairing is by key, never by sorted position. Two layouts are understood:
   and `val` our `test` (the `test` split's labels are dummies, so it is ignored).
 
 The reference pairs its file lists by sorted position, so one missing file silently shifts
-every later pair (REFERENCE.md §4.1, ECOSYSTEM.md §A6.7). Here a key lacking a partner is a bad
+every later pair. Here a key lacking a partner is a bad
 item whose message names the file and the missing partner. `read_item` then decodes one item
 and checks what the reference only meets as a CUDA assert or a silent error (ids out of
 range, colour-coded labels, sizes that differ).

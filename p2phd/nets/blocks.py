@@ -57,7 +57,7 @@ def up_block(channels: int, norm: Norm) -> list[nn.Module]:
 class ResnetBlock(nn.Module):
     """x + [pad, conv3x3, norm, ReLU, pad, conv3x3, norm](x); no activation after the sum.
 
-    REFERENCE.md §1.3. The reference's dropout option is never switched on, so it is left out.
+    The reference's dropout option is never switched on, so it is left out.
     """
 
     def __init__(self, channels: int, norm: Norm = "instance") -> None:

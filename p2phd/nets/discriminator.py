@@ -1,4 +1,4 @@
-"""PatchGAN discriminators (REFERENCE.md §1.6-1.7)."""
+"""PatchGAN discriminators, one per scale (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class MultiscaleDiscriminator(nn.Module):
 
     `scales[k]` sees the input downsampled num_d-1-k times: index 0 is the coarsest, as the
     reference's `scale0`. So when a 2-scale D is loaded into a 3-scale one, the pretrained
-    scales keep seeing the absolute resolutions they were trained at (REFERENCE.md §1.7).
+    scales keep seeing the absolute resolutions they were trained at.
     The result is ordered finest first: `out[i][j]` is layer j at downsampling level i.
     """
 

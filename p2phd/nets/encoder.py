@@ -1,4 +1,4 @@
-"""The instance-wise feature encoder E (paper §3.4, REFERENCE.md §1.5)."""
+"""The instance-wise feature encoder E (paper §3.4; docs/design.md §4)."""
 
 from __future__ import annotations
 

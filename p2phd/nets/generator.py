@@ -1,4 +1,4 @@
-"""Generators: the global generator G1 and the local enhancer G2 (REFERENCE.md §1.2, §1.4)."""
+"""Generators: the global generator G1 and the local enhancer G2 (docs/design.md §4)."""
 
 from __future__ import annotations
 

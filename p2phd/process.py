@@ -1,11 +1,15 @@
-"""The training loop's surroundings: the run lock, signals, loader workers, sample grids."""
+"""The training process itself: the run lock, the stop signals, the loader workers.
+
+What makes a training process safe to kill and to rerun at once (see the README's "What
+p2phd guarantees"): the lock belongs to this process alone, SIGINT and SIGTERM only ask the
+loop to stop at a step boundary, and the loader workers die with the trainer.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import errno
 import fcntl
-import json
 import os
 import signal
 import sys
@@ -13,23 +17,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from torch import Tensor
-
 from p2phd.atomic import write_error, writing
-from p2phd.checkpoint import RunDir
-from p2phd.config import TrainConfig
-from p2phd.data.io import write_png
 from p2phd.errors import CheckpointError
-from p2phd.ops import unit_image
-from p2phd.visual import (
-    colorize,
-    hstack,
-    legend_entries,
-    loss_curves_svg,
-    options_table,
-    to_uint8,
-    write_index,
-)
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -110,40 +99,3 @@ def worker_init(worker_id: int, *, trainer: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != trainer:  # the trainer died before prctl took effect
             os._exit(0)
-
-
-def write_sample(run: RunDir, step: int, batch: dict[str, Any], fake: Tensor,
-                 cfg: TrainConfig) -> Path:  # fmt: skip
-    """Write label | synthesized | real of the batch's first sample, and refresh the samples'
-    index.html: the loss curves so far (from log.jsonl), the run's options, every grid."""
-    label_nc = cfg.net.label_nc
-    label = batch["label"][0]
-    shown = (
-        to_uint8(unit_image(label))
-        if label_nc == 0
-        else colorize(label.numpy().astype("int64"), label_nc)
-    )
-    real = to_uint8(unit_image(batch["image"][0]))
-    grid = hstack([shown, to_uint8(fake[0]), real])
-    folder = run.samples
-    path = folder / f"step-{step:07d}.png"
-    write_png(path, grid)
-    names = sorted((p.name for p in folder.glob("step-*.png")), reverse=True)
-    options = {k: v for k, v in cfg.to_dict().items() if isinstance(v, dict)}
-    extra = "<h2>losses</h2>" + loss_curves_svg(read_log(run.log)) + options_table(options)
-    legend = legend_entries(label_nc, cfg.net.class_names) if label_nc else None
-    rows = [(name.removesuffix(".png"), [(name, "label | synthesized | real")]) for name in names]
-    write_index(folder, f"training samples: {run.root}", rows, legend=legend, extra_html=extra)
-    return path
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of log.jsonl (a line cut short by a crash is skipped)."""
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records

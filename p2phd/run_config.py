@@ -15,6 +15,7 @@ recomputed for the current epoch. The VGG weights are known by content, so the f
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +39,11 @@ Flags = dict[str, dict[str, Any]]
 # Options of the local stage that differ from NetConfig's defaults (the reference's 1024p
 # scripts: --netG local --ngf 32 --num_D 3).
 LOCAL_DEFAULTS = {"n_local_enhancers": 1, "num_d": 3}
-# What the local stage must share with the global run for G1 and D to load.
-SHARED_WITH_GLOBAL = (
-    "label_nc",
-    "input_nc",
-    "output_nc",
-    "instance",
-    "n_downsample_global",
-    "n_blocks_global",
-    "norm",
-    "n_layers_d",
-    "ndf",
-    "instance_feat",
-    "label_feat",
-    "feat_num",
-    "nef",
-    "n_downsample_e",
-    "class_divisor",
-    "class_names",
+# What the local stage must share with the global run for G1 and D to load: every net field
+# but the enhancers' own, G's width (G1's is ngf * 2^enhancers) and D's number of scales.
+LOCAL_ONLY = ("ngf", "n_local_enhancers", "n_blocks_local", "num_d")
+SHARED_WITH_GLOBAL = tuple(
+    f.name for f in dataclasses.fields(NetConfig) if f.name not in LOCAL_ONLY
 )
 _CONTINUES = {"global": ("global",), "local": ("local",), "joint": ("local", "joint")}
 _COMMAND = {"global": "train-global", "local": "train-local", "joint": "train-joint"}
@@ -79,37 +67,45 @@ def training_config(
     return _config("global", _with_dataset(dict(flags.get("net", {})), data_root), data_root, flags)
 
 
-def _resumed(stage: Stage, data_root: Path, run: Path, flags: Flags) -> TrainConfig:
-    stored, _ = read_config_record(RunDir(run).config)
-    if stage == "joint" and stored.stage == "global":
-        raise ConfigError(
-            f"--run {run}: is a train-global run; train-joint fine-tunes a "
-            "train-local run (G1 + G2)"
-        )
-    if stored.stage not in _CONTINUES[stage]:
-        raise CheckpointError(
-            f"{run} is a {stored.stage}-stage run; continue it with p2phd "
-            f"{_COMMAND[stored.stage]}, or pass a new --run"
-        )
-    given_run = dict(flags.get("run", {}))
-    sections: dict[str, Any] = {
-        name: dataclasses.replace(getattr(stored, name), **flags.get(name, {}))
-        for name in ("net", "loss", "data", "optim")
-    }
-    inherited = {
-        k: v
-        for k, v in dataclasses.asdict(stored.run).items()
-        if k not in ("max_steps", "data_root")
-    }
-    runtime = RunOptions(**{**inherited, **given_run, "data_root": str(data_root)})
-    loss = _with_vgg_hash(sections["loss"], runtime, stored.loss.vgg_sha256)
-    cfg = dataclasses.replace(stored, stage=stage, **{**sections, "loss": loss}, run=runtime)
+def check_continues(stored: TrainConfig, cfg: TrainConfig, run: Path) -> None:
+    """`cfg` may continue the run trained with `stored`: the stages go global, or local then
+    joint, never back; what is trained stays (the schedule may grow)."""
+    _check_stage(stored.stage, cfg.stage, run)
     conflicts = resume_conflicts(stored, cfg)
     if conflicts:
         raise CheckpointError(
             f"{run} was trained with other settings ({'; '.join(conflicts)}); repeat the "
             "original options (or leave them out) to resume, or pass a new --run"
         )
+
+
+def _check_stage(was: Stage, stage: Stage, run: Path) -> None:
+    if stage == "joint" and was == "global":
+        raise ConfigError(
+            f"--run {run}: is a train-global run; train-joint fine-tunes a "
+            "train-local run (G1 + G2)"
+        )
+    if was not in _CONTINUES[stage]:
+        raise CheckpointError(
+            f"{run} is a {was}-stage run; continue it with p2phd {_COMMAND[was]}, or pass a "
+            "new --run"
+        )
+
+
+def _resumed(stage: Stage, data_root: Path, run: Path, flags: Flags) -> TrainConfig:
+    """The run's own config, with the options given to this invocation."""
+    stored, _ = read_config_record(RunDir(run).config)
+    _check_stage(stored.stage, stage, run)
+    sections: dict[str, Any] = {
+        name: dataclasses.replace(getattr(stored, name), **flags.get(name, {}))
+        for name in ("net", "loss", "data", "optim")
+    }
+    per_invocation = ("max_steps", "data_root")
+    inherited = {k: v for k, v in asdict(stored.run).items() if k not in per_invocation}
+    runtime = RunOptions(**{**inherited, **flags.get("run", {}), "data_root": str(data_root)})
+    loss = _with_vgg_hash(sections["loss"], runtime, stored.loss.vgg_sha256)
+    cfg = dataclasses.replace(stored, stage=stage, **{**sections, "loss": loss}, run=runtime)
+    check_continues(stored, cfg, run)
     return cfg
 
 

@@ -1,0 +1,62 @@
+"""What a training run shows: sample grids (label | synthesized | real) and their page, with
+the loss curves so far and the run's options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from p2phd.checkpoint import RunDir
+from p2phd.config import TrainConfig
+from p2phd.data.io import write_png
+from p2phd.ops import unit_image
+from p2phd.visual import (
+    colorize,
+    hstack,
+    legend_entries,
+    loss_curves_svg,
+    options_table,
+    to_uint8,
+    write_index,
+)
+
+
+def write_sample(
+    run: RunDir, step: int, batch: dict[str, Any], fake: Tensor, cfg: TrainConfig
+) -> Path:
+    """Write label | synthesized | real of the batch's first sample, and refresh the samples'
+    index.html: the loss curves so far (from log.jsonl), the run's options, every grid."""
+    label_nc = cfg.net.label_nc
+    label = batch["label"][0]
+    shown = (
+        to_uint8(unit_image(label))
+        if label_nc == 0
+        else colorize(label.numpy().astype("int64"), label_nc)
+    )
+    real = to_uint8(unit_image(batch["image"][0]))
+    grid = hstack([shown, to_uint8(fake[0]), real])
+    folder = run.samples
+    path = folder / f"step-{step:07d}.png"
+    write_png(path, grid)
+    names = sorted((p.name for p in folder.glob("step-*.png")), reverse=True)
+    options = {k: v for k, v in cfg.to_dict().items() if isinstance(v, dict)}
+    extra = "<h2>losses</h2>" + loss_curves_svg(read_log(run.log)) + options_table(options)
+    legend = legend_entries(label_nc, cfg.net.class_names) if label_nc else None
+    rows = [(name.removesuffix(".png"), [(name, "label | synthesized | real")]) for name in names]
+    write_index(folder, f"training samples: {run.root}", rows, legend=legend, extra_html=extra)
+    return path
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of log.jsonl (a line cut short by a crash is skipped)."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records

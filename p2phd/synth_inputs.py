@@ -1,0 +1,181 @@
+"""The inputs of `synthesize`: label maps paired with instance maps (and photos) by key, then
+read, checked, resized to the size the run works at, and edited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from p2phd.checkpoint import Checkpoint
+from p2phd.config import NetConfig
+from p2phd.data.augment import scaled_size
+from p2phd.data.io import (
+    IMAGE_SUFFIXES,
+    check_ids,
+    image_size,
+    read_id_map,
+    read_rgb,
+    resize_ids,
+    resize_rgb,
+    to_channels,
+)
+from p2phd.data.names import KEY_RULE, name_key
+from p2phd.errors import DatasetError
+from p2phd.styles import relabel
+
+
+@dataclass(frozen=True, slots=True)
+class SynthItem:
+    key: str
+    label: Path
+    inst: Path | None
+    photo: Path | None = None
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.is_file():
+        return [path]
+    raise DatasetError(f"{path}: no such file or folder")
+
+
+def _by_key(paths: Sequence[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in (p for path in paths for p in _files(path)):
+        found.setdefault(name_key(p.name), p)
+    return found
+
+
+def collect_items(
+    inputs: Sequence[Path], inst: Sequence[Path], need_inst: bool, photos: Sequence[Path] = ()
+) -> list[SynthItem]:
+    """Label files (folders expanded) paired with instance maps and photos by name key (the
+    file name without its extension and dataset suffixes such as _gtFine_labelIds). One label
+    file given with one instance file (and one photo) pair whatever their names."""
+    labels = [p for path in inputs for p in _files(path)]
+    if not labels:
+        raise DatasetError(f"{', '.join(map(str, inputs))}: no label maps found")
+    if (
+        len(inputs) == 1
+        and inputs[0].is_file()
+        and all(len(group) == 1 and group[0].is_file() for group in (inst, photos) if group)
+    ):
+        key = name_key(labels[0].name)
+        partner = inst[0] if inst else None
+        if need_inst and partner is None:
+            raise DatasetError(f"{labels[0]}: this run uses instance maps: pass --inst FILE")
+        photo = photos[0] if photos else None
+        return [SynthItem(key, labels[0], partner if need_inst else None, photo)]
+    instances, styles = _by_key(inst), _by_key(photos)
+    items, seen = [], set()
+    for label in labels:
+        key = name_key(label.name)
+        if key in seen:
+            raise DatasetError(f"{label}: a second label map with the key {key!r}; rename one")
+        seen.add(key)
+        partner = instances.get(key)
+        if need_inst and partner is None:
+            where = ", ".join(map(str, inst)) or "(no --inst given)"
+            raise DatasetError(
+                f"{label}: no instance map with the key {key!r} in {where}; {KEY_RULE}; "
+                "this run uses instance maps: pass --inst FOLDER"
+            )
+        photo = styles.get(key)
+        if photos and photo is None:
+            raise DatasetError(
+                f"{label}: no photo with the key {key!r} in --style-from "
+                f"{', '.join(map(str, photos))}; {KEY_RULE}"
+            )
+        items.append(SynthItem(key, label, partner if need_inst else None, photo))
+    return items
+
+
+def target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[int, int]:
+    """(width, height) the generator will see: the file's size, or resized to `width`."""
+    w, h = image_size(item.label)
+    m = net.size_multiple
+    if width is not None:
+        return scaled_size(w, h, width, m)
+    if w % m or h % m:
+        raise DatasetError(
+            f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
+            f"pass --width {max(m, round(w / m) * m)} to resize"
+        )
+    return w, h
+
+
+@dataclass
+class Input:
+    item: SynthItem
+    label: np.ndarray  # [H, W] ids, or [H, W, 3] for RGB-input runs
+    inst: np.ndarray | None
+    photo: np.ndarray | None
+    missing: list[int] = field(default_factory=list)  # --relabel-instance ids not in this map
+
+
+def read_input(
+    item: SynthItem,
+    net: NetConfig,
+    size: tuple[int, int],
+    classes: Sequence[tuple[int, int]] = (),
+    instances: Sequence[tuple[int, int]] = (),
+) -> Input:
+    """Read, check, resize and edit one input."""
+    if net.label_nc == 0:
+        rgb = resize_rgb(read_rgb(item.label), *size)
+        return Input(item, to_channels(rgb, net.input_nc), None, None)
+    label = check_ids(
+        item.label,
+        read_id_map(item.label),
+        "label",
+        net.label_nc,
+        "use label maps of this run's classes",
+    )
+    inst = None
+    if item.inst is not None:
+        inst = check_ids(item.inst, read_id_map(item.inst, "instance map"), "inst")
+    if inst is not None and inst.shape != label.shape:
+        raise DatasetError(
+            f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
+            f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
+            "one size"
+        )
+    label = resize_ids(label, *size)
+    inst = resize_ids(inst, *size) if inst is not None else None
+    label, inst, missing = relabel(
+        label, inst, list(classes), list(instances), net.class_divisor, item.label
+    )
+    photo = None
+    if item.photo:
+        photo = to_channels(resize_rgb(read_rgb(item.photo), *size), net.output_nc)
+    return Input(item, label, inst, photo, missing)
+
+
+def training_size(ckpt: Checkpoint) -> tuple[int, int] | None:
+    """(width, height) of the images the run was trained on, when they had one size."""
+    size = ckpt.state.get("train_size")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return size[0], size[1]
+    return None
+
+
+def size_notes(
+    items: list[SynthItem], sizes: dict[str, tuple[int, int]], trained: tuple[int, int] | None
+) -> list[str]:
+    """One note for the maps whose aspect ratio differs from the training images'."""
+    if trained is None:
+        return []
+    own = {i.key: image_size(i.label) for i in items}
+    other = [i for i in items if own[i.key][0] * trained[1] != own[i.key][1] * trained[0]]
+    if not other:
+        return []
+    (w, h), (new_w, new_h) = own[other[0].key], sizes[other[0].key]
+    return [
+        f"{len(other)} of {len(items)} label maps have another aspect ratio than the "
+        f"{trained[0]}x{trained[1]} training images; they were resized by the one size rule "
+        f"(first: {other[0].label.name} {w}x{h} -> {new_w}x{new_h})"
+    ]
