@@ -15,6 +15,8 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
   train512feat  train512 with the feature encoder E (--instance-feat; G takes 39 channels)
   pool25, pool250  instance-wise average pooling of 3 feature channels at 2048x1024 with 25
              and 250 instances (ops.instance_mean, forward)
+  fid        FID Inception pool3 features of a batch of 8 images of 1024x512 (random weights)
+  seg        the toy's oracle segmenter on a batch of 8 images of 1024x512
 On the CPU the shapes shrink by 4 in each direction unless --full is given. Timings are
 medians after warm-up with the device synchronised; peak memory is max_memory_allocated.
 """
@@ -35,14 +37,26 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.data.toy_segmenter import toy_segmenter
 from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
 from p2phd.nets.generator import build_generator
+from p2phd.nets.inception import FIDInception
 from p2phd.nets.vgg import Vgg19Features
-from p2phd.ops import encode_input, instance_mean
+from p2phd.ops import batch_inputs, encode_input, instance_mean
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 
-CASES = ("train512", "infer512", "train1024", "infer1024", "train512feat", "pool25", "pool250")
+CASES = (
+    "train512",
+    "infer512",
+    "train1024",
+    "infer1024",
+    "train512feat",
+    "pool25",
+    "pool250",
+    "fid",
+    "seg",
+)
 SIZES = {"512": (512, 1024), "1024": (1024, 2048), "2048": (2048, 4096), "512feat": (512, 1024)}
 LOCAL = {"512": (64, 0), "1024": (32, 1), "2048": (16, 2), "512feat": (64, 0)}  # ngf, levels
 
@@ -95,8 +109,9 @@ def config(case: str, args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
     return TrainConfig(
         stage="joint" if local else "global",
         net=net,
-        loss=LossConfig(vgg_weights=str(vgg_path)),
+        loss=LossConfig(),
         run=RunOptions(
+            vgg_weights=str(vgg_path),
             device=args.device,
             precision=args.precision,
             compile=args.compile,
@@ -109,8 +124,17 @@ def config(case: str, args: argparse.Namespace, vgg_path: Path) -> TrainConfig:
 def bench_train(
     cfg: TrainConfig, size: tuple[int, int], device: torch.device, args: argparse.Namespace
 ) -> tuple[float, float | None]:
+    torch.manual_seed(0)
     model = Pix2PixHD(cfg, resolve_precision(cfg.run.precision, device), Dist(device=device))
-    inputs = model.encode(scene(*size, device))
+    pool = "inst" if cfg.net.instance_feat else None
+    inputs = batch_inputs(
+        scene(*size, device),
+        label_nc=35,
+        instance=True,
+        pool=pool,
+        device=device,
+        memory_format=model.memory_format,
+    )
     return measure(lambda: model.train_step(*inputs), device, args.warmup, args.iters)
 
 
@@ -140,6 +164,22 @@ def bench_pool(
     inst = F.interpolate(cells[None, None].float(), size, mode="nearest")[0].long() + 26000
     feats = torch.randn(1, 3, *size, device=device)
     return measure(lambda: instance_mean(feats, inst), device, args.warmup, args.iters)
+
+
+def bench_eval(
+    case: str, size: tuple[int, int], device: torch.device, args: argparse.Namespace
+) -> tuple[float, float | None]:
+    """Scoring a batch of 8 images: FID features (Inception, random weights) or the toy's
+    segmenter (images per second = 8000 / ms)."""
+    net = FIDInception() if case == "fid" else toy_segmenter()
+    net = net.to(device).eval()
+    images = torch.rand(8, 3, *size, device=device)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return net(images)
+
+    return measure(run, device, args.warmup, args.iters)
 
 
 def main() -> None:
@@ -175,6 +215,9 @@ def main() -> None:
             if case.startswith("pool"):
                 size = (1024 // scale, 2048 // scale)
                 ms, peak = bench_pool(int(case.removeprefix("pool")), size, device, args)
+            elif case in ("fid", "seg"):
+                size = (512 // scale, 1024 // scale)
+                ms, peak = bench_eval(case, size, device, args)
             else:
                 base = SIZES[case.removeprefix("train").removeprefix("infer")]
                 size = (base[0] // scale, base[1] // scale)

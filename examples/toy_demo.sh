@@ -20,7 +20,12 @@ p2phd train-global "$WORK/data" --run "$WORK/run" \
   --sample-every 200 --log-every 100 --num-workers 1
 p2phd synthesize "$WORK/run" "$WORK/data/test/label" --inst "$WORK/data/test/inst" \
   --out "$WORK/synth" --quiet
+# How good is it: the toy's exact segmenter on the synthesized test images (mIoU), as the
+# paper measures Cityscapes with a segmentation net.
+p2phd evaluate "$WORK/run" "$WORK/data" --segmenter "$WORK/src/segmenter.pt2" \
+  --out "$WORK/eval"
 
 echo
 echo "synthesized test images: $WORK/synth/  (open $WORK/synth/index.html)"
 echo "training samples:        $WORK/run/samples/index.html"
+echo "evaluation:              $WORK/eval/index.html"

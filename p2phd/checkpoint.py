@@ -27,6 +27,7 @@ from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import build_generator
+from p2phd.weights import key_mismatches
 
 FORMAT_VERSION = 1
 STEP_NAME = re.compile(r"step-\d{7,}")
@@ -283,24 +284,6 @@ def require_checkpoint(run_path: Path) -> Checkpoint:
     if ckpt is None:
         raise CheckpointError(f"{run.root}: has no checkpoint yet; train it first")
     return ckpt
-
-
-def key_mismatches(expected: dict[str, torch.Size], tensors: dict[str, Tensor]) -> str | None:
-    """What keeps `tensors` from filling `expected` (key -> shape) exactly, as one line
-    listing the missing, unexpected and mis-shaped keys (a few of each), or None."""
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = sorted(
-        f"{k} {tuple(tensors[k].shape)} != {tuple(shape)}"
-        for k, shape in expected.items()
-        if k in tensors and tensors[k].shape != shape
-    )
-    parts = [
-        f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
-        if keys
-    ]
-    return "; ".join(parts) or None
 
 
 def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> None:

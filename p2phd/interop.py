@@ -26,7 +26,6 @@ from p2phd.atomic import atomic_dir
 from p2phd.checkpoint import (
     RunDir,
     config_record,
-    key_mismatches,
     load_strict,
     save_checkpoint,
     write_json_atomic,
@@ -38,7 +37,7 @@ from p2phd.features import CLUSTERS, bank_key, save_bank
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import build_generator
-from p2phd.weights import read_state_dict, sha256_file
+from p2phd.weights import key_mismatches, read_state_dict, sha256_file
 
 
 def reference_config(netg: str, flags: dict[str, dict[str, Any]]) -> TrainConfig:

@@ -53,3 +53,21 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def key_mismatches(expected: dict[str, torch.Size], tensors: dict[str, Tensor]) -> str | None:
+    """What keeps `tensors` from filling `expected` (key -> shape) exactly, as one line
+    listing the missing, unexpected and mis-shaped keys (a few of each), or None."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(tensors[k].shape)} != {tuple(shape)}"
+        for k, shape in expected.items()
+        if k in tensors and tensors[k].shape != shape
+    )
+    parts = [
+        f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+        if keys
+    ]
+    return "; ".join(parts) or None

@@ -31,6 +31,9 @@ def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
     images = sorted((work / "synth").glob("*.png"))
     assert len(images) == 6 and Image.open(images[0]).size == (128, 64)
     assert (work / "synth" / "index.html").is_file()
+    scores = json.loads((work / "eval" / "eval.json").read_text())  # the demo scores itself
+    assert scores["segmentation_real"]["miou"] > 0.9 and 0 < scores["segmentation"]["miou"] < 1
+    assert "mIoU (synthesized)" in result.stderr
     assert (work / "run" / "checkpoints" / "LATEST").read_text().strip() == "step-0000096"
     again = subprocess.run(
         ["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)],
@@ -84,3 +87,27 @@ def test_recipes_use_only_existing_options() -> None:
                 option = word.split("=")[0]
                 if option.startswith("--"):
                     assert option in accepted[used[0]], f"{script}: {used[0]} has no {option}"
+
+
+def test_the_benchmark_script_runs() -> None:
+    """bench.py is not imported by the package: a change to the core must not break it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench.py"),
+            "--device",
+            "cpu",
+            "--cases",
+            "infer512,train512,pool25,seg",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split(" | ")[0].strip("| ") for line in result.stdout.splitlines()[3:]]
+    assert rows == ["infer512", "train512", "pool25", "seg"]

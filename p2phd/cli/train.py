@@ -164,7 +164,7 @@ def run_training(
         plain = not quiet and not out.is_terminal
 
         def show(r: Any) -> None:
-            epoch = f"epoch {r.epoch + 1}/{r.total_epochs}"
+            epoch = f"epoch {r.epoch}/{r.total_epochs}"
             if r.event == "start":
                 bar.update(task, total=r.total_steps, completed=r.step, visible=True, epoch=epoch)
                 if r.resumed_from is not None and not quiet:

@@ -296,8 +296,9 @@ def write_toy_dataset(
     """Write scenes in the reference pix2pixHD layout plus a `toy.json` of the car styles.
 
     `{train,test}_label/` (8-bit), `{train,test}_inst/` (16-bit, Cityscapes ids) and
-    `{train,test}_img/` (RGB). The folder is built under a temporary sibling name and renamed
-    at the end, so an interrupted run never leaves a complete-looking `out`.
+    `{train,test}_img/` (RGB), and `segmenter.pt2`: the toy's exact segmenter for `p2phd
+    evaluate --segmenter` (see `toy_segmenter`). The folder is built under a temporary sibling
+    name and renamed at the end, so an interrupted run never leaves a complete-looking `out`.
     """
     if n_train < 1 or n_test < 0:
         raise ToyOptionError(f"need at least 1 training and 0 test scenes, got {n_train}, {n_test}")
@@ -340,6 +341,9 @@ def write_toy_dataset(
             "scenes": scenes,
         }
         write_text(tmp / "toy.json", json.dumps(meta, indent=1) + "\n")
+        from p2phd.data.toy_segmenter import write_toy_segmenter  # it reads this module
+
+        write_toy_segmenter(tmp / "segmenter.pt2")
     return {
         "out": str(out),
         "train": n_train,

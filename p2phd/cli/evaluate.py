@@ -1,0 +1,144 @@
+"""`p2phd evaluate`: FID, KID, segmentation accuracy and PSNR of a run or of two folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from p2phd.cli.app import (
+    AsJson,
+    Opt,
+    Quiet,
+    app,
+    counting,
+    emit_json,
+    err,
+    progress_bar,
+    user_errors,
+)
+
+
+def _numbers(text: str | None, count: int, option: str) -> tuple[float, ...] | None:
+    from p2phd.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise ConfigError(f"{option} {text}: give {count} numbers separated by commas")
+    return values
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run: Annotated[Path | None, typer.Argument(help="Run folder to evaluate.")] = None,
+    data: Annotated[Path | None, typer.Argument(help="Prepped dataset with the split.")] = None,
+    *,
+    split: Annotated[str, Opt(help="Which split of DATA to synthesize and score.")] = "test",
+    fake: Annotated[Path | None, Opt(help="Score this folder of images instead of a run.")] = None,
+    real: Annotated[Path | None, Opt(help="The real photos (paired with --fake by name).")] = None,
+    labels: Annotated[Path | None, Opt(help="The label maps (paired by name), for mIoU.")] = None,
+    out: Annotated[Path | None, Opt(help="Folder for eval.json and index.html.")] = None,
+    inception: Annotated[
+        Path | None, Opt(help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: FID, KID.")
+    ] = None,
+    segmenter: Annotated[
+        Path | None, Opt(help="TorchScript/.pt2 segmenter: [N,3,H,W] -> [N,C,h,w] logits.")
+    ] = None,
+    seg_range: Annotated[str, Opt(help="Segmenter input range: unit, signed or byte.")] = "unit",
+    seg_mean: Annotated[str | None, Opt(help="Its per-channel mean, R,G,B (default 0).")] = None,
+    seg_std: Annotated[str | None, Opt(help="Its per-channel std, R,G,B (default 1).")] = None,
+    seg_size: Annotated[str | None, Opt(help="Its input size WxH (default: the image's).")] = None,
+    label_map: Annotated[
+        str, Opt(help="auto | identity | cityscapes (labelIds->trainIds) | JSON file.")
+    ] = "auto",
+    label_nc: Annotated[int | None, Opt(help="Classes of --labels (folder mode).")] = None,
+    ignore_index: Annotated[int, Opt(help="Segmenter class left out of the scores.")] = 255,
+    kid_subsets: Annotated[int, Opt(help="KID: random subsets.")] = 100,
+    kid_subset_size: Annotated[int, Opt(help="KID: images per subset (at most all).")] = 1000,
+    seed: Annotated[int, Opt(help="KID's subsets.")] = 0,
+    width: Annotated[int | None, Opt(help="Synthesize at this width (default: the run's).")] = None,
+    batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
+    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Score a run (synthesize DATA's split, compare with its photos) or two folders.
+
+    Example: p2phd evaluate runs/512p data/cityscapes --inception
+    pt_inception-2015-12-05-6726825d.pth --segmenter drn_d_105.pt --seg-mean 0.485,0.456,0.406
+    --seg-std 0.229,0.224,0.225
+    """
+    from p2phd.errors import ConfigError
+    from p2phd.evaluate import EvalOptions, evaluate_run, pair_folders, score
+    from p2phd.segmenter import Convention
+
+    size = _numbers(seg_size, 2, "--seg-size")
+    convention = Convention(
+        value_range=seg_range,  # type: ignore[arg-type]
+        mean=_numbers(seg_mean, 3, "--seg-mean") or (0.0, 0.0, 0.0),  # type: ignore[arg-type]
+        std=_numbers(seg_std, 3, "--seg-std") or (1.0, 1.0, 1.0),  # type: ignore[arg-type]
+        size=(int(size[0]), int(size[1])) if size else None,
+    )
+    opts = EvalOptions(
+        inception=inception,
+        segmenter=segmenter,
+        convention=convention,
+        label_map=label_map,
+        ignore_index=ignore_index,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+    )
+    with progress_bar(quiet) as bar:
+        progress = counting(bar, "evaluate")
+        if fake is not None:
+            if run is not None or out is None:
+                raise ConfigError(
+                    "--fake: score two folders with --fake, --real (and --labels) "
+                    "and --out, without RUN and DATA"
+                )
+            pairs = pair_folders(fake, real, labels)
+            nc = label_nc or 256
+            report = score(
+                pairs, out, nc, (), opts, {"fake": str(fake), "real": str(real)}, progress
+            )
+        else:
+            if run is None or data is None:
+                raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")
+            folder = out or run / f"eval-{split}"
+            report = evaluate_run(
+                run, data, folder, split=split, width=width, options=opts, progress=progress
+            )
+    if as_json:
+        emit_json(report.to_dict())
+    elif not quiet:
+        _print(report.scores)
+        err.print(f"eval.json and index.html in {report.out}")
+
+
+def _print(s: dict[str, Any]) -> None:
+    table = Table("score", "value", title=f"{s['count']} images", title_justify="left")
+    if "fid" in s:
+        table.add_row("FID", f"{s['fid']:.2f}")
+    if "kid" in s:
+        table.add_row("KID", f"{s['kid']['mean']:.4f} ± {s['kid']['std']:.4f}")
+    for kind, who in (("segmentation", "synthesized"), ("segmentation_real", "real photos")):
+        if kind in s:
+            seg = s[kind]
+            table.add_row(f"mIoU ({who})", f"{seg['miou']:.4f}")
+            table.add_row(f"pixel accuracy ({who})", f"{seg['pixel_accuracy']:.4f}")
+    if "psnr" in s:
+        table.add_row("PSNR (dB)", f"{s['psnr']:.2f}")
+    err.print(table)
+    for note in s["notes"]:
+        err.print(f"note: {note}")

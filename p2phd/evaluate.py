@@ -1,0 +1,372 @@
+"""`p2phd evaluate`: how good is a run. Synthesize a split's label maps through the synthesis
+core, then score the images against the split's photos: FID and KID (pytorch-fid's
+Inception), the paper's segmentation accuracy (a segmenter the user provides; pixel
+accuracy, mean accuracy, mIoU, per-class IoU, on the fakes and on the real photos for
+reference) and PSNR of each pair. Any two folders of images can be scored the same way.
+Writes eval.json (every number, the options, the weight files' hashes) and an index.html.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import p2phd
+from p2phd import metrics
+from p2phd.atomic import make_dirs, write_text
+from p2phd.checkpoint import require_checkpoint
+from p2phd.data.io import IMAGE_SUFFIXES, read_id_map, read_rgb, resize_ids, resize_rgb
+from p2phd.data.names import CITYSCAPES_CLASSES, KEY_RULE, class_name, name_key
+from p2phd.errors import ConfigError, DatasetError
+from p2phd.eval_page import write_page
+from p2phd.nets.inception import load_fid_inception
+from p2phd.runtime import resolve_device
+from p2phd.segmenter import CITYSCAPES_TRAIN_IDS, IGNORE, Convention, Segmenter, label_lookup
+from p2phd.weights import sha256_file
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    inception: Path | None = None
+    segmenter: Path | None = None
+    convention: Convention = field(default_factory=Convention)
+    label_map: str = "auto"  # auto: cityscapes for Cityscapes' classes, else identity
+    ignore_index: int = IGNORE
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
+            raise ConfigError("--batch-size and --kid-subsets must be >= 1, --kid-subset-size >= 2")
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: str
+    fake: Path
+    real: Path | None
+    label: Path | None
+
+
+@dataclass
+class EvalReport:
+    out: Path
+    scores: dict[str, Any]
+    index: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.scores, "out": str(self.out), "index": str(self.index)}
+
+
+def _images(folder: Path, what: str) -> dict[str, Path]:
+    if not Path(folder).is_dir():
+        raise DatasetError(f"{folder}: no such folder of {what}")
+    found: dict[str, Path] = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            if name_key(path.name) in found:
+                raise DatasetError(
+                    f"{path}: a second {what} with the key {name_key(path.name)!r}; {KEY_RULE}"
+                )
+            found[name_key(path.name)] = path
+    if not found:
+        raise DatasetError(f"{folder}: holds no {what} ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def pair_folders(fake: Path, real: Path | None, labels: Path | None) -> list[Pair]:
+    """Fakes paired with real photos and label maps by key; every fake needs its partners."""
+    fakes = _images(fake, "synthesized images")
+    reals = _images(real, "real photos") if real is not None else {}
+    label_maps = _images(labels, "label maps") if labels is not None else {}
+    for partners, folder in ((reals, real), (label_maps, labels)):
+        missing = sorted(set(fakes) - set(partners)) if folder is not None else []
+        if missing:
+            raise DatasetError(
+                f"{fakes[missing[0]]}: no partner with the key {missing[0]!r} in "
+                f"{folder} ({len(missing)} of {len(fakes)} unmatched); "
+                f"{KEY_RULE}"
+            )
+    return [Pair(k, fakes[k], reals.get(k), label_maps.get(k)) for k in sorted(fakes)]
+
+
+def evaluate_run(
+    run: Path,
+    data: Path,
+    out: Path,
+    *,
+    split: str = "test",
+    width: int | None = None,
+    options: EvalOptions | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Synthesize `data`'s split with the run (default styles, the run's training width),
+    then score the images against the split's photos and label maps."""
+    from p2phd.synth import SynthOptions, synthesize
+
+    opts = options or EvalOptions()
+    split_dir = Path(data) / split
+    if not (split_dir / "label").is_dir():
+        raise DatasetError(
+            f"{split_dir}/label: missing; pass a prepped dataset (p2phd prep) "
+            f"and a split it has (--split)"
+        )
+    net = require_checkpoint(run).config.net
+    inst = [split_dir / "inst"] if net.instance else []
+    synth = SynthOptions(batch_size=opts.batch_size, width=width, device=opts.device)
+    halfway = (lambda done, total: progress(done, 2 * total)) if progress else None
+    synthesize(
+        run, [split_dir / "label"], Path(out) / "images", inst=inst, options=synth, progress=halfway
+    )
+    pairs = pair_folders(Path(out) / "images", split_dir / "img", split_dir / "label")
+    context = {"run": str(run), "data": str(data), "split": split, "width": width}
+    return score(
+        pairs, Path(out), net.label_nc, net.class_names, opts, context, progress, resize=True
+    )
+
+
+def score(
+    pairs: list[Pair],
+    out: Path,
+    label_nc: int,
+    names: tuple[str, ...],
+    opts: EvalOptions,
+    context: dict[str, Any],
+    progress: Progress | None = None,
+    *,
+    resize: bool = False,
+) -> EvalReport:
+    """Every score the options allow for the pairs; eval.json and index.html into `out`.
+
+    Paired scores compare at the synthesized image's size: with `resize` (a run's images,
+    made at its training width) the photo (bicubic) and the label map (nearest) are resized
+    to it, as synthesis resized the label; otherwise sizes must agree."""
+    device = resolve_device(opts.device)
+    scores: dict[str, Any] = {
+        "p2phd_version": p2phd.__version__,
+        **context,
+        "count": len(pairs),
+        "options": _options(opts),
+        "weights": {},
+    }
+    tally = _Tally(
+        segmenter=_segmenter(opts, device, scores),
+        inception=_inception(opts, device, scores),
+        mapping=_mapping(opts.label_map, names, label_nc),
+        opts=opts,
+        device=device,
+        resize=resize,
+    )
+    for start in range(0, len(pairs), opts.batch_size):
+        tally.add(pairs[start : start + opts.batch_size])
+        if progress:  # after synthesis, scoring is the second half of the work
+            progress(len(pairs) + min(start + opts.batch_size, len(pairs)), 2 * len(pairs))
+    scores |= tally.summary()
+    scores["class_names"] = _class_names(tally.mapping, names, label_nc)
+    make_dirs(out)
+    write_text(out / "eval.json", _json(scores))
+    index = write_page(out, scores, pairs)
+    return EvalReport(out, scores, index)
+
+
+@dataclass
+class _Tally:
+    """What scoring accumulates over the chunks of pairs: features, confusion matrices and
+    per-image scores."""
+
+    segmenter: Segmenter | None
+    inception: Any
+    mapping: np.ndarray
+    opts: EvalOptions
+    device: torch.device
+    resize: bool
+    fake_features: list[np.ndarray] = field(default_factory=list)
+    real_features: list[np.ndarray] = field(default_factory=list)
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)  # "fake" / "real"
+    per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, chunk: list[Pair]) -> None:
+        fakes = [read_rgb(p.fake) for p in chunk]
+        reals = [read_rgb(p.real) for p in chunk if p.real is not None] or None
+        if self.inception is not None:
+            self.fake_features.append(_features(self.inception, fakes, self.device))
+            if reals is not None:
+                self.real_features.append(_features(self.inception, reals, self.device))
+        for i, p in enumerate(chunk):
+            scores: dict[str, Any] = {"key": p.key}
+            self.per_image[p.key] = scores
+            size = fakes[i].shape[:2]
+            if reals is not None:
+                real = _sized(reals[i], size, p.real, p.fake, self.resize, resize_rgb)
+                scores["psnr"] = metrics.psnr(fakes[i], real)
+            if self.segmenter is not None and p.label is not None:
+                label = read_id_map(p.label)
+                truth = self.mapping[_sized(label, size, p.label, p.fake, self.resize, resize_ids)]
+                scores["miou"] = metrics.segmentation_scores(
+                    self._count("fake", fakes[i], truth)
+                ).miou
+                if reals is not None:  # the real photo at the label's size: the reference
+                    real = reals[i]
+                    if real.shape[:2] != label.shape:
+                        real = resize_rgb(real, label.shape[1], label.shape[0])
+                    self._count("real", real, self.mapping[label])
+
+    def _count(self, kind: str, image: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        assert self.segmenter is not None
+        matrix = _confusion(self.segmenter, image, truth, self.opts.ignore_index)
+        self.confusion[kind] = self.confusion.get(kind, 0) + matrix
+        return matrix
+
+    def summary(self) -> dict[str, Any]:
+        """FID, KID, PSNR and segmentation scores, the per-image scores worst first, notes."""
+        out: dict[str, Any] = {}
+        notes = []
+        opts = self.opts
+        if self.inception is not None and self.real_features:
+            real, fake = np.concatenate(self.real_features), np.concatenate(self.fake_features)
+            if len(fake) < 2:
+                notes.append("FID and KID need at least 2 images: skipped")
+            else:
+                out["fid"] = metrics.fid(real, fake)
+                mean, std = metrics.kid(
+                    real,
+                    fake,
+                    subsets=opts.kid_subsets,
+                    subset_size=opts.kid_subset_size,
+                    seed=opts.seed,
+                )
+                out["kid"] = {
+                    "mean": mean,
+                    "std": std,
+                    "subsets": opts.kid_subsets,
+                    "subset_size": min(opts.kid_subset_size, len(fake)),
+                }
+        elif opts.inception is None:
+            notes.append(
+                "FID and KID skipped: pass --inception "
+                "pt_inception-2015-12-05-6726825d.pth (pytorch-fid's FID Inception weights)"
+            )
+        psnrs = [v["psnr"] for v in self.per_image.values() if np.isfinite(v.get("psnr", np.nan))]
+        if psnrs:
+            out["psnr"] = float(np.mean(psnrs))
+        for kind, name in (("fake", "segmentation"), ("real", "segmentation_real")):
+            if kind in self.confusion:
+                out[name] = metrics.segmentation_scores(self.confusion[kind]).to_dict()
+        if self.segmenter is None:
+            notes.append(
+                "segmentation accuracy skipped: pass --segmenter FILE (p2phd toy writes "
+                "one for toy scenes)"
+            )
+        out["notes"] = notes
+        out["per_image"] = sorted(
+            self.per_image.values(), key=lambda v: (v.get("miou", 1.0), v.get("psnr", 0.0))
+        )
+        return out
+
+
+def _sized(
+    image: np.ndarray,
+    size: tuple[int, int],
+    path: Path | None,
+    fake: Path,
+    resize: bool,
+    resizer: Callable[[np.ndarray, int, int], np.ndarray],
+) -> np.ndarray:
+    """`image` at the synthesized image's (height, width): resized, or checked."""
+    if image.shape[:2] == size:
+        return image
+    if not resize:
+        raise DatasetError(
+            f"{path}: {image.shape[1]}x{image.shape[0]} but its synthesized "
+            f"image {fake} is {size[1]}x{size[0]}; pair images of one size"
+        )
+    return resizer(image, size[1], size[0])
+
+
+def _json(scores: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(scores, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def _options(opts: EvalOptions) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
+
+
+def _inception(opts: EvalOptions, device: torch.device, scores: dict[str, Any]) -> Any:
+    if opts.inception is None:
+        return None
+    scores["weights"]["inception_sha256"] = sha256_file(Path(opts.inception))
+    return load_fid_inception(Path(opts.inception)).to(device)
+
+
+def _segmenter(opts: EvalOptions, device: torch.device, scores: dict[str, Any]) -> Segmenter | None:
+    if opts.segmenter is None:
+        return None
+    segmenter = Segmenter(Path(opts.segmenter), opts.convention, device)
+    scores["weights"]["segmenter_sha256"] = sha256_file(Path(opts.segmenter))
+    scores["segmenter_classes"] = segmenter.num_classes
+    return segmenter
+
+
+def _mapping(label_map: str, names: tuple[str, ...], label_nc: int) -> np.ndarray:
+    if label_map == "auto":
+        label_map = "cityscapes" if tuple(names) == CITYSCAPES_CLASSES else "identity"
+    return label_lookup(label_map, label_nc)
+
+
+def _class_names(mapping: np.ndarray, names: tuple[str, ...], label_nc: int) -> dict[str, str]:
+    """Each scored class's name: the label's name when one label maps to it (Cityscapes'
+    trainIds take their labelIds' names)."""
+    out: dict[str, str] = {}
+    for label in range(max(label_nc, 1)):
+        cls = int(mapping[label])
+        if cls != IGNORE:
+            out.setdefault(str(cls), class_name(label, names))
+    if tuple(names) == CITYSCAPES_CLASSES:
+        out |= {str(t): CITYSCAPES_CLASSES[lab] for lab, t in CITYSCAPES_TRAIN_IDS.items()}
+    return out
+
+
+def _features(inception: Any, images: list[np.ndarray], device: torch.device) -> np.ndarray:
+    """`[n, 2048]` pool3 features (fp32, kept as float64) of uint8 RGB images, fed in
+    [0, 1] as the field feeds them; images of one size go through together."""
+    out = []
+    for start in range(len(images)):
+        if start and images[start].shape == images[start - 1].shape:
+            continue
+        same = [images[start]]
+        for image in images[start + 1 :]:
+            if image.shape != images[start].shape:
+                break
+            same.append(image)
+        x = torch.from_numpy(np.stack(same)).permute(0, 3, 1, 2).float().to(device) / 255
+        with torch.inference_mode():
+            out.append(inception(x).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _confusion(
+    segmenter: Segmenter, image: np.ndarray, truth: np.ndarray, ignore: int
+) -> np.ndarray:
+    pred = segmenter(torch.from_numpy(image).permute(2, 0, 1)[None])[0].cpu().numpy()
+    classes = segmenter.num_classes
+    valid = truth[truth != ignore]
+    if valid.size and valid.max() >= classes:
+        raise ConfigError(
+            f"--segmenter: predicts {classes} classes but the labels reach "
+            f"{int(valid.max())} after the label map; pass the segmenter for these "
+            "labels, or --label-map"
+        )
+    return metrics.confusion(truth, pred, classes, ignore)
