@@ -17,6 +17,11 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
              and 250 instances (ops.instance_mean, forward)
   fid        FID Inception pool3 features of a batch of 8 images of 1024x512 (random weights)
   seg        the toy's oracle segmenter on a batch of 8 images of 1024x512
+  synth      (only when named) `synthesize` end to end on 64 label + instance maps of
+             2048x1024: the pipeline (reader and writer threads) against the serial loop
+             (--workers 0), in images/s; a tiny G on the CPU (I/O dominates), the reference's
+             global G on CUDA
+  compile    (only when named) train512 and infer512, eager then torch.compile'd (one graph)
 On the CPU the shapes shrink by 4 in each direction unless --full is given. Timings are
 medians after warm-up with the device synchronised; peak memory is max_memory_allocated.
 """
@@ -145,7 +150,7 @@ def bench_infer(
     G = build_generator(cfg.net).to(device).eval()
     if cfg.run.channels_last:
         G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    fwd = torch.compile(G) if cfg.run.compile else G
+    fwd = torch.compile(G, fullgraph=True) if cfg.run.compile else G
     batch = scene(*size, device)
 
     def run() -> torch.Tensor:
@@ -182,6 +187,63 @@ def bench_eval(
     return measure(run, device, args.warmup, args.iters)
 
 
+def bench_synth(
+    device: torch.device, args: argparse.Namespace, tmp: Path
+) -> list[dict[str, object]]:
+    """images/s of synthesize over 64 maps of 2048x1024, serial loop vs pipeline."""
+    from p2phd.checkpoint import RunDir, config_record, save_checkpoint, write_json_atomic
+    from p2phd.data.io import write_png
+    from p2phd.synth import SynthOptions, synthesize
+    from p2phd.training_state import training_tensors
+
+    tiny = device.type == "cpu"  # on the CPU a G so small that the I/O is what is measured
+    label_nc = 8 if tiny else 35
+    net = NetConfig(
+        label_nc=label_nc,
+        ngf=2 if tiny else 64,
+        n_downsample_global=4,
+        n_blocks_global=1 if tiny else 9,
+        ndf=8,
+    )
+    cfg = TrainConfig(net=net, loss=LossConfig(vgg_loss=False), run=RunOptions(device="cpu"))
+    model = Pix2PixHD(cfg, "fp32", Dist(device=torch.device("cpu")))
+    tensors, groups = training_tensors(model)
+    run = RunDir(tmp / "run")
+    record = config_record(cfg, [])
+    save_checkpoint(run, 1, tensors, {"stage": "global", "optim": groups}, record, keep_last=1)
+    write_json_atomic(run.config, record)
+    for i in range(64):
+        batch = scene(1024, 2048, torch.device("cpu"), seed=i)
+        label = batch["label"][0] % label_nc
+        write_png(tmp / "label" / f"{i:03d}.png", label.numpy().astype("uint8"))
+        write_png(
+            tmp / "inst" / f"{i:03d}.png",
+            (label * 1000 + batch["inst"][0] % 1000).numpy().astype("uint16"),
+        )
+    rows = []
+    for name, workers in (("synth serial", 0), ("synth pipeline", -1)):
+        opts = SynthOptions(batch_size=4, device=str(device), workers=workers)
+        start = time.perf_counter()
+        synthesize(
+            run.root,
+            [tmp / "label"],
+            tmp / name.replace(" ", "_"),
+            inst=[tmp / "inst"],
+            options=opts,
+        )
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "case": name,
+                "size": "2048x1024",
+                "ms": round(1000 * seconds / 64, 2),
+                "peak_gib": None,
+                "images_per_s": round(64 / seconds, 2),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -212,6 +274,27 @@ def main() -> None:
         )
         results = []
         for case in args.cases.split(","):
+            if case == "synth":
+                results += bench_synth(device, args, Path(tmp))
+                continue
+            if case == "compile":
+                for name in ("train512", "infer512"):
+                    base = SIZES["512"]
+                    size = (base[0] // scale, base[1] // scale)
+                    fn = bench_train if name == "train512" else bench_infer
+                    for on in (False, True):
+                        args.compile = on
+                        ms, peak = fn(config(name, args, vgg_path), size, device, args)
+                        results.append(
+                            {
+                                "case": f"{name} {'compiled' if on else 'eager'}",
+                                "size": f"{size[1]}x{size[0]}",
+                                "ms": round(ms, 2),
+                                "peak_gib": None if peak is None else round(peak, 2),
+                            }
+                        )
+                args.compile = False
+                continue
             if case.startswith("pool"):
                 size = (1024 // scale, 2048 // scale)
                 ms, peak = bench_pool(int(case.removeprefix("pool")), size, device, args)
@@ -243,9 +326,10 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(machine))
-    print("| case | size | median ms | peak GiB |\n|---|---|---|---|")
+    print("| case | size | median ms | peak GiB | images/s |\n|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['case']} | {r['size']} | {r['ms']} | {r['peak_gib'] or '-'} |")
+        rate = r.get("images_per_s", "-")
+        print(f"| {r['case']} | {r['size']} | {r['ms']} | {r['peak_gib'] or '-'} | {rate} |")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 

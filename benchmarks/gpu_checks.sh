@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_checks.sh [OUTDIR]
 # Runs the CUDA tests, then the benchmark cases in fp32, bf16, bf16 + channels_last,
 # bf16 + torch.compile, bf16 + activation checkpointing (the memory option, 1024p and the
-# 4096x2048 two-enhancer step); writes gpu.txt, gpu_tests.log, bench.log and bench-*.json
+# 4096x2048 two-enhancer step), then synthesize end to end (serial vs pipeline) and eager vs
+# compiled step and inference; writes gpu.txt, gpu_tests.log, bench.log and bench-*.json
 # into OUTDIR (default: $OUT, else .).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,3 +23,4 @@ bench bf16 --precision bf16
 bench bf16_cl --precision bf16 --channels-last
 bench bf16_compile --precision bf16 --compile
 bench bf16_ckpt --precision bf16 --activation-checkpointing --cases train1024,train2048
+bench bf16_synth --precision bf16 --cases synth,compile

@@ -38,13 +38,11 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
-    def any(self, *flags: bool) -> list[bool]:
-        """Element-wise OR of boolean flags across ranks, so every rank decides alike."""
-        if not self.enabled:
-            return list(flags)
-        t = torch.tensor([float(f) for f in flags], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return [bool(v) for v in t.tolist()]
+    def max_(self, flags: torch.Tensor) -> None:
+        """Element-wise max of a device tensor across ranks, in place, without the host
+        waiting for it."""
+        if self.enabled:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """The mean over ranks of some logged numbers."""

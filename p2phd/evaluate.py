@@ -45,6 +45,7 @@ class EvalOptions:
     seed: int = 0
     batch_size: int = 8
     device: str = "auto"
+    compile: bool = False  # torch.compile G for the synthesis
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
@@ -124,7 +125,9 @@ def evaluate_run(
         )
     net = require_checkpoint(run).config.net
     inst = [split_dir / "inst"] if net.instance else []
-    synth = SynthOptions(batch_size=opts.batch_size, width=width, device=opts.device)
+    synth = SynthOptions(
+        batch_size=opts.batch_size, width=width, device=opts.device, compile=opts.compile
+    )
     halfway = (lambda done, total: progress(done, 2 * total)) if progress else None
     synthesize(
         run, [split_dir / "label"], Path(out) / "images", inst=inst, options=synth, progress=halfway

@@ -94,9 +94,11 @@ def encode_features(
     device: str = "auto",
     precision: str = "auto",
     width: int | None = None,
+    compile: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureReport:
-    """Encode every instance of a prepped split with the run's E; write features.safetensors.
+    """Encode every instance of a prepped split with the run's E (torch.compile'd as one graph
+    with `compile`); write features.safetensors.
 
     Images are resized as training resized them (to its --load-width), or to `width`."""
     if batch_size < 1:
@@ -104,7 +106,10 @@ def encode_features(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     ckpt = require_checkpoint(run)
-    encoder, net, cfg = load_net(ckpt, "E", dev), ckpt.config.net, ckpt.config
+    net, cfg = ckpt.config.net, ckpt.config
+    encoder: Callable[..., Tensor] = load_net(ckpt, "E", dev)
+    if compile:
+        encoder = torch.compile(encoder, fullgraph=True)
     if width is not None and width < net.size_multiple:
         raise ConfigError(f"--width {width}: must be at least {net.size_multiple}")
     load_width = width if width is not None else cfg.data.load_width

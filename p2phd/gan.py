@@ -60,21 +60,28 @@ class Pix2PixHD:
                 if part is not None:
                     part.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         betas = (cfg.optim.beta1, ADAM_BETA2)
-        fused = device.type == "cuda"  # one kernel for the whole update
         trainable = [p for p in self.G.parameters() if p.requires_grad]
         if self.E is not None:
             trainable += list(self.E.parameters())
-        self.opt_g = torch.optim.Adam(trainable, cfg.optim.lr, betas, fused=fused)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.optim.lr, betas, fused=fused)
+        # Fused: one kernel for the whole update, and it can skip a step on a device flag
+        # (`update(skip=...)`) without the host reading it.
+        self.opt_g = torch.optim.Adam(trainable, cfg.optim.lr, betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.optim.lr, betas, fused=True)
         self.g_fwd, self.d_fwd = self._wrap(self.G), self._wrap(self.D)
         self.e_fwd = self._wrap(self.E) if self.E is not None else None
+        self.losses = self.compute_losses
+        if cfg.run.compile and not dist.enabled:
+            # G, E, D, VGG and every loss term as one graph, forward and backward
+            self.losses = torch.compile(self.compute_losses, fullgraph=True)
 
     def _wrap(self, net: nn.Module) -> Any:
-        """DDP under torchrun (gradients averaged over ranks), then torch.compile if asked."""
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            net = DistributedDataParallel(net, device_ids=ids)
-        return torch.compile(net) if self.cfg.run.compile else net
+        """DDP under torchrun (gradients averaged over ranks), then torch.compile if asked:
+        under DDP each net compiles apart, as DDP's gradient buckets split the graph."""
+        if not self.dist.enabled:
+            return net
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = DistributedDataParallel(net, device_ids=ids)
+        return torch.compile(ddp) if self.cfg.run.compile else ddp
 
     def set_lr(self, lr: float) -> None:
         for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
@@ -114,8 +121,8 @@ class Pix2PixHD:
         self, x: Tensor, real: Tensor, pool: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """Losses and gradients of one step, weights untouched: (the fake, the loss terms,
-        whether every loss is finite, as a 0-d bool tensor). `update` then applies them."""
-        fake, terms = self.compute_losses(x, real, pool)
+        whether every loss is finite, as a 0-d bool tensor on the device: no host sync)."""
+        fake, terms = self.losses(x, real, pool)
         loss_g = terms["g_gan"] + terms["g_feat"] + terms["g_vgg"]
         loss_d = 0.5 * (terms["d_real"] + terms["d_fake"])
         self.opt_g.zero_grad(set_to_none=True)
@@ -127,10 +134,14 @@ class Pix2PixHD:
         finite = torch.isfinite(loss_g + loss_d)
         return fake.detach(), {k: v.detach() for k, v in terms.items()}, finite
 
-    def update(self) -> None:
-        """Adam steps for G (+ E) and D with the gradients `backward` left."""
-        self.opt_g.step()
-        self.opt_d.step()
+    def update(self, skip: Tensor | None = None) -> None:
+        """Adam steps for G (+ E) and D with the gradients `backward` left. `skip`, a 0-d
+        float tensor on the device (1: skip), leaves weights and moments as they were, read
+        by the fused kernels themselves: the host never waits for it."""
+        for opt in (self.opt_g, self.opt_d):
+            opt.found_inf = skip  # type: ignore[attr-defined]  # the fused step's own skip flag
+            opt.grad_scale = None  # type: ignore[attr-defined]
+            opt.step()
 
     def train_step(
         self, x: Tensor, real: Tensor, pool: Tensor | None = None
@@ -138,7 +149,5 @@ class Pix2PixHD:
         """One G and one D update in one process, skipped (weights untouched) if a loss is not
         finite: (the fake, the loss terms, finite). The trainer decides across ranks instead."""
         fake, terms, finite = self.backward(x, real, pool)
-        ok = bool(finite)  # a host sync
-        if ok:
-            self.update()
-        return fake, terms, ok
+        self.update(skip=(~finite).float())
+        return fake, terms, bool(finite)

@@ -57,20 +57,28 @@ def segment_mean(values: Tensor, keys: Tensor) -> tuple[Tensor, Tensor, Tensor, 
     return unique, inverse, sums / sizes[:, None], sizes
 
 
+ID_SPACE = 65536  # ids are checked to fit 16 bits where maps are read (instances, classes)
+
+
 def instance_mean(features: Tensor, instance_map: Tensor) -> Tensor:
     """Replace every feature vector by the mean over its instance (paper §3.4).
 
-    `features` `[N, C, H, W]`, `instance_map` `[N, H, W]`; instances are separate per batch
-    element. A `segment_mean` and a gather, whatever the number of instances;
+    `features` `[N, C, H, W]`, `instance_map` `[N, H, W]` with ids below 65536; instances are
+    separate per batch element. Two scatters into a table of every possible id and one
+    gather, whatever the number of instances: no sort, no data-dependent shape, so it
+    compiles into the step's one graph. Sums in fp32 (under bf16 autocast too);
     differentiable with respect to `features`.
     """
     n, c, h, w = features.shape
-    ids = instance_map.long()
-    # Make ids unique across the batch: shift element b by b * (max id + 1).
-    offsets = torch.arange(n, device=ids.device).view(n, 1, 1) * (ids.max() + 1)
-    flat = features.permute(0, 2, 3, 1).reshape(-1, c)
-    _, inverse, means, _ = segment_mean(flat, (ids + offsets).reshape(-1))
-    return means[inverse].reshape(n, h, w, c).permute(0, 3, 1, 2)
+    keys = instance_map.long() + torch.arange(n, device=features.device).view(n, 1, 1) * ID_SPACE
+    keys = keys.reshape(-1)
+    flat = features.permute(0, 2, 3, 1).reshape(-1, c).float()
+    sums = flat.new_zeros(n * ID_SPACE, c).index_add(0, keys, flat)
+    counts = flat.new_zeros(n * ID_SPACE).index_add(
+        0, keys, torch.ones_like(keys, dtype=flat.dtype)
+    )
+    means = sums / counts.clamp_min(1)[:, None]
+    return means[keys].reshape(n, h, w, c).permute(0, 3, 1, 2).to(features.dtype)
 
 
 def instance_class(instance_map: Tensor, divisor: int = 1000) -> Tensor:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -41,14 +39,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-@contextlib.contextmanager
-def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """bf16 autocast for the forward passes, or nothing for fp32."""
-    if precision == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            yield
-    else:
-        yield
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """bf16 autocast for the forward passes, or a disabled one for fp32 (a real
+    `torch.autocast`, which torch.compile traces into the graph)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def seed_everything(seed: int) -> None:

@@ -8,26 +8,27 @@ maps before anything else, so boundaries and styles follow them.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from p2phd.atomic import make_dirs
+from p2phd.atomic import make_dirs, sync_folder
 from p2phd.checkpoint import Checkpoint, load_net, require_checkpoint
 from p2phd.config import NetConfig
 from p2phd.data.dataset import size_batches
-from p2phd.data.io import (
-    read_rgb,
-    write_png,
-)
+from p2phd.data.io import write_image
 from p2phd.data.names import class_name
 from p2phd.errors import ConfigError
 from p2phd.features import FeatureBank
 from p2phd.ops import encode_input, unit_image
+from p2phd.pipeline import Writers, ordered_map
 from p2phd.runtime import autocast, resolve_device, resolve_precision, use_fast_kernels
 from p2phd.styles import (
     StyleMap,
@@ -42,6 +43,7 @@ from p2phd.styles import (
 )
 from p2phd.synth_inputs import (
     Input,
+    SynthItem,
     collect_items,
     read_input,
     size_notes,
@@ -65,6 +67,11 @@ class SynthOptions:
     variations: int = 1
     relabel: tuple[tuple[int, int], ...] = ()
     relabel_instance: tuple[tuple[int, int], ...] = ()
+    image_format: str = "png"  # png (lossless) | jpg | webp
+    quality: int = 95  # jpg and webp
+    save_labels: bool = False  # also write the coloured label maps (labels/)
+    workers: int = -1  # reader and writer threads each; -1: one per core; 0: all in one thread
+    compile: bool = False  # torch.compile G (and E) as one graph
 
 
 def make_options(
@@ -201,6 +208,11 @@ def _check(net: NetConfig, opts: SynthOptions) -> None:
         raise ConfigError("--relabel needs label maps; this run takes RGB input images")
     if opts.variations < 1 or opts.batch_size < 1:
         raise ConfigError("--variations and --batch-size must be >= 1")
+    if opts.image_format not in ("png", "jpg", "webp") or not 1 <= opts.quality <= 100:
+        raise ConfigError(
+            f"--format {opts.image_format} --quality {opts.quality}: use png, jpg "
+            "or webp, and a quality from 1 to 100"
+        )
     if opts.width is not None and opts.width < net.size_multiple:
         raise ConfigError(
             f"--width {opts.width}: must be at least {net.size_multiple} (this "
@@ -222,10 +234,13 @@ def synthesize(
     options: SynthOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SynthReport:
-    """Synthesize PNGs for the label maps into `out`, with an index.html beside them.
+    """Synthesize images for the label maps into `out`, with an index.html beside them.
 
-    Label maps are resized to the width the run was trained at (or `options.width`) by the one
-    size rule; maps of another aspect ratio than the training images are said once."""
+    A pipeline: reader threads decode, check, resize and edit the inputs ahead of the
+    batched forward pass on the device, writer threads encode and write behind it, and the
+    folder is flushed to disk once at the end rather than file by file. Label maps are
+    resized to the width the run was trained at (or `options.width`) by the one size rule;
+    maps of another aspect ratio than the training images are said once."""
     opts = options or SynthOptions()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
@@ -237,58 +252,81 @@ def synthesize(
     _check(net, opts)
     items = collect_items(inputs, inst, net.instance, opts.style_from)
     styler = _Styler(Path(run), ckpt, opts, dev) if net.use_features else None
+    forward = torch.compile(G, fullgraph=True) if opts.compile else G
     trained = training_size(ckpt)
     width = opts.width if opts.width is not None else (trained[0] if trained else None)
     sizes = {item.key: target_size(item, net, width) for item in items}
     notes = size_notes(items, sizes, trained) + (styler.notes(opts) if styler else [])
-    make_dirs(out / "labels")
+    make_dirs(out)
     rows: dict[str, list[tuple[str, str]]] = {}
-    unedited = []
-    for group in size_batches(items, lambda item: sizes[item.key], opts.batch_size):
-        batch = [
-            read_input(item, net, sizes[item.key], opts.relabel, opts.relabel_instance)
-            for item in group
-        ]
-        for r in batch:
-            shown = as_rgb(r.label) if net.label_nc == 0 else colorize(r.label, net.label_nc)
-            write_png(out / "labels" / f"{r.item.key}.png", shown)
-            if r.missing:
-                unedited.append(r.item.key)
-        jobs = [(r, v) for r in batch for v in range(opts.variations)]
-        for i in range(0, len(jobs), opts.batch_size):
-            chunk = jobs[i : i + opts.batch_size]
-            _render(G, net, chunk, styler, out, dev, prec, opts.variations)
-        for r in batch:
-            rows[r.item.key] = _finish(r.item.key, out, opts, net, styler)
-        if progress:
-            progress(len(rows), len(items))
+    unedited: list[str] = []
+    workers = opts.workers if opts.workers >= 0 else max(1, os.cpu_count() or 1)
+    batches = size_batches(items, lambda item: sizes[item.key], opts.batch_size)
+    edits = (opts.relabel, opts.relabel_instance)
+    read = functools.partial(_read_batch, net=net, sizes=sizes, edits=edits)
+    with Writers(workers, behind=4 * opts.batch_size * opts.variations) as writers:
+        for batch in ordered_map(read, batches, workers=workers, ahead=2):
+            for r in batch:
+                unedited += [r.item.key] if r.missing else []
+                if opts.save_labels:
+                    shown = (
+                        as_rgb(r.label) if net.label_nc == 0 else colorize(r.label, net.label_nc)
+                    )
+                    writers.submit(_write, out / "labels" / f"{r.item.key}.png", shown, opts)
+            jobs = [(r, v) for r in batch for v in range(opts.variations)]
+            images: dict[tuple[str, int], np.ndarray] = {}
+            for i in range(0, len(jobs), opts.batch_size):
+                chunk = jobs[i : i + opts.batch_size]
+                rendered = _render(forward, net, chunk, styler, dev, prec)
+                for (r, v), image in zip(chunk, rendered, strict=True):
+                    images[r.item.key, v] = image
+                    writers.submit(_write, out / _name(r.item.key, v, opts), image, opts)
+            for r in batch:
+                rows[r.item.key] = _finish(r.item.key, images, out, opts, net, styler, writers)
+            if progress:
+                progress(len(rows), len(items))
+    sync_folder(out)  # one flush for every image written
     if unedited:
         notes.append(
             f"{len(unedited)} of {len(items)} label maps lack an instance of "
             f"--relabel-instance and are rendered unedited (first: {unedited[0]})"
         )
-    table = [(key, [(f"labels/{key}.png", "label map"), *rows[key]]) for key in sorted(rows)]
+    labels = [("labels/{}.png", "label map")] if opts.save_labels else []
+    table = [(key, [*((n.format(key), c) for n, c in labels), *rows[key]]) for key in sorted(rows)]
     legend = None if net.label_nc == 0 else legend_entries(net.label_nc, net.class_names)
     index = write_index(out, f"p2phd synthesize: {run}", table, legend=legend)
-    images = [str(out / name) for key in sorted(rows) for name, _ in rows[key]]
-    return SynthReport(out, index, images, notes, unedited)
+    images_written = [str(out / name) for key in sorted(rows) for name, _ in rows[key]]
+    return SynthReport(out, index, images_written, notes, unedited)
 
 
-def _name(key: str, variation: int, variations: int) -> str:
-    return f"{key}.png" if variations == 1 else f"{key}_v{variation}.png"
+def _read_batch(
+    group: list[SynthItem],
+    *,
+    net: NetConfig,
+    sizes: dict[str, tuple[int, int]],
+    edits: tuple[Sequence[tuple[int, int]], Sequence[tuple[int, int]]],
+) -> list[Input]:
+    return [read_input(item, net, sizes[item.key], *edits) for item in group]
+
+
+def _write(path: Path, image: np.ndarray, opts: SynthOptions) -> None:
+    write_image(path, image, quality=opts.quality, durable=False)
+
+
+def _name(key: str, variation: int, opts: SynthOptions) -> str:
+    suffix = f"_v{variation}" if opts.variations > 1 else ""
+    return f"{key}{suffix}.{opts.image_format}"
 
 
 def _render(
-    G: nn.Module,
+    G: Callable[[Tensor], Tensor],
     net: NetConfig,
     chunk: list[tuple[Input, int]],
     styler: _Styler | None,
-    out: Path,
     device: torch.device,
     precision: str,
-    variations: int,
-) -> None:
-    """One forward pass of G over up to batch-size (input, variation) jobs; write the PNGs."""
+) -> list[np.ndarray]:
+    """One forward pass of G over up to batch-size (input, variation) jobs: uint8 images."""
     if net.label_nc == 0:
         label = torch.stack([torch.from_numpy(r.label).permute(2, 0, 1) for r, _ in chunk])
         label = unit_image(label.to(device))
@@ -301,20 +339,25 @@ def _render(
     features = torch.stack([styler(r, v) for r, v in chunk]) if styler else None
     with torch.inference_mode(), autocast(precision, device):
         fake = G(encode_input(label, inst, features, label_nc=net.label_nc))
-    for (r, v), image in zip(chunk, fake, strict=True):
-        write_png(out / _name(r.item.key, v, variations), to_uint8(image))
+    return [to_uint8(image) for image in fake]
 
 
 def _finish(
-    key: str, out: Path, opts: SynthOptions, net: NetConfig, styler: _Styler | None
+    key: str,
+    images: dict[tuple[str, int], np.ndarray],
+    out: Path,
+    opts: SynthOptions,
+    net: NetConfig,
+    styler: _Styler | None,
+    writers: Writers,
 ) -> list[tuple[str, str]]:
     """The images of one input with their captions; with variations, also their grid."""
-    names = [_name(key, v, opts.variations) for v in range(opts.variations)]
+    names = [_name(key, v, opts) for v in range(opts.variations)]
     captions = [_caption(opts, v, net, styler) for v in range(opts.variations)]
     if opts.variations > 1:
-        images = [read_rgb(out / name) for name in names]
-        write_png(out / f"{key}_variations.png", grid(images))
-        names.append(f"{key}_variations.png")
+        sheet = grid([as_rgb(images[key, v]) for v in range(opts.variations)])
+        names.append(f"{key}_variations.{opts.image_format}")
+        writers.submit(_write, out / names[-1], sheet, opts)
         captions.append(f"all {opts.variations} variations")
     return list(zip(names, captions, strict=True))
 

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from p2phd.atomic import append_line, make_dirs
@@ -112,6 +114,37 @@ def train(
             return Trainer(cfg, run, dist, report, init_from).fit()
     finally:
         teardown(dist)
+
+
+class LateFlags:
+    """Per-step flags made on the device (skipped, stop) that the host reads later: on CUDA
+    each is copied to pinned memory behind its step's work, so reading the previous step's
+    flags costs no wait; on the CPU they are simply there."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.pending: deque[tuple[int, Tensor, Any]] = deque()
+
+    def push(self, step: int, flags: Tensor) -> None:
+        event = None
+        if self.cuda:
+            host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            flags = host
+        self.pending.append((step, flags, event))
+
+    def read(self, upto: int) -> list[tuple[int, bool, bool]]:
+        """(step, skipped, stop asked) of every pushed step up to `upto`, in order."""
+        out = []
+        while self.pending and self.pending[0][0] <= upto:
+            step, host, event = self.pending.popleft()
+            if event is not None:
+                event.synchronize()
+            skipped, stop = host.tolist()
+            out.append((step, skipped > 0, stop > 0))
+        return out
 
 
 def _closing_batches(loader: Iterable[dict[str, Any]]) -> Generator[dict[str, Any]]:
@@ -291,34 +324,36 @@ class Trainer:
     def _loop(
         self, batches: Generator[dict[str, Any]], total: int, signals: StopSignals
     ) -> tuple[Path | None, bool]:
-        """Steps until `total` or a stop; (the last checkpoint written, stopped early)."""
+        """Steps until `total` or a stop; (the last checkpoint written, stopped early).
+
+        The host never waits for a step it just launched: whether a step's losses were finite
+        (and whether any rank was asked to stop) is decided on the device, where the fused
+        Adam step skips itself, and read by the host one step later, or at once at logging
+        and saving steps, which read values anyway."""
         opts = self.cfg.run
         saved: Path | None = None
-        streak, stopping, epoch = 0, False, self.step // self.steps_per_epoch
+        self._streak, stopping, epoch = 0, False, self.step // self.steps_per_epoch
+        flags = LateFlags(self.dist.device)
         while self.step < total and not stopping:
             epoch = self.step // self.steps_per_epoch
             lr = self.cfg.optim.lr_at(epoch)
             self.model.set_lr(lr)
             batch = next(batches)
-            fake, terms, finite_here = self.model.backward(*self._inputs(batch))
-            # the step's one host sync; every rank skips and stops alike
-            bad, stopping = self.dist.any(not bool(finite_here), signals.signum is not None)
-            if not bad:
-                self.model.update()
-            finite = not bad
+            fake, terms, finite = self.model.backward(*self._inputs(batch))
+            stop_here = float(signals.signum is not None)
+            now = torch.stack(
+                [(~finite).float(), finite.new_tensor(stop_here, dtype=torch.float32)]
+            )
+            self.dist.max_(now)  # every rank skips and stops alike
+            self.model.update(skip=now[0])
             self.step += 1
-            streak = 0 if finite else streak + 1
-            self.nonfinite_skipped += int(not finite)
-            if streak >= opts.max_nonfinite:
-                raise TrainingAborted(
-                    f"{streak} steps in a row had non-finite losses (up to step "
-                    f"{self.step}); nothing was saved since, the last checkpoint is in "
-                    f"{self.run.checkpoints}; lower --lr or check the data"
-                )
-            values = None
-            if self.step % opts.log_every == 0 or self.step == total:
+            flags.push(self.step, now)
+            logging = self.step % opts.log_every == 0 or self.step == total
+            saving = self.step % opts.save_every == 0
+            stopping = self._read(flags, self.step if logging or saving else self.step - 1)
+            if logging:
                 values = self.dist.mean({k: float(v) for k, v in terms.items()})
-                self._log(epoch, lr, values, finite)
+                self._log(epoch, lr, values, self._streak == 0)
             self.report(
                 TrainingEvent(
                     "step",
@@ -327,17 +362,34 @@ class Trainer:
                     epoch + 1,
                     self.total_epochs(),
                     lr,
-                    values,
+                    values if logging else None,
                     self.nonfinite_skipped,
                 )
             )
             if self.dist.is_main and (self.step % opts.sample_every == 0 or self.step == total):
                 write_sample(self.run, self.step, batch, fake, self.cfg)
-            if self.step % opts.save_every == 0 and streak == 0:  # never mid-streak
+            if saving and self._streak == 0:  # never mid-streak
                 saved = self.save(epoch)
+        stopping = self._read(flags, self.step) or stopping
         if self.step > self.saved_step:  # the end, or a signal: keep what was done
             saved = self.save(epoch)
         return saved, stopping
+
+    def _read(self, flags: LateFlags, upto: int) -> bool:
+        """Count the skipped steps up to `upto` (waiting for them) and end the run after too
+        many in a row; whether a rank asked to stop."""
+        stop = False
+        for step, skipped, asked in flags.read(upto):
+            self._streak = self._streak + 1 if skipped else 0
+            self.nonfinite_skipped += int(skipped)
+            stop |= asked
+            if self._streak >= self.cfg.run.max_nonfinite:
+                raise TrainingAborted(
+                    f"{self._streak} steps in a row had non-finite losses (up to step "
+                    f"{step}); nothing was saved since, the last checkpoint is in "
+                    f"{self.run.checkpoints}; lower --lr or check the data"
+                )
+        return stop
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[Any, ...]:
         net = self.cfg.net

@@ -172,7 +172,15 @@ def test_index_links_cannot_run_script(
     shutil.copy(toy_data / "test" / "label" / "toy_test_00000.png", labels / f"{name}.png")
     shutil.copy(toy_data / "test" / "inst" / "toy_test_00000.png", inst / f"{name}.png")
     code, out = cli(
-        "synthesize", tiny_feature_run, labels, "--inst", inst, "--out", tmp_path / "o", *TEST
+        "synthesize",
+        tiny_feature_run,
+        labels,
+        "--inst",
+        inst,
+        "--out",
+        tmp_path / "o",
+        *TEST,
+        "--save-labels",
     )
     assert code == 0, out
     page = (tmp_path / "o" / "index.html").read_text()

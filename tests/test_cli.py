@@ -21,6 +21,7 @@ COMMANDS = [
     "cluster",
     "synthesize",
     "evaluate",
+    "export",
     "import-reference",
     "inspect",
 ]
@@ -38,7 +39,7 @@ def test_exactly_the_built_commands_exist() -> None:
     from p2phd.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    assert list(commands) == [*COMMANDS[:-4], "cluster-features", *COMMANDS[-4:]]
+    assert list(commands) == [*COMMANDS[:-5], "cluster-features", *COMMANDS[-5:]]
     assert commands["cluster-features"].hidden  # listed once in --help
     assert commands["cluster-features"].help == commands["cluster"].help  # an alias
     assert cli("cluster-features", "--help")[0] == 0

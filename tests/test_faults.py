@@ -198,11 +198,11 @@ def refuse_writes(monkeypatch: pytest.MonkeyPatch, code: int, after: int = 0) ->
     OSError(code): the one place all writes pass."""
     real, calls = p2phd.atomic._commit, [0]
 
-    def refused(tmp: Path, path: Path) -> None:
+    def refused(tmp: Path, path: Path, *rest: bool) -> None:
         calls[0] += 1
         if calls[0] > after:
             raise OSError(code, os.strerror(code))
-        real(tmp, path)
+        real(tmp, path, *rest)
 
     monkeypatch.setattr(p2phd.atomic, "_commit", refused)
 

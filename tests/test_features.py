@@ -171,7 +171,7 @@ def test_style_map_and_style_from_photo(
 
 def test_relabel_edits(feature_run: Path, toy_data: Path, tmp_path: Path) -> None:
     code, out = synth(
-        feature_run, toy_data, tmp_path / "r", "--relabel", "4:3"
+        feature_run, toy_data, tmp_path / "r", "--relabel", "4:3", "--save-labels"
     )  # trees -> buildings
     assert code == 0, out
     source = np.asarray(Image.open(toy_data / "test" / "label" / "toy_test_00000.png"))
@@ -191,6 +191,7 @@ def test_relabel_edits(feature_run: Path, toy_data: Path, tmp_path: Path) -> Non
         tmp_path / "i",
         "--relabel-instance",
         f"{car}:7",
+        "--save-labels",
         *TEST,
     )
     assert code == 0, out

@@ -43,6 +43,7 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
         "--device",
         "cpu",
         "--quiet",
+        "--save-labels",
     )
     assert code == 0, out
     code, _ = cli(
@@ -74,6 +75,7 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
     np.testing.assert_array_equal(direct, np.asarray(Image.open(tmp_path / "b" / names[0])))
     page = (tmp_path / "a" / "index.html").read_text()
     assert all(f'src="{n}"' in page and f'src="labels/{n}"' in page for n in names)
+    assert not (tmp_path / "b" / "labels").exists()  # coloured label maps only when asked
 
 
 def test_json_summary_and_resize(trained: Path, toy_data: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from p2phd.cli import train  # noqa: F401  train-global, train-local, train-join
 from p2phd.cli import features  # noqa: F401  encode-features, cluster(-features)
 from p2phd.cli import synth  # noqa: F401  synthesize
 from p2phd.cli import evaluate  # noqa: F401  evaluate
+from p2phd.cli import export  # noqa: F401  export
 from p2phd.cli import interop  # noqa: F401  import-reference
 from p2phd.cli import inspection  # noqa: F401  inspect
 

@@ -67,6 +67,7 @@ def evaluate(
     width: Annotated[int | None, Opt(help="Synthesize at this width (default: the run's).")] = None,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
     device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    compile: Annotated[bool, Opt("--compile", help="torch.compile G as one graph.")] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -98,6 +99,7 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         device=device,
+        compile=compile,
     )
     with progress_bar(quiet) as bar:
         progress = counting(bar, "evaluate")

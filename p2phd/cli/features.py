@@ -31,6 +31,7 @@ def encode_features(
     width: Annotated[
         int | None, Opt(help="Resize to this width (default: the run's training width).")
     ] = None,
+    compile: Annotated[bool, Opt("--compile", help="torch.compile E as one graph.")] = False,
     device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
     precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
     quiet: Quiet = False,
@@ -51,6 +52,7 @@ def encode_features(
             device=device,
             precision=precision,
             width=width,
+            compile=compile,
             progress=counting(bar, "encode features"),
         )
     if as_json:

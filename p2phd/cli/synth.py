@@ -58,6 +58,15 @@ def synthesize(
     ] = None,
     seed: Annotated[int, Opt(help="Seed of the random styles.")] = 0,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 4,
+    image_format: Annotated[str, Opt("--format", help="png (lossless) | jpg | webp.")] = "png",
+    quality: Annotated[int, Opt(help="Quality of jpg and webp images (1-100).")] = 95,
+    save_labels: Annotated[
+        bool, Opt("--save-labels", help="Also write the coloured label maps (labels/).")
+    ] = False,
+    workers: Annotated[
+        int, Opt(help="Reader and writer threads each (-1: one per core; 0: no threads).")
+    ] = -1,
+    compile: Annotated[bool, Opt("--compile", help="torch.compile G as one graph.")] = False,
     width: Annotated[int | None, Opt(help="Resize label maps to this width.")] = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
     precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
@@ -86,6 +95,11 @@ def synthesize(
         width=width,
         device=device,
         precision=precision,
+        image_format=image_format,
+        quality=quality,
+        save_labels=save_labels,
+        workers=workers,
+        compile=compile,
     )
     with progress_bar(quiet) as bar:
         report = run_synthesis(

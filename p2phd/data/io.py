@@ -131,6 +131,19 @@ def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
 
 
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+def write_image(path: Path, array: np.ndarray, *, quality: int = 95, durable: bool = True) -> None:
+    """Write uint8 `[H, W]` (grey) or `[H, W, 3]` as the format of `path`'s suffix (`.png`
+    lossless; `.jpg`, `.webp` at `quality`), atomically; not `durable`, the caller flushes
+    the folder once for many files (`atomic.sync_folder`)."""
+    fmt = FORMATS[path.suffix.lower().lstrip(".")]
+    options = {"quality": quality} if fmt != "PNG" else {}
+    with atomic_path(path, durable=durable) as tmp:
+        Image.fromarray(array).save(tmp, format=fmt, **options)
+
+
 def write_png(path: Path, array: np.ndarray) -> None:
     """Write uint8 `[H, W]`/`[H, W, 3]` or uint16 `[H, W]` as PNG, atomically.
 
