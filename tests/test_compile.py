@@ -129,7 +129,13 @@ def test_compiled_inference_equals_eager(aot_eager: None, toy_data: Path, tmp_pa
 
 @pytest.mark.slow
 def test_inductor_compiles_the_step_with_features() -> None:
-    """The real compiler on the CPU (C++ from the system's compiler): minutes, hence slow."""
+    """The real compiler on the CPU (C++ from the system's compiler): minutes, hence slow.
+
+    In a cache of its own: torch 2.13 reuses kernels that inductor built under another
+    ATEN_CPU_CAPABILITY, and they crash (a segfault here, after a run without the setting)."""
+    from torch._inductor.utils import fresh_cache
+
     torch._dynamo.reset()
     counters.clear()
-    compare("global", True, None)
+    with fresh_cache():
+        compare("global", True, None)
