@@ -22,6 +22,9 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
              (--workers 0), in images/s; a tiny G on the CPU (I/O dominates), the reference's
              global G on CUDA
   compile    (only when named) train512 and infer512, eager then torch.compile'd (one graph)
+  edit       (only when named) `p2phd edit`'s round trip over HTTP on loopback: restyle a car
+             (or relabel it), synthesize, PNG back, at 512x256 with a trained toy run
+             (--edit-run, default toy_demo/run, and its test maps, resized to --edit-width)
 On the CPU the shapes shrink by 4 in each direction unless --full is given. Timings are
 medians after warm-up with the device synchronised; peak memory is max_memory_allocated.
 """
@@ -244,6 +247,50 @@ def bench_synth(
     return rows
 
 
+def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
+    """ms per edit round trip: POST the edit, GET the new image (PNG), as the page does."""
+    import threading
+    import urllib.request
+
+    import numpy as np
+
+    from p2phd.edit_server import EditServer
+    from p2phd.editor import Editor
+
+    data = args.edit_run.parent / "data" / "test"
+    editor = Editor(
+        args.edit_run, [data / "label"], [data / "inst"], device="cpu", width=args.edit_width
+    )
+    server = EditServer(editor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    assert editor.maps is not None and editor.maps.inst is not None
+    car = int(min(i for i in np.unique(editor.maps.inst) if i // 1000 == 6))
+    clusters = editor.describe(car)["clusters"]
+    counter = iter(range(1_000_000))
+
+    def call(path: str, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        urllib.request.urlopen(urllib.request.Request(server.url + path[1:], data, headers)).read()
+        urllib.request.urlopen(server.url + "api/image.png").read()
+
+    def restyle() -> None:
+        call("/api/restyle", {"id": car, "cluster": next(counter) % max(clusters, 1)})
+
+    def relabel() -> None:  # relabel the car and back: two round trips, halved below
+        call("/api/relabel", {"id": car, "class": "person"})
+        call("/api/undo", {})
+
+    rows = []
+    h, w = editor.maps.label.shape
+    for name, fn, per in (("edit restyle", restyle, 1), ("edit relabel", relabel, 2)):
+        ms, _ = measure(fn, torch.device("cpu"), args.warmup, args.iters)
+        rows.append({"case": name, "size": f"{w}x{h}", "ms": round(ms / per, 2), "peak_gib": None})
+    server.shutdown()
+    editor.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,6 +305,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--full", action="store_true", help="reference shapes on the CPU too")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--edit-run", type=Path, default=Path("toy_demo/run"))
+    parser.add_argument("--edit-width", type=int, default=512)
     args = parser.parse_args()
     device = resolve_device(args.device)
     small = device.type == "cpu" and not args.full
@@ -276,6 +325,9 @@ def main() -> None:
         for case in args.cases.split(","):
             if case == "synth":
                 results += bench_synth(device, args, Path(tmp))
+                continue
+            if case == "edit":
+                results += bench_edit(args)
                 continue
             if case == "compile":
                 for name in ("train512", "infer512"):

@@ -12,12 +12,18 @@ p2phd() { "$VENV/bin/python" -m p2phd "$@"; }
 
 [ -f "$WORK/src/toy.json" ] || p2phd toy "$WORK/src" --train 48 --test 6 --height 64 --width 128
 [ -f "$WORK/data/dataset.json" ] || p2phd prep "$WORK/src" "$WORK/data"
-# A small G1 (ngf 16, 3 downsamplings, 2 blocks) and D; the VGG loss needs ImageNet weights,
-# which a fresh machine does not have, so it is off here.
-p2phd train-global "$WORK/data" --run "$WORK/run" \
+# A small G1 (ngf 16, 3 downsamplings, 2 blocks) and D, with the instance-feature encoder E
+# (styles you can pick and edit); the VGG loss needs ImageNet weights, which a fresh machine
+# does not have, so it is off here.
+p2phd train-global "$WORK/data" --run "$WORK/run" --instance-feat \
   --ngf 16 --n-downsample-global 3 --n-blocks-global 2 --ndf 16 --n-layers-d 2 \
   --no-vgg-loss --epochs "$EPOCHS" --decay-epochs "$EPOCHS" \
   --sample-every 200 --log-every 100 --num-workers 1
+# The style bank: every training instance encoded, each class clustered into up to 4 styles.
+[ -f "$WORK/run/clusters.safetensors" ] || {
+  p2phd encode-features "$WORK/run" "$WORK/data" --quiet
+  p2phd cluster "$WORK/run" --k 4 --quiet
+}
 p2phd synthesize "$WORK/run" "$WORK/data/test/label" --inst "$WORK/data/test/inst" \
   --out "$WORK/synth" --quiet
 # How good is it: the toy's exact segmenter on the synthesized test images (mIoU), as the
@@ -29,3 +35,4 @@ echo
 echo "synthesized test images: $WORK/synth/  (open $WORK/synth/index.html)"
 echo "training samples:        $WORK/run/samples/index.html"
 echo "evaluation:              $WORK/eval/index.html"
+echo "edit in the browser:     p2phd edit $WORK/run $WORK/data/test/label --inst $WORK/data/test/inst"

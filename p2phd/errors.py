@@ -39,3 +39,7 @@ class WriteError(P2phdError):
 
     def __reduce__(self) -> tuple[type, tuple[object, str, str]]:  # across process pools
         return WriteError, (self.path, self.cause, self.fix)
+
+
+class NotFoundError(P2phdError):
+    """Something asked for by name that does not exist: a label map key, an instance id."""

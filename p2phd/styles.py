@@ -174,12 +174,17 @@ def relabel(
             missing.append(ident)
             continue
         label[mask] = dst
-        k = _next_k(inst, dst, divisor)
-        new = dst * divisor + k
-        if dst == 0 or k >= divisor or (inst == new).any():
-            new = int(inst.max()) + 1  # any unused id keeps it a separate object
-        inst[mask] = new
+        inst[mask] = fresh_instance_id(inst, dst, divisor)
     return label, inst, missing
+
+
+def fresh_instance_id(inst: np.ndarray, cls: int, divisor: int) -> int:
+    """An id no pixel of `inst` has, for a new object of class `cls`: the next
+    cls * divisor + k where that convention holds, else one above the largest id."""
+    new = cls * divisor + _next_k(inst, cls, divisor)
+    if cls == 0 or new >= (cls + 1) * divisor or (inst == new).any():
+        new = int(inst.max()) + 1  # any unused id keeps it a separate object
+    return new
 
 
 def _next_k(inst: np.ndarray, cls: int, divisor: int) -> int:
@@ -208,18 +213,15 @@ def region_features(
     """`[U, F]`: one feature vector per region under `spec`, deterministic for the seed, the
     image key and the variation number."""
     k = bank.count[classes]
-    high = np.maximum(k, 1)
-    stream = [spec.seed, zlib.crc32(key.encode())]
-    if spec.vary is None and variation:
-        stream.append(variation)  # no target: each variation re-draws every region
-    choice = np.random.default_rng(stream).integers(0, high)
+    choice = random_clusters(classes, bank, spec.seed, key, variation * (spec.vary is None))
     if spec.mode == "cluster":
         _check_index(spec.cluster, classes, k, "--style cluster")
         choice = np.full_like(choice, spec.cluster)
     if spec.vary is not None:
         kind, target = spec.vary
         hit = (ids if kind == "instance" else classes) == target
-        choice = np.where(hit, variation % high, choice)  # variation v: cluster v of the target
+        # variation v: cluster v of the target
+        choice = np.where(hit, variation % np.maximum(k, 1), choice)
     explicit: dict[int, tuple[float, ...]] = {}
     for table, keys in ((spec.style_map.classes, classes), (spec.style_map.instances, ids)):
         for ident, value in table.items():  # instance entries come last and win
@@ -236,6 +238,15 @@ def region_features(
     for i, value in explicit.items():
         vectors[i] = torch.tensor(value)
     return vectors
+
+
+def random_clusters(
+    classes: np.ndarray, bank: FeatureBank, seed: int, key: str, draw: int = 0
+) -> np.ndarray:
+    """`[U]`: the seeded random cluster of each region (0 for classes without clusters),
+    from the seed, the image key and the draw number (0: the first draw)."""
+    stream = [seed, zlib.crc32(key.encode())] + ([draw] if draw else [])
+    return np.random.default_rng(stream).integers(0, np.maximum(bank.count[classes], 1))
 
 
 def _check_index(index: int, classes: np.ndarray, k: np.ndarray, option: str) -> None:

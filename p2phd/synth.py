@@ -133,7 +133,7 @@ def load_generator(run: Path, device: torch.device) -> tuple[nn.Module, Checkpoi
     return load_net(ckpt, "G", device), ckpt
 
 
-class _Styler:
+class Styler:
     """Feature maps for runs with features: from the cluster bank, or from photos via E."""
 
     def __init__(
@@ -175,6 +175,10 @@ class _Styler:
 
     def __call__(self, r: Input, variation: int) -> Tensor:
         """`[F, H, W]` features for one input and variation number."""
+        return self.features(r, variation, self.spec)
+
+    def features(self, r: Input, variation: int, spec: StyleSpec) -> Tensor:
+        """`[F, H, W]` features for one input and variation number under `spec`."""
         label = torch.from_numpy(r.label)
         pool = torch.from_numpy(r.inst) if self.net.instance_feat and r.inst is not None else label
         if self.encoder is not None:
@@ -185,7 +189,7 @@ class _Styler:
         assert self.bank is not None
         ids, inverse, classes = regions(pool, label)
         vectors = region_features(
-            ids.numpy(), classes.numpy(), self.bank, self.spec, r.item.key, variation
+            ids.numpy(), classes.numpy(), self.bank, spec, r.item.key, variation
         )
         h, w = label.shape
         return vectors[inverse].reshape(h, w, -1).permute(2, 0, 1).to(self.device)
@@ -251,7 +255,7 @@ def synthesize(
     net = ckpt.config.net
     _check(net, opts)
     items = collect_items(inputs, inst, net.instance, opts.style_from)
-    styler = _Styler(Path(run), ckpt, opts, dev) if net.use_features else None
+    styler = Styler(Path(run), ckpt, opts, dev) if net.use_features else None
     forward = torch.compile(G, fullgraph=True) if opts.compile else G
     trained = training_size(ckpt)
     width = opts.width if opts.width is not None else (trained[0] if trained else None)
@@ -277,7 +281,7 @@ def synthesize(
             images: dict[tuple[str, int], np.ndarray] = {}
             for i in range(0, len(jobs), opts.batch_size):
                 chunk = jobs[i : i + opts.batch_size]
-                rendered = _render(forward, net, chunk, styler, dev, prec)
+                rendered = render(forward, net, chunk, styler, dev, prec)
                 for (r, v), image in zip(chunk, rendered, strict=True):
                     images[r.item.key, v] = image
                     writers.submit(_write, out / _name(r.item.key, v, opts), image, opts)
@@ -318,15 +322,16 @@ def _name(key: str, variation: int, opts: SynthOptions) -> str:
     return f"{key}{suffix}.{opts.image_format}"
 
 
-def _render(
+def render(
     G: Callable[[Tensor], Tensor],
     net: NetConfig,
     chunk: list[tuple[Input, int]],
-    styler: _Styler | None,
+    styler: Callable[[Input, int], Tensor] | None,
     device: torch.device,
     precision: str,
 ) -> list[np.ndarray]:
-    """One forward pass of G over up to batch-size (input, variation) jobs: uint8 images."""
+    """One forward pass of G over (input, variation) jobs: uint8 images. `styler` gives each
+    job's `[F, H, W]` features (runs with instance features)."""
     if net.label_nc == 0:
         label = torch.stack([torch.from_numpy(r.label).permute(2, 0, 1) for r, _ in chunk])
         label = unit_image(label.to(device))
@@ -348,7 +353,7 @@ def _finish(
     out: Path,
     opts: SynthOptions,
     net: NetConfig,
-    styler: _Styler | None,
+    styler: Styler | None,
     writers: Writers,
 ) -> list[tuple[str, str]]:
     """The images of one input with their captions; with variations, also their grid."""
@@ -362,7 +367,7 @@ def _finish(
     return list(zip(names, captions, strict=True))
 
 
-def _caption(opts: SynthOptions, v: int, net: NetConfig, styler: _Styler | None) -> str:
+def _caption(opts: SynthOptions, v: int, net: NetConfig, styler: Styler | None) -> str:
     """Which style image `v` was rendered with."""
     spec = opts.style
     if styler is None:

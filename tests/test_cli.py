@@ -20,6 +20,7 @@ COMMANDS = [
     "encode-features",
     "cluster",
     "synthesize",
+    "edit",
     "evaluate",
     "export",
     "import-reference",
@@ -39,7 +40,7 @@ def test_exactly_the_built_commands_exist() -> None:
     from p2phd.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    assert list(commands) == [*COMMANDS[:-5], "cluster-features", *COMMANDS[-5:]]
+    assert list(commands) == [*COMMANDS[:-6], "cluster-features", *COMMANDS[-6:]]
     assert commands["cluster-features"].hidden  # listed once in --help
     assert commands["cluster-features"].help == commands["cluster"].help  # an alias
     assert cli("cluster-features", "--help")[0] == 0

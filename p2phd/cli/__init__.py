@@ -11,6 +11,7 @@ from p2phd.cli import data  # noqa: F401  toy, prep
 from p2phd.cli import train  # noqa: F401  train-global, train-local, train-joint
 from p2phd.cli import features  # noqa: F401  encode-features, cluster(-features)
 from p2phd.cli import synth  # noqa: F401  synthesize
+from p2phd.cli import edit  # noqa: F401  edit
 from p2phd.cli import evaluate  # noqa: F401  evaluate
 from p2phd.cli import export  # noqa: F401  export
 from p2phd.cli import interop  # noqa: F401  import-reference

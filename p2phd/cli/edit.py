@@ -1,0 +1,58 @@
+"""`p2phd edit`: the interactive editor in the browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from p2phd.cli.app import Opt, app, err, user_errors
+
+
+@app.command()
+@user_errors
+def edit(
+    run: Annotated[Path, typer.Argument(help="Run folder of a trained generator.")],
+    labels: Annotated[
+        list[Path] | None, typer.Argument(help="Label maps, or folders of them, to pick from.")
+    ] = None,
+    *,
+    inst: Annotated[
+        list[Path] | None, Opt("--inst", help="Instance maps or folders (paired by file name).")
+    ] = None,
+    port: Annotated[int, Opt(help="Port to listen on (0: a free one).")] = 0,
+    host: Annotated[
+        str, Opt(help="Address to listen on; anything but loopback lets others in.")
+    ] = "127.0.0.1",
+    width: Annotated[int | None, Opt(help="Resize label maps to this width.")] = None,
+    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
+) -> None:
+    """Edit label maps in the browser and watch the photo follow: select, relabel, restyle,
+    paint; download the maps, the style map and the synthesize command that reproduces them.
+
+    Example: p2phd edit toy_demo/run toy_demo/data/test/label --inst toy_demo/data/test/inst
+    """
+    from p2phd.edit_server import EditServer, is_loopback
+    from p2phd.editor import Editor
+
+    editor = Editor(run, labels or (), inst or (), device=device, precision=precision, width=width)
+    try:
+        server = EditServer(editor, host, port)
+    except BaseException:
+        editor.close()
+        raise
+    if not is_loopback(host):
+        err.print(
+            f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine "
+            "can use the editor and see the maps"
+        )
+    typer.echo(f"p2phd edit: open {server.url}  (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        editor.close()

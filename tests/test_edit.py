@@ -1,0 +1,303 @@
+"""`p2phd edit`: the editor's HTTP API on loopback, its answers to bad input, and the promise
+that the downloaded maps and style map, given to the printed synthesize command, give back
+the image the editor showed."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from p2phd.edit_server import MAX_BODY, EditServer
+from p2phd.editor import Editor, stroke_mask
+from p2phd.errors import ConfigError
+
+from helpers import cli
+
+CAR, BUILDING, VEGETATION = 6, 3, 4
+
+
+class Client:
+    """A tiny HTTP client for one editor server: (status, decoded body)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data, headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return response.status, self._decode(response)
+        except urllib.error.HTTPError as error:
+            return error.code, self._decode(error)
+
+    @staticmethod
+    def _decode(response: Any) -> Any:
+        raw = response.read()
+        kind = response.headers.get("Content-Type", "")
+        if kind.startswith("application/json"):
+            return json.loads(raw)
+        if kind == "image/png":
+            return np.asarray(Image.open(io.BytesIO(raw)))
+        return raw
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        assert status == 200, body
+        return body
+
+    def post(self, path: str, body: Any = None) -> Any:
+        status, answer = self.request("POST", path, {} if body is None else body)
+        assert status == 200, answer
+        return answer
+
+
+@pytest.fixture(scope="module")
+def server(tiny_feature_run: Path, toy_data: Path) -> Iterator[EditServer]:
+    test = toy_data / "test"
+    editor = Editor(tiny_feature_run, [test / "label"], [test / "inst"], device="cpu")
+    srv = EditServer(editor)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    editor.close()
+
+
+@pytest.fixture
+def client(server: EditServer) -> Client:
+    c = Client(server.url)
+    c.post("/api/open", {"key": "toy_test_00000"})  # each test starts from the file as it is
+    return c
+
+
+def first_pixel(mask: np.ndarray) -> tuple[int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs[0]), int(ys[0])
+
+
+def test_lists_the_maps_and_selects_the_object_under_a_click(
+    client: Client, toy_data: Path
+) -> None:
+    info = client.get("/api/info")
+    assert info["maps"] == ["toy_test_00000", "toy_test_00001"]
+    assert info["open"] == "toy_test_00000" and (info["width"], info["height"]) == (128, 64)
+    assert [c["name"] for c in info["classes"]][CAR] == "car" and info["features"]
+    inst = np.asarray(Image.open(toy_data / "test" / "inst" / "toy_test_00000.png"))
+    car = min(int(i) for i in np.unique(inst) if i // 1000 == CAR)
+    x, y = first_pixel(inst == car)
+    picked = client.get(f"/api/select?x={x}&y={y}")
+    ys, xs = np.nonzero(inst == car)
+    assert picked["id"] == car and picked["name"] == "car" and picked["class"] == CAR
+    assert picked["area"] == int((inst == car).sum())
+    assert picked["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    assert picked["clusters"] == 2 and picked["style"] in (0, 1)
+    outline = client.get(f"/api/outline.png?id={car}")
+    assert outline.shape == (64, 128, 4)
+    assert (outline[..., 3] > 0).sum() > 0 and not (outline[..., 3][inst != car]).any()
+    swatches = client.get(f"/api/swatches?id={car}")["swatches"]
+    assert len(swatches) == 2 and all(s.startswith("data:image/png;base64,") for s in swatches)
+
+
+def test_restyle_by_cluster_changes_the_car_and_pins_its_style(
+    client: Client, toy_data: Path
+) -> None:
+    inst = client.get("/api/download/inst.png").astype(int)
+    car = min(int(i) for i in np.unique(inst) if i // 1000 == CAR)
+    before = client.get("/api/image.png").astype(int)
+    style = client.get(f"/api/object?id={car}")["style"]
+    client.post("/api/restyle", {"id": car, "cluster": 1 - style})
+    after = client.get("/api/image.png").astype(int)
+    change = np.abs(after - before).sum(-1)
+    assert change[inst == car].mean() > 3 * max(change[inst != car].mean(), 0.1)
+    assert client.get("/api/download/style.json")["instances"][str(car)] == 1 - style
+    state = client.post("/api/restyle", {"id": car, "cluster": None})  # a random other one
+    assert client.get(f"/api/object?id={car}")["style"] == style and state["can_undo"]
+
+
+def test_relabel_paint_undo_redo(client: Client) -> None:
+    label0 = client.get("/api/download/label.png").astype(int)
+    inst0 = client.get("/api/download/inst.png").astype(int)
+    building = int(inst0[label0 == BUILDING][0])
+    client.post("/api/relabel", {"id": building, "class": "vegetation"})  # by name
+    label1 = client.get("/api/download/label.png").astype(int)
+    assert (label1[inst0 == building] == VEGETATION).all()
+    assert (label1[inst0 != building] == label0[inst0 != building]).all()
+    client.post("/api/paint", {"points": [[10, 10], [30, 10]], "radius": 3, "class": CAR})
+    label2 = client.get("/api/download/label.png").astype(int)
+    inst2 = client.get("/api/download/inst.png").astype(int)
+    painted = stroke_mask((64, 128), [[10, 10], [30, 10]], 3)
+    assert (label2[painted] == CAR).all() and (label2[~painted] == label1[~painted]).all()
+    new = int(inst2[10, 20])
+    assert new // 1000 == CAR and new not in np.unique(inst0)  # a new object, a fresh id
+    assert (inst2 == new).sum() == painted.sum()
+    client.post("/api/erase", {"points": [[60, 30]], "radius": 2})
+    assert client.get("/api/download/label.png")[30, 60] == 0
+    client.post("/api/undo")
+    client.post("/api/undo")
+    assert (client.get("/api/download/label.png") == label1).all()
+    state = client.post("/api/redo")
+    assert (client.get("/api/download/label.png") == label2).all()
+    assert state["can_undo"] and state["can_redo"]
+
+
+def test_the_printed_command_reproduces_the_editors_image(
+    client: Client, tiny_feature_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = client.get("/api/download/inst.png").astype(int)
+    car = min(int(i) for i in np.unique(inst) if i // 1000 == CAR)
+    client.post("/api/restyle", {"id": car, "cluster": 0})
+    client.post("/api/paint", {"points": [[90, 40], [100, 44]], "radius": 4, "class": "person"})
+    client.post("/api/relabel", {"id": int(inst[0, 0]), "class": "building"})
+    shown = client.get("/api/image.png")
+    answer = client.get("/api/command")
+    files = answer["files"]
+    for kind, path in [("label", "label.png"), ("inst", "inst.png"), ("style", "style.json")]:
+        status, body = client.request("GET", f"/api/download/{path}")
+        assert status == 200
+        if kind == "style":
+            (tmp_path / files[kind]).write_text(json.dumps(body))
+        else:
+            Image.fromarray(body).save(tmp_path / files[kind])
+    words = shlex.split(answer["command"])
+    assert words[:3] == ["p2phd", "synthesize", str(tiny_feature_run)]
+    monkeypatch.chdir(tmp_path)
+    code, out = cli(*words[1:], "--quiet")
+    assert code == 0, out
+    (image,) = (tmp_path / "edited").glob("*.png")
+    assert np.array_equal(np.asarray(Image.open(image)), shown)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("GET", "/api/nothing", None, 404, "no such page or endpoint"),
+        ("GET", "/../../etc/passwd", None, 404, "no such page or endpoint"),
+        ("GET", "/api/download/../../config.json", None, 404, "no such page or endpoint"),
+        ("GET", "/api/select?x=500&y=1", None, 400, "outside the 128x64 map"),
+        ("GET", "/api/select?x=a&y=1", None, 400, "x: give an integer"),
+        ("GET", "/api/object?id=99999", None, 404, "no object with the id 99999"),
+        ("GET", "/api/swatches", None, 400, "id: give an integer"),
+        ("POST", "/api/open", {"key": "../../etc/passwd"}, 404, "no label map with the key"),
+        ("POST", "/api/relabel", {"id": 1, "class": "dragon"}, 400, "dragon"),
+        ("POST", "/api/relabel", {"id": 1, "class": 99}, 400, "99"),
+        ("POST", "/api/restyle", {"id": 1, "cluster": 7}, 400, "cluster 7"),
+        ("POST", "/api/restyle", {"id": True}, 400, "id: give an integer"),
+        ("POST", "/api/paint", {"points": "x", "radius": 3, "class": 1}, 400, "a stroke is"),
+        ("POST", "/api/paint", {"points": [[1, 1]], "radius": 1e9, "class": 1}, 400, "radius"),
+        ("POST", "/api/paint", {"points": [[-99, -99]], "radius": 2, "class": 1}, 400, "touch"),
+        ("POST", "/api/redo", {}, 400, "nothing to redo"),
+        ("POST", "/api/upload", {"label": "%%%"}, 400, "label: not valid base64"),
+        ("POST", "/api/upload", {"label": "aGVsbG8=", "inst": "aGVsbG8="}, 400, "uploaded label"),
+        ("POST", "/api/photo-style", {"id": 1, "photo": "aGVsbG8="}, 400, "uploaded photo"),
+        ("POST", "/api/open", [1, 2], 400, "must be a JSON object"),
+    ],
+)
+def test_bad_input_gets_one_line_and_the_server_keeps_serving(
+    client: Client, method: str, path: str, body: Any, status: int, message: str
+) -> None:
+    code, answer = client.request(method, path, body)
+    assert code == status, answer
+    assert message in answer["error"] and "\n" not in answer["error"]
+    assert client.get("/api/info")["open"] == "toy_test_00000"
+
+
+def test_uploads_are_checked_like_synthesize_checks_files(client: Client) -> None:
+    def png(array: np.ndarray) -> str:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        import base64
+
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    label = client.get("/api/download/label.png")
+    inst = client.get("/api/download/inst.png")
+    bad_range = label.copy()
+    bad_range[0, 0] = 200
+    code, answer = client.request(
+        "POST", "/api/upload", {"label": png(bad_range), "label_name": "x.png", "inst": png(inst)}
+    )
+    assert code == 400 and answer["error"].startswith("uploaded label x.png: label value 200")
+    code, answer = client.request(
+        "POST", "/api/upload", {"label": png(label), "inst": png(inst[:32])}
+    )
+    assert code == 400 and "use maps of one size" in answer["error"]
+    code, answer = client.request("POST", "/api/upload", {"label": png(label)})
+    assert code == 400 and "upload the instance PNG too" in answer["error"]
+    state = client.post(
+        "/api/upload", {"label": png(label), "label_name": "mine.png", "inst": png(inst)}
+    )
+    assert state["open"] == "mine" and not state["can_undo"]
+    assert (client.get("/api/download/label.png") == label).all()
+
+
+def test_requests_for_other_hosts_and_oversized_bodies_are_refused(client: Client) -> None:
+    code, answer = client.request("GET", "/api/info", headers={"Host": "evil.example:80"})
+    assert code == 400 and "127.0.0.1 only" in answer["error"]
+    req = urllib.request.Request(
+        client.url + "/api/upload",
+        b"{}",
+        {"Content-Length": str(MAX_BODY + 1), "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=30)
+    assert refused.value.code == 400 and b"limited to 32 MiB" in refused.value.read()
+    assert client.get("/api/info")["maps"]
+
+
+def test_page_and_its_files_are_served(client: Client) -> None:
+    page = client.get("/").decode()
+    assert '<script src="/editor.js">' in page and "http" not in page.replace("http-equiv", "")
+    assert b"/api/select" in client.get("/editor.js")
+    assert b".swatch" in client.get("/editor.css")
+
+
+def test_stroke_mask_covers_the_capsule_around_the_line() -> None:
+    mask = stroke_mask((20, 40), [[5, 10], [30, 10]], 2)
+    assert mask[10, 5:31].all() and mask[8, 20] and not mask[7, 20] and not mask[10, 33]
+    assert stroke_mask((20, 40), [[3, 3]], 1).sum() == 5  # a single point: a small disc
+    with pytest.raises(ConfigError, match="touch"):
+        stroke_mask((20, 40), [[100, 100]], 2)
+
+
+def test_edit_command_serves_until_interrupted(tiny_feature_run: Path, toy_data: Path) -> None:
+    test = toy_data / "test"
+    args = [sys.executable, "-m", "p2phd", "edit", str(tiny_feature_run), str(test / "label")]
+    proc = subprocess.Popen(
+        [*args, "--inst", str(test / "inst"), "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("p2phd edit: open http://127.0.0.1:"), line
+        url = line.split()[3]
+        assert Client(url).get("/api/info")["maps"] == ["toy_test_00000", "toy_test_00001"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_edit_refuses_a_bad_run_in_one_line(tmp_path: Path) -> None:
+    code, out = cli("edit", tmp_path / "nowhere")
+    assert code == 2 and "not a p2phd run" in out and len(out.strip().splitlines()) == 1
