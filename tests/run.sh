@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (CI runs this): set up .venv if needed, lint, then the whole suite on CPU.
-# Extra arguments go to pytest, e.g. `bash tests/run.sh -m "not slow"` for the quick part.
+# The test command: set up .venv if needed, lint, then the test suite on the CPU (the slow
+# end-to-end tests only when asked: `bash tests/run.sh -m "slow or not slow"`, as CI runs it).
+# Extra arguments go to pytest.
 # The tools run through the venv's interpreter: where the system Python already has them,
 # the venv reuses those packages and pip puts no scripts into .venv/bin.
 set -euo pipefail
