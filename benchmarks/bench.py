@@ -22,6 +22,8 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
              (--workers 0), in images/s; a tiny G on the CPU (I/O dominates), the reference's
              global G on CUDA
   compile    (only when named) train512 and infer512, eager then torch.compile'd (one graph)
+  prep       (only when named) `p2phd prep` of 1,000 synthetic 512x512 items (label,
+             instance map, JPEG photo) at 1 and at 2 worker processes, in items/s
   edit       (only when named) `p2phd edit`'s round trip over HTTP on loopback: restyle a car
              (or relabel it), synthesize, PNG back, at 512x256 with a trained toy run
              (--edit-run, default toy_demo/run, and its test maps, resized to --edit-width)
@@ -291,6 +293,42 @@ def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
     return rows
 
 
+def bench_prep(tmp: Path, items: int = 1000) -> list[dict[str, object]]:
+    """items/s of prep at 1 and 2 workers over `items` synthetic 512x512 items."""
+    import numpy as np
+    from PIL import Image
+
+    from p2phd.config import PrepConfig
+    from p2phd.data.prep import prepare_dataset
+
+    src = tmp / "prep_src"
+    for folder in ("train_label", "train_inst", "train_img"):
+        (src / folder).mkdir(parents=True)
+    for i in range(items):
+        batch = scene(512, 512, torch.device("cpu"), seed=i)
+        label = (batch["label"][0] % 20).numpy().astype(np.uint8)
+        inst = (batch["inst"][0] % 20000).numpy().astype(np.uint16)
+        Image.fromarray(label).save(src / "train_label" / f"{i:04d}.png")
+        Image.fromarray(inst).save(src / "train_inst" / f"{i:04d}.png")
+        photo = batch["image"][0].permute(1, 2, 0).numpy()
+        Image.fromarray(photo).save(src / "train_img" / f"{i:04d}.jpg", quality=90)
+    rows = []
+    for workers in (1, 2):
+        start = time.perf_counter()
+        prepare_dataset(src, tmp / f"prep_{workers}", PrepConfig(workers=workers, label_nc=20))
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "case": f"prep, {workers} worker{'s' if workers > 1 else ''}",
+                "size": "512x512",
+                "ms": round(1000 * seconds / items, 2),
+                "peak_gib": None,
+                "images_per_s": round(items / seconds, 1),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -325,6 +363,9 @@ def main() -> None:
         for case in args.cases.split(","):
             if case == "synth":
                 results += bench_synth(device, args, Path(tmp))
+                continue
+            if case == "prep":
+                results += bench_prep(Path(tmp))
                 continue
             if case == "edit":
                 results += bench_edit(args)

@@ -307,6 +307,9 @@ class TrainConfig:
         return full
 
 
+PREP_LAYOUTS = ("auto", "reference", "cityscapes", "ade20k", "celebamask-hq", "coco-stuff")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PrepConfig:
     """Options of `p2phd prep`."""
@@ -316,14 +319,18 @@ class PrepConfig:
     label_nc: int | None = None  # None: the known dataset's, or inferred as max label + 1
     class_names: tuple[str, ...] = ()  # one per class (--class-names FILE); () when unknown
     skip_bad: bool = False
-    workers: int = 1
+    workers: int = 0  # processes; 0: one per CPU core (in this process for a few items)
     overwrite: bool = False
+    layout: str = "auto"  # one of PREP_LAYOUTS (see data/sources.py)
 
     def __post_init__(self) -> None:
         _require(self.width is None or self.width >= self.multiple, "--width", "is too small")
         _require(self.multiple >= 1, "--multiple", "must be >= 1")
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")
-        _require(self.workers >= 1, "--workers", "must be >= 1")
+        _require(self.workers >= 0, "--workers", "must be >= 0 (0: one per CPU core)")
+        _require(
+            self.layout in PREP_LAYOUTS, "--layout", f"must be one of {', '.join(PREP_LAYOUTS)}"
+        )
 
 
 def resume_conflicts(stored: TrainConfig, new: TrainConfig) -> list[str]:

@@ -22,7 +22,14 @@ from p2phd import metrics
 from p2phd.atomic import make_dirs, write_text
 from p2phd.checkpoint import require_checkpoint
 from p2phd.data.io import IMAGE_SUFFIXES, read_id_map, read_rgb, resize_ids, resize_rgb
-from p2phd.data.names import CITYSCAPES_CLASSES, KEY_RULE, class_name, name_key
+from p2phd.data.names import (
+    ADE20K_CLASSES,
+    CITYSCAPES_CLASSES,
+    COCO_STUFF_CLASSES,
+    KEY_RULE,
+    class_name,
+    name_key,
+)
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.eval_page import write_page
 from p2phd.nets.inception import load_fid_inception
@@ -38,7 +45,7 @@ class EvalOptions:
     inception: Path | None = None
     segmenter: Path | None = None
     convention: Convention = field(default_factory=Convention)
-    label_map: str = "auto"  # auto: cityscapes for Cityscapes' classes, else identity
+    label_map: str = "auto"  # auto: the known dataset's (cityscapes, ade20k, ...), else identity
     ignore_index: int = IGNORE
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -324,8 +331,13 @@ def _segmenter(opts: EvalOptions, device: torch.device, scores: dict[str, Any]) 
 
 
 def _mapping(label_map: str, names: tuple[str, ...], label_nc: int) -> np.ndarray:
-    if label_map == "auto":
-        label_map = "cityscapes" if tuple(names) == CITYSCAPES_CLASSES else "identity"
+    if label_map == "auto":  # the known datasets' own scoring, unlabeled ids ignored
+        known = {
+            CITYSCAPES_CLASSES: "cityscapes",
+            ADE20K_CLASSES: "ade20k",
+            COCO_STUFF_CLASSES: "coco-stuff",
+        }
+        label_map = known.get(tuple(names), "identity")
     return label_lookup(label_map, label_nc)
 
 

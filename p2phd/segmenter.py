@@ -132,10 +132,18 @@ def _load(path: Path, device: torch.device) -> Any:
 
 def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
     """An id -> segmenter class table (IGNORE where a label is not scored): `identity`,
-    `cityscapes` (labelIds -> trainIds), or a JSON file `{"label id": class or 255}`."""
+    `cityscapes` (labelIds -> trainIds), `ade20k` (0 unlabeled ignored, 1..150 -> the 150
+    classes ADE20K segmenters predict), `coco-stuff` (0..181 as they are, 182 unlabeled
+    ignored), or a JSON file `{"label id": class or 255}`."""
     table = np.full(max(label_nc, 256), IGNORE, np.int64)
     if mapping == "identity":
         table[:label_nc] = np.arange(label_nc)
+        return table
+    if mapping == "ade20k":
+        table[1:151] = np.arange(150)
+        return table
+    if mapping == "coco-stuff":
+        table[:182] = np.arange(182)
         return table
     if mapping == "cityscapes":
         pairs = CITYSCAPES_TRAIN_IDS
@@ -145,7 +153,8 @@ def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
             pairs = {int(k): int(v) for k, v in loaded.items()}
         except (OSError, ValueError, AttributeError, TypeError) as exc:
             raise ConfigError(
-                f"--label-map {mapping}: use identity, cityscapes or a JSON file "
+                f"--label-map {mapping}: use identity, cityscapes, ade20k, coco-stuff or a "
+                "JSON file "
                 f'{{"label id": class}} ({exc})'
             ) from None
     for label, cls in pairs.items():

@@ -242,7 +242,8 @@ def test_api_report_and_progress(tmp_path: Path) -> None:
     assert [s["key"] for s in report.skipped] == ["c"]
     assert json.loads(json.dumps(report.to_dict()))["out"] == str(tmp_path / "data")
     assert report.describe() == (
-        f"prepped 2 train + 1 test items (40x72) into {tmp_path / 'data'}/; label_nc 6 "
+        f"prepped 2 train + 1 test items (40x72) into {tmp_path / 'data'}/ from the reference "
+        "layout; label_nc 6 "
         "(inferred from the data: max label 5); with instance maps; 1 skipped"
     )
 

@@ -59,7 +59,9 @@ def toy(
 @app.command()
 @user_errors
 def prep(
-    src: Annotated[Path, typer.Argument(help="Source: reference layout or raw Cityscapes.")],
+    src: Annotated[
+        Path, typer.Argument(help="Source dataset folder, as downloaded (see --layout).")
+    ],
     data: Annotated[Path, typer.Argument(help="Prepped dataset folder to create.")],
     *,
     width: Annotated[int | None, typer.Option(help="Resize to this width.")] = None,
@@ -77,7 +79,16 @@ def prep(
     skip_bad: Annotated[
         bool | None, typer.Option("--skip-bad", help="Skip and count bad items.")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default 0: one per CPU core).")
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (recognised by its folders) | reference | cityscapes | ade20k | "
+            "celebamask-hq | coco-stuff."
+        ),
+    ] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -99,6 +110,7 @@ def prep(
             skip_bad=skip_bad,
             workers=workers,
             overwrite=overwrite,
+            layout=layout,
         )
     )
     with progress_bar(quiet) as bar:

@@ -57,7 +57,11 @@ def evaluate(
     seg_std: Annotated[str | None, Opt(help="Its per-channel std, R,G,B (default 1).")] = None,
     seg_size: Annotated[str | None, Opt(help="Its input size WxH (default: the image's).")] = None,
     label_map: Annotated[
-        str, Opt(help="auto | identity | cityscapes (labelIds->trainIds) | JSON file.")
+        str,
+        Opt(
+            help="auto (the known dataset's) | identity | cityscapes (labelIds->trainIds) | "
+            "ade20k | coco-stuff (their unlabeled ids ignored) | JSON file."
+        ),
     ] = "auto",
     label_nc: Annotated[int | None, Opt(help="Classes of --labels (folder mode).")] = None,
     ignore_index: Annotated[int, Opt(help="Segmenter class left out of the scores.")] = 255,

@@ -30,6 +30,7 @@ from p2phd.atomic import atomic_dir, write_text
 from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.augment import scaled_size
+from p2phd.data.names import UNLABELED
 from p2phd.data.sources import SPLITS, Item, Source, discover, read_item
 from p2phd.errors import DatasetError
 from p2phd.ops import boundary_map
@@ -39,11 +40,23 @@ MANIFEST = "dataset.json"
 _REQUIRED = {"kind": str, "label_nc": int, "instance": bool, "multiple": int, "splits": dict}
 
 Progress = Callable[[int, int], None]
-_MANIFEST_FIELDS = ("kind", "label_nc", "label_nc_inferred", "instance", "class_names", "dataset")
+_MANIFEST_FIELDS = (
+    "kind",
+    "label_nc",
+    "label_nc_inferred",
+    "instance",
+    "class_names",
+    "dataset",
+    "unlabeled",
+)
+FEW_ITEMS = 16
 _HOW = {
     "inferred": "inferred from the data: ",
     "cityscapes": "Cityscapes' classes, ",
     "toy": "the toy's classes, ",
+    "ade20k": "ADE20K's 150 classes and 0 unlabeled, ",
+    "celebamask-hq": "CelebAMask-HQ's 18 parts and background, ",
+    "coco-stuff": "COCO-Stuff's 182 classes and 255 unlabeled as 182, ",
     "class names": "from --class-names, ",
 }
 
@@ -54,13 +67,14 @@ class PrepReport:
 
     out: Path
     source: Path
-    source_layout: str  # "reference" | "cityscapes"
+    source_layout: str  # one of config.PREP_LAYOUTS but "auto"
     kind: str  # "labels" | "rgb"
     label_nc: int
     label_nc_inferred: bool
     label_nc_from: str  # "given" | "class names" | "cityscapes" | "toy" | "inferred" | "rgb"
     class_names: tuple[str, ...]  # () when unknown
-    dataset: str  # "cityscapes" | "toy" | "" (see sources.Source.dataset)
+    dataset: str  # a known dataset ("cityscapes", "ade20k", "toy", ...) or "" (sources.Source)
+    unlabeled: int | None  # the dataset's unlabeled id (a class of its own), when it has one
     max_label: int | None  # None for RGB-input datasets
     instance: bool
     multiple: int
@@ -89,8 +103,8 @@ class PrepReport:
             classes = f"label_nc {self.label_nc} ({how}max label {self.max_label})"
         inst = "with instance maps" if self.instance else "no instance maps"
         return (
-            f"prepped {counts} items{size} into {self.out}/; {classes}; {inst}; "
-            f"{len(self.skipped)} skipped"
+            f"prepped {counts} items{size} into {self.out}/ from the {self.source_layout} "
+            f"layout; {classes}; {inst}; {len(self.skipped)} skipped"
         )
 
 
@@ -116,7 +130,7 @@ def prepare_dataset(
     """
     src, out = Path(src), Path(out)
     _check_out(src, out, cfg.overwrite)
-    source = discover(src, cfg.label_nc)
+    source = discover(src, cfg.label_nc, cfg.layout)
     cfg, label_nc_from, class_names = _decide_classes(cfg, source)
     bad = [b for split in source.splits.values() for b in split.bad]
     if bad and not cfg.skip_bad:
@@ -283,6 +297,7 @@ def _report(
         label_nc_from=label_nc_from,
         class_names=class_names,
         dataset=source.dataset,
+        unlabeled=UNLABELED.get(source.dataset) if class_names == source.classes else None,
         max_label=max_label,
         instance=source.instance,
         multiple=cfg.multiple,
@@ -319,7 +334,11 @@ def _run(
 
 
 def _outcomes(jobs: list[_Job], workers: int) -> Generator[tuple[int, dict[str, Any]], None, None]:
-    """(index, result) pairs as jobs finish, in this process or in a pool."""
+    """(index, result) pairs as jobs finish, in this process or in a pool (workers 0: one
+    per CPU core, and this process alone below `FEW_ITEMS`, where a pool costs more than
+    it saves)."""
+    if workers == 0:
+        workers = 1 if len(jobs) < FEW_ITEMS else max(1, os.cpu_count() or 1)
     if workers == 1 or len(jobs) < 2:
         for index, job in enumerate(jobs):
             yield index, _process(job)

@@ -7,7 +7,22 @@ Pairing is by key, never by sorted position. Two layouts are understood:
   a file is its path below the folder without the suffix, so nested folders pair too;
 * raw Cityscapes: `gtFine/<split>/<city>/<key>_gtFine_{labelIds,instanceIds}.png` and
   `leftImg8bit/<split>/<city>/<key>_leftImg8bit.png`. Cityscapes `train` becomes our `train`
-  and `val` our `test` (the `test` split's labels are dummies, so it is ignored).
+  and `val` our `test` (the `test` split's labels are dummies, so it is ignored);
+* ADE20K scene parsing as its zip unpacks (`ADEChallengeData2016/`, or that folder itself):
+  `images/{training,validation}/*.jpg` with `annotations/{training,validation}/*.png`
+  (`training` becomes `train`, `validation` `test`); no instance maps; 151 classes, its 0
+  ("unlabeled") kept as class 0 (`names.UNLABELED`);
+* CelebAMask-HQ as its zip unpacks (`CelebAMask-HQ/`): `CelebA-HQ-img/<id>.jpg` with the
+  part masks `CelebAMask-HQ-mask-anno/<group>/<id:05d>_<part>.png`, merged into one label
+  map of 19 classes (`names.CELEBAMASK_PARTS`, later parts over earlier ones); the photos
+  (1024x1024) are read at the masks' size (512x512); no instance maps. The split: CelebA's
+  own (test from CelebA image 162771 on) through `CelebA-HQ-to-CelebA-mapping.txt` when it
+  is there, else every tenth face by a hash of its id;
+* COCO-Stuff 2017: `train2017/*.jpg`, `val2017/*.jpg` with
+  `stuffthingmaps_trainval2017/{train2017,val2017}/*.png` (`val2017` becomes `test`); ids
+  0..181 as they are, its unlabeled 255 read as class 182 (label_nc 183); no instance maps.
+
+`--layout auto` recognises each by its folders; a folder that looks like two is refused.
 
 The reference pairs its file lists by sorted position, so one missing file silently shifts
 every later pair. Here a key lacking a partner is a bad
@@ -20,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +44,12 @@ import numpy as np
 from p2phd.data import io
 from p2phd.data.io import IMAGE_SUFFIXES
 from p2phd.data.names import (
+    ADE20K_CLASSES,
+    CELEBAMASK_CLASSES,
+    CELEBAMASK_PARTS,
     CITYSCAPES_CLASSES,
+    COCO_STUFF_CLASSES,
+    COCO_STUFF_UNLABELED_FILE,
     KEY_RULE,
     check_class_names,
     is_cityscapes_name,
@@ -44,9 +65,17 @@ _CITY_SUFFIX = {
     "img": "_leftImg8bit.png",
 }
 _NOUN = {"label": "label map", "input": "input photo", "inst": "instance map", "img": "photo"}
+ADE20K_SPLITS = {"train": "training", "test": "validation"}  # ours -> ADE20K
+COCO_SPLITS = {"train": "train2017", "test": "val2017"}  # ours -> COCO
+_COCO_MAPS = "stuffthingmaps_trainval2017"
+CELEBA_TEST_FROM = 162770  # 0-based CelebA index where its val and test partitions begin
+_CELEBA = ("CelebA-HQ-img", "CelebAMask-HQ-mask-anno")
 _EXPECTED = (
     "expected the reference layout (train_label/, train_inst/, train_img/, test_label/, ...; "
-    "or train_A/, train_B/, ... for --label-nc 0) or raw Cityscapes (gtFine/, leftImg8bit/)"
+    "or train_A/, train_B/, ... for --label-nc 0), raw Cityscapes (gtFine/, leftImg8bit/) "
+    "ADE20K (ADEChallengeData2016/ with images/ and annotations/), CelebAMask-HQ "
+    "(CelebA-HQ-img/, CelebAMask-HQ-mask-anno/) or COCO-Stuff (train2017/, val2017/, "
+    "stuffthingmaps_trainval2017/)"
 )
 
 
@@ -57,6 +86,7 @@ class Item:
     split: str
     key: str
     files: dict[str, Path]
+    remap: tuple[int, int] | None = None  # a label value read as another (COCO's 255 -> 182)
 
     @property
     def name(self) -> str:
@@ -87,11 +117,11 @@ class Source:
     """A discovered source dataset."""
 
     root: Path
-    layout: str  # "reference" | "cityscapes"
+    layout: str  # one of config.PREP_LAYOUTS but "auto"
     kind: str  # "labels" | "rgb"
     instance: bool
     splits: dict[str, Split] = field(default_factory=dict)
-    dataset: str = ""  # "cityscapes" (by layout or file names), "toy" (toy.json), or unknown
+    dataset: str = ""  # by layout or file names (Cityscapes), "toy" (toy.json), or unknown
     classes: tuple[str, ...] = ()  # the dataset's class names, when it is a known one
 
     @property
@@ -139,28 +169,157 @@ class _Role:
         return files, bad
 
 
-def discover(src: Path, label_nc: int | None) -> Source:
-    """Detect the layout of `src`, then list and pair its files per split."""
+def discover(src: Path, label_nc: int | None, layout: str = "auto") -> Source:
+    """Detect (or take) the layout of `src`, then list and pair its files per split."""
     if not src.is_dir():
         raise DatasetError(f"{src}: source folder not found; {_EXPECTED}")
-    reference = [p.name for p in sorted(src.iterdir()) if p.is_dir() and _reference_dir(p.name)]
-    cityscapes = (src / "gtFine").is_dir()
-    if reference and cityscapes:
-        raise DatasetError(
-            f"{src}: holds both reference folders ({', '.join(reference)}) and Cityscapes "
-            "gtFine/; keep one layout per source folder"
-        )
-    if cityscapes:
-        if label_nc == 0:
-            raise DatasetError(f"{src}: Cityscapes has label maps; drop --label-nc 0")
-        found = _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
-    elif not reference:
-        what = "empty folder" if not any(src.iterdir()) else "not a dataset source"
-        raise DatasetError(f"{src}: {what}; {_EXPECTED}")
+    found = detect_layouts(src)
+    if layout == "auto":
+        if len(found) > 1:
+            raise DatasetError(
+                f"{src}: looks like {' and like '.join(found)}; keep one layout per source "
+                f"folder, or pass --layout {found[0]}"
+            )
+        if not found:
+            what = "empty folder" if not any(src.iterdir()) else "not a dataset source"
+            raise DatasetError(f"{src}: {what}; {_EXPECTED}")
+        layout = found[0]
+    elif layout not in found:
+        raise DatasetError(f"{src}: not in the {layout} layout; {_EXPECTED}")
+    if layout != "reference" and label_nc == 0:
+        raise DatasetError(f"{src}: {layout} has label maps; drop --label-nc 0")
+    if layout == "cityscapes":
+        source = _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
+    elif layout == "ade20k":
+        source = _pair_all(src, "ade20k", "labels", _ade20k_roles(_ade20k_root(src)))
+    elif layout == "celebamask-hq":
+        source = _celebamask(src)
+    elif layout == "coco-stuff":
+        source = _pair_all(src, "coco-stuff", "labels", _coco_roles(src))
+        remap = (COCO_STUFF_UNLABELED_FILE, len(COCO_STUFF_CLASSES) - 1)
+        splits = {
+            name: dataclasses.replace(
+                split, items=[dataclasses.replace(i, remap=remap) for i in split.items]
+            )
+            for name, split in source.splits.items()
+        }
+        source = dataclasses.replace(source, splits=splits)
     else:
         kind = _reference_kind(src, label_nc)
-        found = _pair_all(src, "reference", kind, _reference_roles(src, kind))
-    return _identify(found)
+        source = _pair_all(src, "reference", kind, _reference_roles(src, kind))
+    return _identify(source)
+
+
+def detect_layouts(src: Path) -> list[str]:
+    """The layouts whose folders `src` holds (more than one is an error for `auto`)."""
+    found = []
+    if any(p.is_dir() and _reference_dir(p.name) for p in src.iterdir()):
+        found.append("reference")
+    if (src / "gtFine").is_dir():
+        found.append("cityscapes")
+    ade = _ade20k_root(src)
+    if (ade / "images").is_dir() and (ade / "annotations").is_dir():
+        found.append("ade20k")
+    if all((src / folder).is_dir() for folder in _CELEBA):
+        found.append("celebamask-hq")
+    if (src / _COCO_MAPS).is_dir():
+        found.append("coco-stuff")
+    return found
+
+
+def _coco_roles(src: Path) -> dict[str, list[_Role]]:
+    folders = {s: (src / _COCO_MAPS / c, src / c) for s, c in COCO_SPLITS.items()}
+    return _folder_roles(folders, f"{src / _COCO_MAPS}: has no train2017/ or val2017/")
+
+
+def _celebamask(src: Path) -> Source:
+    """Faces by id: the photo and every part mask of that id; a face lacking either is bad."""
+    photos_dir, masks_dir = (src / folder for folder in _CELEBA)
+    photos: dict[str, Path] = {}
+    for path in sorted(photos_dir.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.stem.isdigit():
+            photos[str(int(path.stem))] = path
+    parts: dict[str, dict[str, Path]] = {}
+    for path in sorted(masks_dir.glob("*/*.png")):
+        ident, _, part = path.stem.partition("_")
+        if ident.isdigit() and part in CELEBAMASK_PARTS:
+            parts.setdefault(str(int(ident)), {})[f"part:{part}"] = path
+    if not photos and not parts:
+        raise DatasetError(f"{src}: no faces in {photos_dir}/ or {masks_dir}/; {_EXPECTED}")
+    test = _celeba_test_ids(src, sorted(set(photos) | set(parts), key=int))
+    items: dict[str, list[Item]] = {split: [] for split in SPLITS}
+    bad: dict[str, list[Bad]] = {split: [] for split in SPLITS}
+    for key in sorted(set(photos) | set(parts), key=int):
+        split = "test" if key in test else "train"
+        if key not in photos:
+            some = next(iter(parts[key].values()))
+            bad[split].append(
+                Bad(
+                    split,
+                    key,
+                    f"{some}: face {key} has no photo {photos_dir / key}.jpg; "
+                    "add it or remove its part masks",
+                )
+            )
+        elif key not in parts:
+            bad[split].append(
+                Bad(
+                    split,
+                    key,
+                    f"{photos[key]}: face {key} has no part masks in "
+                    f"{masks_dir}/*/{int(key):05d}_<part>.png; add them or remove the photo",
+                )
+            )
+        else:
+            items[split].append(Item(split, key, {**parts[key], "img": photos[key]}))
+    splits = {s: Split(items[s], bad[s], True) for s in SPLITS if items[s] or bad[s]}
+    return Source(src, "celebamask-hq", "labels", False, splits)
+
+
+def _celeba_test_ids(src: Path, keys: list[str]) -> set[str]:
+    """CelebA's partition through the dataset's mapping file, else a seeded tenth."""
+    mapping = src / "CelebA-HQ-to-CelebA-mapping.txt"
+    if not mapping.is_file():
+        return {k for k in keys if zlib.crc32(k.encode()) % 10 == 0}
+    test = set()
+    for number, line in enumerate(mapping.read_text().splitlines()[1:], 2):
+        fields = line.split()
+        if len(fields) < 2 or not (fields[0].isdigit() and fields[1].isdigit()):
+            raise DatasetError(
+                f"{mapping}:{number}: expected 'idx orig_idx orig_file'; restore the file "
+                "from the dataset or remove it (a seeded split is used then)"
+            )
+        if int(fields[1]) >= CELEBA_TEST_FROM:
+            test.add(str(int(fields[0])))
+    return test
+
+
+def _ade20k_root(src: Path) -> Path:
+    """`ADEChallengeData2016/` inside `src`, or `src` itself."""
+    inner = src / "ADEChallengeData2016"
+    return inner if inner.is_dir() else src
+
+
+def _ade20k_roles(root: Path) -> dict[str, list[_Role]]:
+    folders = {s: (root / "annotations" / a, root / "images" / a) for s, a in ADE20K_SPLITS.items()}
+    return _folder_roles(folders, f"{root / 'annotations'}: has no training/ or validation/")
+
+
+def _folder_roles(folders: dict[str, tuple[Path, Path]], missing: str) -> dict[str, list[_Role]]:
+    """Split -> roles for layouts with one folder of label maps and one of photos per split
+    (ADE20K, COCO-Stuff): the labels, then the photos (required for train)."""
+    roles: dict[str, list[_Role]] = {}
+    for split, (labels, photos) in folders.items():
+        if not labels.is_dir():
+            continue
+        roles[split] = [_Role("label", labels, None)]
+        if photos.is_dir():
+            roles[split].append(_Role("img", photos, None))
+        elif split == "train":
+            raise DatasetError(f"{photos}/ is missing; training needs the photos")
+    if not roles:
+        raise DatasetError(f"{missing}; {_EXPECTED}")
+    return roles
 
 
 def _identify(source: Source) -> Source:
@@ -170,6 +329,12 @@ def _identify(source: Source) -> Source:
     labels = [i.files["label"].name for s in splits for i in s.items if "label" in i.files]
     if source.layout == "cityscapes" or (labels and all(map(is_cityscapes_name, labels))):
         return dataclasses.replace(source, dataset="cityscapes", classes=CITYSCAPES_CLASSES)
+    if source.layout == "ade20k":
+        return dataclasses.replace(source, dataset="ade20k", classes=ADE20K_CLASSES)
+    if source.layout == "celebamask-hq":
+        return dataclasses.replace(source, dataset="celebamask-hq", classes=CELEBAMASK_CLASSES)
+    if source.layout == "coco-stuff":
+        return dataclasses.replace(source, dataset="coco-stuff", classes=COCO_STUFF_CLASSES)
     toy = source.root / "toy.json"
     if source.kind == "labels" and toy.is_file():
         try:
@@ -341,13 +506,16 @@ def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
     photos as uint8 `[H, W, 3]`; all of one size. A problem raises a one-line `DatasetError`.
     """
     maps: dict[str, np.ndarray] = {}
+    if any(role.startswith("part:") for role in item.files):
+        return _read_face(item, label_nc)
     for role in ("label", "input", "inst", "img"):
         path = item.files.get(role)
         if path is None:
             continue
         if role == "label":
             fix = "pass --label-nc {top} or fix the map"
-            maps[role] = io.check_ids(path, io.read_id_map(path), "label", label_nc, fix)
+            ids = _remapped(path, io.read_id_map(path), item.remap)
+            maps[role] = io.check_ids(path, ids, "label", label_nc, fix)
         elif role == "inst":
             maps[role] = io.check_ids(path, io.read_id_map(path, "instance map"), "inst")
         else:
@@ -362,3 +530,43 @@ def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
                 f"{item.files[first]} is {w}x{h}; make them the same size or remove the pair"
             )
     return maps
+
+
+def _read_face(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
+    """CelebAMask-HQ: the part masks merged into one label map (each part's class drawn over
+    the parts before it), and the photo read at the masks' size."""
+    label: np.ndarray | None = None
+    first = None
+    for cls, part in enumerate(CELEBAMASK_PARTS, 1):
+        path = item.files.get(f"part:{part}")
+        if path is None:
+            continue
+        mask = np.asarray(io.open_image(path).convert("L")) >= 128
+        if label is None:
+            label, first = np.zeros(mask.shape, np.int64), path
+        elif mask.shape != label.shape:
+            raise DatasetError(
+                f"{path}: part mask is {mask.shape[1]}x{mask.shape[0]} but {first} is "
+                f"{label.shape[1]}x{label.shape[0]}; make the masks of a face one size or "
+                "remove the face"
+            )
+        label[mask] = cls
+    assert label is not None and first is not None
+    io.check_ids(first, label, "label", label_nc)
+    h, w = label.shape
+    return {"label": label, "img": io.resize_rgb(io.read_rgb(item.files["img"]), w, h)}
+
+
+def _remapped(path: Path, ids: np.ndarray, remap: tuple[int, int] | None) -> np.ndarray:
+    """Value `remap[0]` read as class `remap[1]`; values from `remap[1]` up to it are no ids
+    of the dataset (COCO-Stuff: 0..181 and 255)."""
+    if remap is None:
+        return ids
+    unlabeled, target = remap
+    stray = ids[(ids >= target) & (ids != unlabeled)]
+    if stray.size:
+        raise DatasetError(
+            f"{path}: label value {int(stray[0])} is not a COCO-Stuff id (0..{target - 1}, or "
+            f"{unlabeled} for unlabeled); fix the map"
+        )
+    return np.where(ids == unlabeled, target, ids)
