@@ -271,9 +271,10 @@ def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
     counter = iter(range(1_000_000))
 
     def call(path: str, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
+        payload = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
-        urllib.request.urlopen(urllib.request.Request(server.url + path[1:], data, headers)).read()
+        request = urllib.request.Request(server.url + path[1:], payload, headers)
+        urllib.request.urlopen(request).read()
         urllib.request.urlopen(server.url + "api/image.png").read()
 
     def restyle() -> None:

@@ -30,7 +30,7 @@ from p2phd.errors import ConfigError, NotFoundError, P2phdError
 from p2phd.ops import unit_image
 from p2phd.runtime import resolve_device, resolve_precision, use_fast_kernels
 from p2phd.styles import StyleMap, StyleSpec, fresh_instance_id, random_clusters, regions, relabel
-from p2phd.synth import Styler, SynthOptions, load_generator, render
+from p2phd.synth import Styler, SynthOptions, load_generator, render, style_pool
 from p2phd.synth_inputs import (
     Input,
     SynthItem,
@@ -273,7 +273,7 @@ class Editor:
             raise ConfigError(_uploaded(exc, {"photo": path}, {"photo": (photo, name)})) from None
         if self._encoder is None:
             self._encoder = load_net(self.ckpt, "E", self.device)
-        pool = self._pool(maps)
+        pool = style_pool(self.net, maps.label, maps.inst)
         image = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device)
         with torch.inference_mode():
             features = self._encoder(
@@ -368,10 +368,6 @@ class Editor:
     def _where(self) -> Path:
         return self.item.label if self.item else Path("label map")
 
-    def _pool(self, maps: Maps) -> np.ndarray:
-        """The map whose regions carry styles: instances (--instance-feat) or classes."""
-        return maps.inst if self.net.instance_feat and maps.inst is not None else maps.label
-
     def _mask(self, ident: int) -> np.ndarray:
         maps = self._current()
         mask = (maps.inst if maps.inst is not None else maps.label) == ident
@@ -416,7 +412,7 @@ class Editor:
         self, label: np.ndarray, inst: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Region ids, their classes and their classes' cluster counts."""
-        pool = self._pool(Maps(label, inst, {}))
+        pool = style_pool(self.net, label, inst)
         ids, _, classes = regions(torch.from_numpy(pool), torch.from_numpy(label))
         counts = np.array([self._clusters(int(c)) for c in classes.tolist()], np.int64)
         return ids.numpy(), classes.numpy(), counts

@@ -213,7 +213,8 @@ def region_features(
     """`[U, F]`: one feature vector per region under `spec`, deterministic for the seed, the
     image key and the variation number."""
     k = bank.count[classes]
-    choice = random_clusters(classes, bank, spec.seed, key, variation * (spec.vary is None))
+    draw = variation if spec.vary is None else 0  # no target: each variation re-draws all
+    choice = random_clusters(classes, bank, spec.seed, key, draw)
     if spec.mode == "cluster":
         _check_index(spec.cluster, classes, k, "--style cluster")
         choice = np.full_like(choice, spec.cluster)

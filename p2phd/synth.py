@@ -180,7 +180,7 @@ class Styler:
     def features(self, r: Input, variation: int, spec: StyleSpec) -> Tensor:
         """`[F, H, W]` features for one input and variation number under `spec`."""
         label = torch.from_numpy(r.label)
-        pool = torch.from_numpy(r.inst) if self.net.instance_feat and r.inst is not None else label
+        pool = torch.from_numpy(style_pool(self.net, r.label, r.inst))
         if self.encoder is not None:
             assert r.photo is not None
             photo = torch.from_numpy(r.photo).permute(2, 0, 1)[None].to(self.device)
@@ -193,6 +193,11 @@ class Styler:
         )
         h, w = label.shape
         return vectors[inverse].reshape(h, w, -1).permute(2, 0, 1).to(self.device)
+
+
+def style_pool(net: NetConfig, label: np.ndarray, inst: np.ndarray | None) -> np.ndarray:
+    """The map whose regions carry styles: instances (--instance-feat) or classes."""
+    return inst if net.instance_feat and inst is not None else label
 
 
 def _check(net: NetConfig, opts: SynthOptions) -> None:

@@ -195,15 +195,8 @@ def discover(src: Path, label_nc: int | None, layout: str = "auto") -> Source:
     elif layout == "celebamask-hq":
         source = _celebamask(src)
     elif layout == "coco-stuff":
-        source = _pair_all(src, "coco-stuff", "labels", _coco_roles(src))
         remap = (COCO_STUFF_UNLABELED_FILE, len(COCO_STUFF_CLASSES) - 1)
-        splits = {
-            name: dataclasses.replace(
-                split, items=[dataclasses.replace(i, remap=remap) for i in split.items]
-            )
-            for name, split in source.splits.items()
-        }
-        source = dataclasses.replace(source, splits=splits)
+        source = _pair_all(src, "coco-stuff", "labels", _coco_roles(src), remap)
     else:
         kind = _reference_kind(src, label_nc)
         source = _pair_all(src, "reference", kind, _reference_roles(src, kind))
@@ -437,8 +430,14 @@ def _cityscapes_roles(src: Path) -> dict[str, list[_Role]]:
     return roles
 
 
-def _pair_all(src: Path, layout: str, kind: str, roles: dict[str, list[_Role]]) -> Source:
-    splits = {split: _pair(split, split_roles) for split, split_roles in roles.items()}
+def _pair_all(
+    src: Path,
+    layout: str,
+    kind: str,
+    roles: dict[str, list[_Role]],
+    remap: tuple[int, int] | None = None,
+) -> Source:
+    splits = {split: _pair(split, split_roles, remap) for split, split_roles in roles.items()}
     for split, found in splits.items():
         if not found.items and not found.bad:
             role = roles[split][0]
@@ -451,8 +450,9 @@ def _pair_all(src: Path, layout: str, kind: str, roles: dict[str, list[_Role]]) 
     return Source(src, layout, kind, instance, splits)
 
 
-def _pair(split: str, roles: list[_Role]) -> Split:
-    """Pair the files of one split by key; unmatched keys become bad items."""
+def _pair(split: str, roles: list[_Role], remap: tuple[int, int] | None = None) -> Split:
+    """Pair the files of one split by key; unmatched keys become bad items. `remap` goes to
+    every item (see `Item.remap`)."""
     scans = [role.scan(split) for role in roles]
     files = {role.role: found for role, (found, _) in zip(roles, scans, strict=True)}
     bad = {b.key: b for _, dups in scans for b in dups}
@@ -466,7 +466,7 @@ def _pair(split: str, roles: list[_Role]) -> Split:
         if key in unmatched:
             bad[key] = Bad(split, key, _unmatched(key, roles, files, unmatched, len(keys)))
             continue
-        item = Item(split, key, {role.role: files[role.role][key] for role in roles})
+        item = Item(split, key, {role.role: files[role.role][key] for role in roles}, remap)
         if item.name in names:  # "a/b" and "a__b" would write the same file
             clash = f"{item.files[roles[0].role]}: is written as {item.name}.png, as is key "
             bad[key] = Bad(split, key, clash + f"{names[item.name]!r}; rename one of them")
