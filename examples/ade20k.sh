@@ -10,7 +10,7 @@
 # ADE20K is the folder the official zip unpacks (images/, annotations/; or its parent).
 set -euo pipefail
 : "${ADE20K:?set ADE20K to the unpacked ADEChallengeData2016 folder}"
-: "${VGG:?set VGG to torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
 DATA=${DATA:-data/ade20k}
 RUNS=${RUNS:-runs}
 read -r -a train <<< "${P2PHD:-p2phd}"

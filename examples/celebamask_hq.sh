@@ -11,7 +11,7 @@
 # CelebA-HQ-to-CelebA-mapping.txt, which gives CelebA's own train/test split).
 set -euo pipefail
 : "${CELEBAMASK:?set CELEBAMASK to the unpacked CelebAMask-HQ folder}"
-: "${VGG:?set VGG to torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
 DATA=${DATA:-data/celebamask_hq}
 RUNS=${RUNS:-runs}
 read -r -a train <<< "${P2PHD:-p2phd}"

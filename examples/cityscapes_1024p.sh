@@ -13,7 +13,7 @@
 #          --rdzv-endpoint HOST:29500 --rdzv-id label2city -m p2phd"   (on every node)
 set -euo pipefail
 : "${CITYSCAPES:?set CITYSCAPES to the raw Cityscapes folder (gtFine/, leftImg8bit/)}"
-: "${VGG:?set VGG to torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
 DATA=${DATA:-data/cityscapes}
 RUNS=${RUNS:-runs}
 read -r -a train <<< "${P2PHD:-p2phd}"

@@ -12,7 +12,7 @@
 # (--batch-size is per process, so 8 GPUs x 1 is the reference's multi-GPU batch of 8).
 set -euo pipefail
 : "${CITYSCAPES:?set CITYSCAPES to the raw Cityscapes folder (gtFine/, leftImg8bit/)}"
-: "${VGG:?set VGG to torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
 DATA=${DATA:-data/cityscapes}   # prepped once at 2048x1024; the 1024p recipe reuses it
 RUNS=${RUNS:-runs}
 read -r -a train <<< "${P2PHD:-p2phd}"

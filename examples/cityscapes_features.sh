@@ -11,7 +11,7 @@
 #   P2PHD="torchrun --nproc-per-node 8 -m p2phd" ... bash examples/cityscapes_features.sh
 set -euo pipefail
 : "${CITYSCAPES:?set CITYSCAPES to the raw Cityscapes folder (gtFine/, leftImg8bit/)}"
-: "${VGG:?set VGG to torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
 DATA=${DATA:-data/cityscapes}
 RUNS=${RUNS:-runs}
 RUN="$RUNS/label2city_512p_feat"

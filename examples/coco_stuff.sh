@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# COCO-Stuff 2017 (182 classes; its unlabeled 255 becomes class 182), paper-style: G1 (ngf 64,
-# 4 downsamplings, 9 blocks) with a 2-scale D, LSGAN + feature matching + VGG, Adam 2e-4,
-# batch 1, at 256 pixels wide (the size later papers compare pix2pixHD at on COCO-Stuff);
-# 100 epochs + 100 of linear decay. Without instance maps (--no-instance, the default here).
+# COCO-Stuff 2017 (182 classes and 0 unlabeled, in its labels.txt numbering), paper-style: G1
+# (ngf 64, 4 downsamplings, 9 blocks) with a 2-scale D, LSGAN + feature matching + VGG, Adam
+# 2e-4, batch 1, at 256 pixels wide (the size later papers compare pix2pixHD at on
+# COCO-Stuff); 100 epochs + 100 of linear decay. With instance boundaries drawn from COCO's
+# instance annotations when annotations/ holds them (needs `pip install 'p2phd[coco]'`),
+# else without instance maps (--no-instance, then the dataset's default).
 #
 #   COCO=~/datasets/coco VGG=~/weights/vgg19-dcbb9e9d.pth bash examples/coco_stuff.sh
 #
-# COCO holds train2017/, val2017/ and stuffthingmaps_trainval2017/ as the official zips unpack.
+# COCO holds train2017/, val2017/, stuffthingmaps_trainval2017/ and (optionally)
+# annotations/instances_{train,val}2017.json as the official zips unpack.
 set -euo pipefail
 : "${COCO:?set COCO to the folder holding train2017/, val2017/, stuffthingmaps_trainval2017/}"
-: "${VGG:?set VGG to torchvision's vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
 DATA=${DATA:-data/coco_stuff}
 RUNS=${RUNS:-runs}
 read -r -a train <<< "${P2PHD:-p2phd}"
 
-[ -f "$DATA/dataset.json" ] || p2phd prep "$COCO" "$DATA" --layout coco-stuff --width 256
+instances=()
+for split in train2017 val2017; do
+  file="$COCO/annotations/instances_$split.json"
+  if [ -f "$file" ]; then instances+=(--coco-instances "$file"); fi
+done
+[ -f "$DATA/dataset.json" ] \
+  || p2phd prep "$COCO" "$DATA" --layout coco-stuff --width 256 "${instances[@]}"
 "${train[@]}" train-global "$DATA" --run-dir "$RUNS/coco_stuff_256" --vgg-weights "$VGG" \
   --epochs 100 --decay-epochs 100
-p2phd synthesize "$RUNS/coco_stuff_256" "$DATA/test/label" --out "results/coco_stuff_256"
+inst=()
+if [ -d "$DATA/test/inst" ]; then inst=(--inst "$DATA/test/inst"); fi
+p2phd synthesize "$RUNS/coco_stuff_256" "$DATA/test/label" "${inst[@]}" \
+  --out "results/coco_stuff_256"

@@ -322,6 +322,7 @@ class PrepConfig:
     workers: int = 0  # processes; 0: one per CPU core (in this process for a few items)
     overwrite: bool = False
     layout: str = "auto"  # one of PREP_LAYOUTS (see data/sources.py)
+    coco_instances: tuple[str, ...] = ()  # COCO instance annotation files (data/coco.py)
 
     def __post_init__(self) -> None:
         _require(self.width is None or self.width >= self.multiple, "--width", "is too small")

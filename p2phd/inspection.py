@@ -44,7 +44,8 @@ def _names_for(label: Path, classes: Path | None) -> tuple[tuple[str, ...], int]
             cfg = require_checkpoint(folder).config.net
             return cfg.class_names, cfg.class_divisor
         if (folder / MANIFEST).is_file():
-            return tuple(read_manifest(folder)["class_names"]), 1000
+            manifest = read_manifest(folder)
+            return tuple(manifest["class_names"]), manifest["class_divisor"]
         if classes:
             raise DatasetError(f"--classes {classes}: not a run folder or a prepped dataset")
     return (CITYSCAPES_CLASSES if is_cityscapes_name(label.name) else ()), 1000
@@ -194,6 +195,7 @@ def inspect_data(data: Path) -> dict[str, Any]:
         "label_nc": manifest["label_nc"],
         "class_names": manifest["class_names"],
         "instance": manifest["instance"],
+        "class_divisor": manifest["class_divisor"],
         "splits": splits,
         "skipped": len(manifest.get("skipped", [])),
     }

@@ -131,10 +131,11 @@ def _with_vgg_hash(loss: LossConfig, run: RunOptions, recorded: str | None) -> L
 
 
 def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
-    """`label_nc`, `instance` and the class names default to the prepped dataset's;
-    contradictions are refused."""
+    """`label_nc`, `instance`, the class divisor and the class names default to the prepped
+    dataset's; contradictions are refused."""
     manifest = read_manifest(Path(data_root))
-    net = {"label_nc": manifest["label_nc"], "instance": manifest["instance"], **net}
+    dataset = {k: manifest[k] for k in ("label_nc", "instance", "class_divisor")}
+    net = {**dataset, **net}
     prepped = manifest["label_nc"]
     if "class_names" not in net:  # the data's names name the data's classes
         names = tuple(manifest.get("class_names") or ())

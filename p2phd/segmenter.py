@@ -133,8 +133,8 @@ def _load(path: Path, device: torch.device) -> Any:
 def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
     """An id -> segmenter class table (IGNORE where a label is not scored): `identity`,
     `cityscapes` (labelIds -> trainIds), `ade20k` (0 unlabeled ignored, 1..150 -> the 150
-    classes ADE20K segmenters predict), `coco-stuff` (0..181 as they are, 182 unlabeled
-    ignored), or a JSON file `{"label id": class or 255}`."""
+    classes ADE20K segmenters predict), `coco-stuff` (0 unlabeled ignored, 1..182 -> the
+    182 classes COCO-Stuff segmenters predict, its stuffthingmaps' values), or a JSON file `{"label id": class or 255}`."""
     table = np.full(max(label_nc, 256), IGNORE, np.int64)
     if mapping == "identity":
         table[:label_nc] = np.arange(label_nc)
@@ -143,7 +143,7 @@ def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
         table[1:151] = np.arange(150)
         return table
     if mapping == "coco-stuff":
-        table[:182] = np.arange(182)
+        table[1:183] = np.arange(182)
         return table
     if mapping == "cityscapes":
         pairs = CITYSCAPES_TRAIN_IDS

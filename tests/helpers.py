@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,27 @@ def cli(*args: object) -> tuple[int, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+def run_recipe(script: str, work: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `examples/<script>` in `work` as a user would, its training shortened: the
+    recipe's `P2PHD` hook runs train-global with TINY nets for one step (its options last,
+    so they win). `env` names the dataset folder (and VGG; no VGG loss is computed)."""
+    bindir = Path(sys.executable).parent  # the venv's p2phd
+    hook = work / "tiny_p2phd.sh"
+    tiny = " ".join(shlex.quote(a) for a in [*TINY, "--max-steps", "1"])
+    hook.write_text(f'#!/bin/bash\nexec {shlex.quote(str(bindir / "p2phd"))} "$@" {tiny}\n')
+    hook.chmod(0o755)
+    (work / "vgg.pth").touch()
+    env = {"VGG": "vgg.pth", "P2PHD": str(hook), **env}
+    return subprocess.run(
+        ["bash", str(Path(__file__).resolve().parents[1] / "examples" / script)],
+        cwd=work,
+        env={**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def random_batch(

@@ -65,6 +65,14 @@ def test_toy_coarse_to_fine_chain(tmp_path: Path) -> None:
     assert len(images) == 6 and Image.open(images[0]).size == (128, 64)
 
 
+def test_every_recipe_parses() -> None:
+    """bash reads an apostrophe inside "${VAR:?message}" as an opening quote; a recipe that
+    does not parse fails before its first command."""
+    for script in sorted((ROOT / "examples").glob("*.sh")):
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr.strip()}"
+
+
 def test_recipes_use_only_existing_options() -> None:
     """Every --option in the example scripts is one the named command accepts."""
     import typer

@@ -12,7 +12,7 @@ from PIL import Image
 
 from p2phd.data.names import ADE20K_CLASSES
 
-from helpers import TINY, cli
+from helpers import TINY, cli, run_recipe
 
 SIZE = 64
 
@@ -195,50 +195,25 @@ def test_bad_celebamask_faces_end_in_one_line(tmp_path: Path, damage: str, messa
     assert code == 0 and len(json.loads(out)["skipped"]) == 1
 
 
-def coco_stuff_tree(root: Path, train: int = 3, val: int = 2) -> Path:
-    """`train2017/`, `val2017/` and `stuffthingmaps_trainval2017/{train2017,val2017}/`."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train2017", train), ("val2017", val)):
-        (root / split).mkdir(parents=True)
-        (root / "stuffthingmaps_trainval2017" / split).mkdir(parents=True)
-        for i in range(n):
-            key = f"{i + 139 if split == 'val2017' else i + 9:012d}"
-            label = np.full((SIZE, SIZE), 255, np.uint8)  # unlabeled
-            label[:32] = 0  # person
-            label[32:, :32] = 181  # wood
-            Image.fromarray(label).save(root / "stuffthingmaps_trainval2017" / split / f"{key}.png")
-            photo = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-            Image.fromarray(photo).save(root / split / f"{key}.jpg", quality=90)
-    return root
-
-
-def test_coco_stuff_reads_255_as_its_unlabeled_class(tmp_path: Path) -> None:
-    src = coco_stuff_tree(tmp_path / "coco")
-    code, out = cli("prep", src, tmp_path / "data", "--quiet", "--json")
-    assert code == 0, out
-    report = json.loads(out)
-    assert report["source_layout"] == "coco-stuff" and report["label_nc"] == 183
-    assert report["counts"] == {"train": 3, "test": 2} and report["unlabeled"] == 182
-    names = report["class_names"]
-    assert (names[0], names[90], names[91], names[181], names[182]) == (
-        "person",
-        "hair brush",
-        "banner",
-        "wood",
-        "unlabeled",
-    )
-    label = np.asarray(Image.open(tmp_path / "data" / "test" / "label" / "000000000139.png"))
-    assert set(np.unique(label)) == {0, 181, 182}  # 255 became 182
-    assert label[40, 40] == 182 and label[0, 0] == 0 and label[40, 0] == 181
-
-
-def test_coco_stuff_values_that_are_no_ids_are_refused(tmp_path: Path) -> None:
-    src = coco_stuff_tree(tmp_path / "coco")
-    bad = src / "stuffthingmaps_trainval2017" / "train2017" / "000000000010.png"
-    Image.fromarray(np.full((SIZE, SIZE), 200, np.uint8)).save(bad)
-    code, out = cli("prep", src, tmp_path / "data")
-    assert code == 2 and "label value 200 is not a COCO-Stuff id" in " ".join(out.split())
-    assert "000000000010" in out and len(out.strip().splitlines()) == 1
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["ade20k", "celebamask-hq"])
+def test_the_recipe_runs_on_the_download(tmp_path: Path, dataset: str) -> None:
+    if dataset == "ade20k":
+        script, env = "ade20k.sh", {"ADE20K": str(ade20k_tree(tmp_path / "dl"))}
+        run, results, images = (
+            "ade20k_256",
+            "ade20k_256",
+            {"ADE_val_00000001.png", "ADE_val_00000002.png"},
+        )
+    else:
+        script, env = "celebamask_hq.sh", {"CELEBAMASK": str(celebamask_tree(tmp_path / "dl"))}
+        run, results, images = "celebamask_512", "celebamask_512", {"4.png", "5.png"}
+    result = run_recipe(script, tmp_path, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    net = json.loads((tmp_path / "runs" / run / "config.json").read_text())["config"]["net"]
+    assert net["instance"] is False and net["label_nc"] in (151, 19)
+    written = {p.name for p in (tmp_path / "results" / results).glob("*.png")}
+    assert written == images and (tmp_path / "results" / results / "index.html").is_file()
 
 
 def test_evaluation_ignores_the_unlabeled_ids_of_ade20k_and_coco_stuff() -> None:
@@ -247,4 +222,4 @@ def test_evaluation_ignores_the_unlabeled_ids_of_ade20k_and_coco_stuff() -> None
     ade = label_lookup("ade20k", 151)
     assert ade[0] == IGNORE and ade[1] == 0 and ade[150] == 149
     coco = label_lookup("coco-stuff", 183)
-    assert coco[0] == 0 and coco[181] == 181 and coco[182] == IGNORE
+    assert coco[0] == IGNORE and coco[1] == 0 and coco[182] == 181

@@ -89,6 +89,14 @@ def prep(
             "celebamask-hq | coco-stuff."
         ),
     ] = None,
+    coco_instances: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--coco-instances",
+            help="COCO-Stuff: draw instance maps from COCO's annotations/instances_*.json "
+            "(give train's and val's; needs p2phd[coco]).",
+        ),
+    ] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -111,6 +119,7 @@ def prep(
             workers=workers,
             overwrite=overwrite,
             layout=layout,
+            coco_instances=tuple(map(str, coco_instances)) if coco_instances else None,
         )
     )
     with progress_bar(quiet) as bar:

@@ -37,8 +37,9 @@ CITYSCAPES_LABEL_NC = len(CITYSCAPES_CLASSES)
 
 # ADE20K scene parsing (ADEChallengeData2016, objectInfo150.txt's short names) with its id 0,
 # "other objects / unlabeled", kept as class 0: label_nc 151. The one rule for unlabeled ids:
-# an unlabeled id is a class of its own (pix2pixHD trains on Cityscapes' 0 "unlabeled" the
-# same way), named "unlabeled" in every message and legend, and `dataset.json` records it.
+# unlabeled is class 0 (Cityscapes', ADE20K's, COCO-Stuff's 255 read as 0), a class of its own
+# (pix2pixHD trains on Cityscapes' 0 "unlabeled" the same way), named "unlabeled" in every
+# message and legend, left out of segmentation scores, and `dataset.json` records it.
 ADE20K_CLASSES = ("unlabeled",) + tuple(
     "wall|building|sky|floor|tree|ceiling|road|bed|windowpane|grass|cabinet|sidewalk|person|"
     "earth|door|table|mountain|plant|curtain|chair|car|water|painting|sofa|shelf|house|sea|"
@@ -55,17 +56,17 @@ ADE20K_CLASSES = ("unlabeled",) + tuple(
     "tray|ashcan|fan|pier|crt screen|plate|monitor|bulletin board|shower|radiator|glass|clock|"
     "flag".split("|")
 )
-# COCO-Stuff 2017 (stuffthingmaps: pixel value = label id - 1, 0..181; 255 unlabeled): the
-# 182 names of its labels.txt (things 1-91, with COCO's 11 unused ids, then stuff 92-182), and
-# its 255 becomes class 182, "unlabeled": label_nc 183.
+# COCO-Stuff 2017 in its labels.txt numbering: 0 unlabeled, things 1-91 (COCO's category ids,
+# with its 11 unused ones), stuff 92-182; label_nc 183. (Its stuffthingmaps PNGs store
+# id - 1, and 255 for unlabeled: see `data/coco.py`.)
 COCO_STUFF_CLASSES = tuple(
-    "person|bicycle|car|motorcycle|airplane|bus|train|truck|boat|traffic light|fire hydrant|"
-    "street sign|stop sign|parking meter|bench|bird|cat|dog|horse|sheep|cow|elephant|bear|"
-    "zebra|giraffe|hat|backpack|umbrella|shoe|eye glasses|handbag|tie|suitcase|frisbee|skis|"
-    "snowboard|sports ball|kite|baseball bat|baseball glove|skateboard|surfboard|"
-    "tennis racket|bottle|plate|wine glass|cup|fork|knife|spoon|bowl|banana|apple|sandwich|"
-    "orange|broccoli|carrot|hot dog|pizza|donut|cake|chair|couch|potted plant|bed|mirror|"
-    "dining table|window|desk|toilet|door|tv|laptop|mouse|remote|keyboard|cell phone|"
+    "unlabeled|person|bicycle|car|motorcycle|airplane|bus|train|truck|boat|traffic light|"
+    "fire hydrant|street sign|stop sign|parking meter|bench|bird|cat|dog|horse|sheep|cow|"
+    "elephant|bear|zebra|giraffe|hat|backpack|umbrella|shoe|eye glasses|handbag|tie|suitcase|"
+    "frisbee|skis|snowboard|sports ball|kite|baseball bat|baseball glove|skateboard|"
+    "surfboard|tennis racket|bottle|plate|wine glass|cup|fork|knife|spoon|bowl|banana|apple|"
+    "sandwich|orange|broccoli|carrot|hot dog|pizza|donut|cake|chair|couch|potted plant|bed|"
+    "mirror|dining table|window|desk|toilet|door|tv|laptop|mouse|remote|keyboard|cell phone|"
     "microwave|oven|toaster|sink|refrigerator|blender|book|clock|vase|scissors|teddy bear|"
     "hair drier|toothbrush|hair brush|banner|blanket|branch|bridge|building-other|bush|"
     "cabinet|cage|cardboard|carpet|ceiling-other|ceiling-tile|cloth|clothes|clouds|counter|"
@@ -76,10 +77,9 @@ COCO_STUFF_CLASSES = tuple(
     "river|road|rock|roof|rug|salad|sand|sea|shelf|sky-other|skyscraper|snow|solid-other|"
     "stairs|stone|straw|structural-other|table|tent|textile-other|towel|tree|vegetable|"
     "wall-brick|wall-concrete|wall-other|wall-panel|wall-stone|wall-tile|wall-wood|"
-    "water-other|waterdrops|window-blind|window-other|wood|unlabeled".split("|")
+    "water-other|waterdrops|window-blind|window-other|wood".split("|")
 )
-COCO_STUFF_UNLABELED_FILE = 255  # the value stuffthingmaps use; read as class 182
-UNLABELED = {"cityscapes": 0, "ade20k": 0, "coco-stuff": 182}  # dataset -> its unlabeled id
+UNLABELED = {"cityscapes": 0, "ade20k": 0, "coco-stuff": 0}  # dataset -> its unlabeled id
 
 # CelebAMask-HQ's 18 part masks in the order of the dataset's own merge tool
 # (face_parsing/Data_preprocessing/g_mask.py): part i is class i + 1 and is drawn over the

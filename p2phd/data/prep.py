@@ -8,8 +8,9 @@ temporary sibling folder and renamed into place only when complete, so a folder 
 `dataset.json` is a whole dataset.
 
 Output layout (`out/`): `dataset.json`, then per split `label/` (8-bit when label_nc <= 256,
-else 16-bit), `inst/` (16-bit), `boundary/` (0/255, for inspection), `input/` (RGB inputs of
-`--label-nc 0` datasets) and `img/` (photos), one `<key>.png` each.
+else 16-bit), `inst/` (16-bit ids, `class * class_divisor + k` for objects: 1000, or 256 for
+COCO-Stuff), `boundary/` (0/255, for inspection), `input/` (RGB inputs of `--label-nc 0`
+datasets) and `img/` (photos), one `<key>.png` each.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _MANIFEST_FIELDS = (
     "class_names",
     "dataset",
     "unlabeled",
+    "class_divisor",
 )
 FEW_ITEMS = 16
 _HOW = {
@@ -56,7 +58,7 @@ _HOW = {
     "toy": "the toy's classes, ",
     "ade20k": "ADE20K's 150 classes and 0 unlabeled, ",
     "celebamask-hq": "CelebAMask-HQ's 18 parts and background, ",
-    "coco-stuff": "COCO-Stuff's 182 classes and 255 unlabeled as 182, ",
+    "coco-stuff": "COCO-Stuff's 182 classes and 0 unlabeled, ",
     "class names": "from --class-names, ",
 }
 
@@ -77,6 +79,7 @@ class PrepReport:
     unlabeled: int | None  # the dataset's unlabeled id (a class of its own), when it has one
     max_label: int | None  # None for RGB-input datasets
     instance: bool
+    class_divisor: int  # instance ids of objects are class * this + k
     multiple: int
     counts: dict[str, int]  # items written per split
     skipped: list[dict[str, str]]  # {"split", "key", "reason"}
@@ -130,7 +133,7 @@ def prepare_dataset(
     """
     src, out = Path(src), Path(out)
     _check_out(src, out, cfg.overwrite)
-    source = discover(src, cfg.label_nc, cfg.layout)
+    source = discover(src, cfg.label_nc, cfg.layout, cfg.coco_instances)
     cfg, label_nc_from, class_names = _decide_classes(cfg, source)
     bad = [b for split in source.splits.values() for b in split.bad]
     if bad and not cfg.skip_bad:
@@ -186,6 +189,9 @@ def read_manifest(data: Path) -> dict[str, Any]:
     for split, entry in manifest["splits"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("items"), list):
             raise DatasetError(f"{path}: split {split!r} is malformed; {fix}")
+    divisor = manifest.setdefault("class_divisor", 1000)  # datasets prepped before it was kept
+    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
+        raise DatasetError(f"{path}: 'class_divisor' must be a whole number >= 1; {fix}")
     names = manifest.setdefault("class_names", [])
     if (
         not isinstance(names, list)
@@ -300,6 +306,7 @@ def _report(
         unlabeled=UNLABELED.get(source.dataset) if class_names == source.classes else None,
         max_label=max_label,
         instance=source.instance,
+        class_divisor=source.class_divisor,
         multiple=cfg.multiple,
         counts={split: len(rs) for split, rs in kept.items()},
         skipped=skipped,

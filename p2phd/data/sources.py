@@ -19,8 +19,9 @@ Pairing is by key, never by sorted position. Two layouts are understood:
   own (test from CelebA image 162771 on) through `CelebA-HQ-to-CelebA-mapping.txt` when it
   is there, else every tenth face by a hash of its id;
 * COCO-Stuff 2017: `train2017/*.jpg`, `val2017/*.jpg` with
-  `stuffthingmaps_trainval2017/{train2017,val2017}/*.png` (`val2017` becomes `test`); ids
-  0..181 as they are, its unlabeled 255 read as class 182 (label_nc 183); no instance maps.
+  `stuffthingmaps_trainval2017/{train2017,val2017}/*.png` (`val2017` becomes `test`); class
+  ids in its labels.txt numbering, 0 unlabeled and 1..182 (label_nc 183); instance maps drawn
+  from COCO's instance annotations when they are given (`data/coco.py`).
 
 `--layout auto` recognises each by its folders; a folder that looks like two is refused.
 
@@ -36,12 +37,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from p2phd.data import io
+from p2phd.data import coco, io
 from p2phd.data.io import IMAGE_SUFFIXES
 from p2phd.data.names import (
     ADE20K_CLASSES,
@@ -49,7 +51,6 @@ from p2phd.data.names import (
     CELEBAMASK_PARTS,
     CITYSCAPES_CLASSES,
     COCO_STUFF_CLASSES,
-    COCO_STUFF_UNLABELED_FILE,
     KEY_RULE,
     check_class_names,
     is_cityscapes_name,
@@ -86,7 +87,8 @@ class Item:
     split: str
     key: str
     files: dict[str, Path]
-    remap: tuple[int, int] | None = None  # a label value read as another (COCO's 255 -> 182)
+    coco_values: bool = False  # its label values are COCO-Stuff's (id - 1, 255 unlabeled)
+    objects: coco.ImageObjects | None = None  # COCO's objects on it (--coco-instances)
 
     @property
     def name(self) -> str:
@@ -101,6 +103,9 @@ class Bad:
     split: str
     key: str
     reason: str
+
+
+_MakeItem = Callable[[str, str, dict[str, Path]], Item | Bad]  # (split, key, role -> file)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class Source:
     splits: dict[str, Split] = field(default_factory=dict)
     dataset: str = ""  # by layout or file names (Cityscapes), "toy" (toy.json), or unknown
     classes: tuple[str, ...] = ()  # the dataset's class names, when it is a known one
+    class_divisor: int = 1000  # its instance ids are class * this + k (COCO: 256)
 
     @property
     def label_nc(self) -> int | None:
@@ -169,8 +175,11 @@ class _Role:
         return files, bad
 
 
-def discover(src: Path, label_nc: int | None, layout: str = "auto") -> Source:
-    """Detect (or take) the layout of `src`, then list and pair its files per split."""
+def discover(
+    src: Path, label_nc: int | None, layout: str = "auto", coco_instances: tuple[str, ...] = ()
+) -> Source:
+    """Detect (or take) the layout of `src`, then list and pair its files per split
+    (`coco_instances`: COCO instance annotation files, for the coco-stuff layout)."""
     if not src.is_dir():
         raise DatasetError(f"{src}: source folder not found; {_EXPECTED}")
     found = detect_layouts(src)
@@ -188,6 +197,11 @@ def discover(src: Path, label_nc: int | None, layout: str = "auto") -> Source:
         raise DatasetError(f"{src}: not in the {layout} layout; {_EXPECTED}")
     if layout != "reference" and label_nc == 0:
         raise DatasetError(f"{src}: {layout} has label maps; drop --label-nc 0")
+    if coco_instances and layout != "coco-stuff":
+        raise DatasetError(
+            f"--coco-instances: {src} is in the {layout} layout; COCO's instance annotations "
+            "go with COCO-Stuff's label maps (--layout coco-stuff)"
+        )
     if layout == "cityscapes":
         source = _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
     elif layout == "ade20k":
@@ -195,8 +209,7 @@ def discover(src: Path, label_nc: int | None, layout: str = "auto") -> Source:
     elif layout == "celebamask-hq":
         source = _celebamask(src)
     elif layout == "coco-stuff":
-        remap = (COCO_STUFF_UNLABELED_FILE, len(COCO_STUFF_CLASSES) - 1)
-        source = _pair_all(src, "coco-stuff", "labels", _coco_roles(src), remap)
+        source = _coco_stuff(src, coco_instances)
     else:
         kind = _reference_kind(src, label_nc)
         source = _pair_all(src, "reference", kind, _reference_roles(src, kind))
@@ -220,9 +233,29 @@ def detect_layouts(src: Path) -> list[str]:
     return found
 
 
-def _coco_roles(src: Path) -> dict[str, list[_Role]]:
+def _coco_stuff(src: Path, instance_files: tuple[str, ...]) -> Source:
+    """COCO-Stuff's label maps and photos, each item with its objects when annotation files
+    are given (an image none of them lists is a bad item)."""
     folders = {s: (src / _COCO_MAPS / c, src / c) for s, c in COCO_SPLITS.items()}
-    return _folder_roles(folders, f"{src / _COCO_MAPS}: has no train2017/ or val2017/")
+    roles = _folder_roles(folders, f"{src / _COCO_MAPS}: has no train2017/ or val2017/")
+    instances = coco.load_instances(instance_files) if instance_files else None
+
+    def item(split: str, key: str, files: dict[str, Path]) -> Item | Bad:
+        if instances is None:
+            return Item(split, key, files, coco_values=True)
+        if key not in instances:
+            return Bad(
+                split,
+                key,
+                f"{files['label']}: image {key} is in none of the --coco-instances files "
+                f"({', '.join(instance_files)}); pass its split's "
+                f"annotations/instances_{COCO_SPLITS[split]}.json too",
+            )
+        return Item(split, key, files, coco_values=True, objects=instances[key])
+
+    source = _pair_all(src, "coco-stuff", "labels", roles, item)
+    instance = instances is not None
+    return dataclasses.replace(source, instance=instance, class_divisor=coco.COCO_DIVISOR)
 
 
 def _celebamask(src: Path) -> Source:
@@ -435,9 +468,9 @@ def _pair_all(
     layout: str,
     kind: str,
     roles: dict[str, list[_Role]],
-    remap: tuple[int, int] | None = None,
+    make_item: _MakeItem = Item,
 ) -> Source:
-    splits = {split: _pair(split, split_roles, remap) for split, split_roles in roles.items()}
+    splits = {split: _pair(split, split_roles, make_item) for split, split_roles in roles.items()}
     for split, found in splits.items():
         if not found.items and not found.bad:
             role = roles[split][0]
@@ -450,9 +483,9 @@ def _pair_all(
     return Source(src, layout, kind, instance, splits)
 
 
-def _pair(split: str, roles: list[_Role], remap: tuple[int, int] | None = None) -> Split:
-    """Pair the files of one split by key; unmatched keys become bad items. `remap` goes to
-    every item (see `Item.remap`)."""
+def _pair(split: str, roles: list[_Role], make_item: _MakeItem = Item) -> Split:
+    """Pair the files of one split by key; unmatched keys become bad items. `make_item` makes
+    each paired item (or refuses it)."""
     scans = [role.scan(split) for role in roles]
     files = {role.role: found for role, (found, _) in zip(roles, scans, strict=True)}
     bad = {b.key: b for _, dups in scans for b in dups}
@@ -466,7 +499,10 @@ def _pair(split: str, roles: list[_Role], remap: tuple[int, int] | None = None) 
         if key in unmatched:
             bad[key] = Bad(split, key, _unmatched(key, roles, files, unmatched, len(keys)))
             continue
-        item = Item(split, key, {role.role: files[role.role][key] for role in roles}, remap)
+        item = make_item(split, key, {role.role: files[role.role][key] for role in roles})
+        if isinstance(item, Bad):
+            bad[key] = item
+            continue
         if item.name in names:  # "a/b" and "a__b" would write the same file
             clash = f"{item.files[roles[0].role]}: is written as {item.name}.png, as is key "
             bad[key] = Bad(split, key, clash + f"{names[item.name]!r}; rename one of them")
@@ -514,8 +550,12 @@ def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
             continue
         if role == "label":
             fix = "pass --label-nc {top} or fix the map"
-            ids = _remapped(path, io.read_id_map(path), item.remap)
+            ids = io.read_id_map(path)
+            if item.coco_values:
+                ids = coco.class_ids(path, ids)
             maps[role] = io.check_ids(path, ids, "label", label_nc, fix)
+            if item.objects is not None:
+                maps["inst"] = coco.instance_map(maps[role], item.objects, path)
         elif role == "inst":
             maps[role] = io.check_ids(path, io.read_id_map(path, "instance map"), "inst")
         else:
@@ -555,18 +595,3 @@ def _read_face(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
     io.check_ids(first, label, "label", label_nc)
     h, w = label.shape
     return {"label": label, "img": io.resize_rgb(io.read_rgb(item.files["img"]), w, h)}
-
-
-def _remapped(path: Path, ids: np.ndarray, remap: tuple[int, int] | None) -> np.ndarray:
-    """Value `remap[0]` read as class `remap[1]`; values from `remap[1]` up to it are no ids
-    of the dataset (COCO-Stuff: 0..181 and 255)."""
-    if remap is None:
-        return ids
-    unlabeled, target = remap
-    stray = ids[(ids >= target) & (ids != unlabeled)]
-    if stray.size:
-        raise DatasetError(
-            f"{path}: label value {int(stray[0])} is not a COCO-Stuff id (0..{target - 1}, or "
-            f"{unlabeled} for unlabeled); fix the map"
-        )
-    return np.where(ids == unlabeled, target, ids)
