@@ -24,6 +24,8 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
   compile    (only when named) train512 and infer512, eager then torch.compile'd (one graph)
   prep       (only when named) `p2phd prep` of 1,000 synthetic 512x512 items (label,
              instance map, JPEG photo) at 1 and at 2 worker processes, in items/s
+  prep-coco  (only when named) the same for 1,000 COCO-Stuff items whose instance maps are
+             drawn from a COCO annotation file (8 polygon objects per image)
   edit       (only when named) `p2phd edit`'s round trip over HTTP on loopback: restyle a car
              (or relabel it), synthesize, PNG back, at 512x256 with a trained toy run
              (--edit-run, default toy_demo/run, and its test maps, resized to --edit-width)
@@ -46,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
+from p2phd.config import LossConfig, NetConfig, PrepConfig, RunOptions, TrainConfig
 from p2phd.data.toy_segmenter import toy_segmenter
 from p2phd.distributed import Dist
 from p2phd.gan import Pix2PixHD
@@ -299,9 +301,6 @@ def bench_prep(tmp: Path, items: int = 1000) -> list[dict[str, object]]:
     import numpy as np
     from PIL import Image
 
-    from p2phd.config import PrepConfig
-    from p2phd.data.prep import prepare_dataset
-
     src = tmp / "prep_src"
     for folder in ("train_label", "train_inst", "train_img"):
         (src / folder).mkdir(parents=True)
@@ -313,14 +312,63 @@ def bench_prep(tmp: Path, items: int = 1000) -> list[dict[str, object]]:
         Image.fromarray(inst).save(src / "train_inst" / f"{i:04d}.png")
         photo = batch["image"][0].permute(1, 2, 0).numpy()
         Image.fromarray(photo).save(src / "train_img" / f"{i:04d}.jpg", quality=90)
+    return _time_prep(src, tmp, "prep", items, PrepConfig(label_nc=20))
+
+
+def bench_prep_coco(tmp: Path, items: int = 1000) -> list[dict[str, object]]:
+    """items/s of prep at 1 and 2 workers over `items` synthetic 512x512 COCO-Stuff items,
+    each with 8 polygon objects (4 people, 4 cars) to draw into its instance map."""
+    import numpy as np
+    from PIL import Image
+
+    src = tmp / "coco_src"
+    maps = src / "stuffthingmaps_trainval2017" / "train2017"
+    maps.mkdir(parents=True)
+    (src / "train2017").mkdir()
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for i in range(items):
+        label = np.full((512, 512), 255, np.uint8)
+        for k in range(8):
+            y, x = 64 * k, int(rng.integers(0, 384))
+            category = 1 if k % 2 else 3  # person, car
+            label[y : y + 60, x : x + 120] = category - 1  # files store id - 1
+            polygon = [x, y, x + 120, y, x + 120, y + 60, x, y + 60]
+            annotations.append(
+                {
+                    "id": len(annotations),
+                    "image_id": i,
+                    "category_id": category,
+                    "iscrowd": 0,
+                    "segmentation": [[float(v) for v in polygon]],
+                }
+            )
+        Image.fromarray(label).save(maps / f"{i:012d}.png")
+        photo = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(src / "train2017" / f"{i:012d}.jpg", quality=90)
+        images.append({"id": i, "file_name": f"{i:012d}.jpg", "height": 512, "width": 512})
+    annotation_file = src / "instances_train2017.json"
+    annotation_file.write_text(json.dumps({"images": images, "annotations": annotations}))
+    cfg = PrepConfig(coco_instances=(str(annotation_file),))
+    return _time_prep(src, tmp, "prep-coco", items, cfg)
+
+
+def _time_prep(
+    src: Path, tmp: Path, name: str, items: int, cfg: PrepConfig
+) -> list[dict[str, object]]:
+    """Prep `src` at 1 and at 2 workers: one row each."""
+    import dataclasses
+
+    from p2phd.data.prep import prepare_dataset
+
     rows = []
     for workers in (1, 2):
         start = time.perf_counter()
-        prepare_dataset(src, tmp / f"prep_{workers}", PrepConfig(workers=workers, label_nc=20))
+        prepare_dataset(src, tmp / f"{name}_{workers}", dataclasses.replace(cfg, workers=workers))
         seconds = time.perf_counter() - start
         rows.append(
             {
-                "case": f"prep, {workers} worker{'s' if workers > 1 else ''}",
+                "case": f"{name}, {workers} worker{'s' if workers > 1 else ''}",
                 "size": "512x512",
                 "ms": round(1000 * seconds / items, 2),
                 "peak_gib": None,
@@ -365,8 +413,8 @@ def main() -> None:
             if case == "synth":
                 results += bench_synth(device, args, Path(tmp))
                 continue
-            if case == "prep":
-                results += bench_prep(Path(tmp))
+            if case in ("prep", "prep-coco"):
+                results += (bench_prep if case == "prep" else bench_prep_coco)(Path(tmp))
                 continue
             if case == "edit":
                 results += bench_edit(args)
