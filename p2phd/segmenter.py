@@ -134,7 +134,8 @@ def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
     """An id -> segmenter class table (IGNORE where a label is not scored): `identity`,
     `cityscapes` (labelIds -> trainIds), `ade20k` (0 unlabeled ignored, 1..150 -> the 150
     classes ADE20K segmenters predict), `coco-stuff` (0 unlabeled ignored, 1..182 -> the
-    182 classes COCO-Stuff segmenters predict, its stuffthingmaps' values), or a JSON file `{"label id": class or 255}`."""
+    182 classes COCO-Stuff segmenters predict, its stuffthingmaps' values), or a JSON file
+    `{"label id": class or 255}`."""
     table = np.full(max(label_nc, 256), IGNORE, np.int64)
     if mapping == "identity":
         table[:label_nc] = np.arange(label_nc)

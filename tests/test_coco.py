@@ -42,7 +42,8 @@ def _box(top: int, bottom: int, left: int, right: int) -> np.ndarray:
 
 def _annotations(image_id: int) -> list[dict[str, Any]]:
     """Every kind COCO has: a polygon reaching past its class's pixels, compressed and
-    uncompressed RLE, a crowd, a later object over an earlier one, one off its class."""
+    uncompressed RLE, a crowd, a later object over an earlier one, one off its class, one
+    with no polygon."""
     kinds = [
         (PERSON, 0, [[0, 0, 40, 0, 40, 24, 0, 24]]),  # 256; its cols >= 32 are no person
         (PERSON, 0, _rle(_box(32, 64, 0, 20))),  # 257
@@ -50,6 +51,7 @@ def _annotations(image_id: int) -> list[dict[str, Any]]:
         (CAR, 0, _rle(_box(0, 16, 40, 56), compressed=False)),  # 768
         (PERSON, 0, _rle(_box(0, 8, 0, 8))),  # 258, drawn over 256
         (DOG, 0, _rle(_box(40, 60, 40, 60))),  # on wood: no dog there, no id
+        (CAR, 0, []),  # no polygon at all: no pixel, no id
     ]
     return [
         {

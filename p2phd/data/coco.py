@@ -135,6 +135,8 @@ def instance_map(label: np.ndarray, image: ImageObjects, label_path: Path) -> np
 
 def _decode(coco_mask: Any, segmentation: Any, height: int, width: int) -> np.ndarray:
     """One annotation's mask: polygons, uncompressed RLE or compressed RLE."""
+    if isinstance(segmentation, list) and not segmentation:  # no polygon: no pixel
+        return np.zeros((height, width), bool)
     if isinstance(segmentation, list):  # polygons
         rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE

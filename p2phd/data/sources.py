@@ -1,6 +1,6 @@
 """The source side of `p2phd prep`: find the files, pair them by name key, read and check them.
 
-Pairing is by key, never by sorted position. Two layouts are understood:
+Pairing is by key, never by sorted position. These layouts are understood:
 
 * the reference layout (NVIDIA/pix2pixHD `datasets/`): `{train,test}_label/`, `_inst/`,
   `_img/`, or `{train,test}_A/` and `_B/` for RGB-input datasets (`--label-nc 0`); the key of
