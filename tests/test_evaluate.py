@@ -255,7 +255,7 @@ def test_the_toy_segmenter_reads_real_toy_photos(toy_source: Path) -> None:
     m = np.zeros((8, 8), np.int64)
     for photo in sorted((toy_source / "train_img").glob("*.png")):
         label = np.asarray(Image.open(toy_source / "train_label" / photo.name))
-        image = torch.from_numpy(np.asarray(Image.open(photo))).permute(2, 0, 1)[None]
+        image = torch.from_numpy(np.array(Image.open(photo))).permute(2, 0, 1)[None]
         m += confusion(label, seg(image)[0].numpy(), 8)
     assert segmentation_scores(m).miou >= 0.90
 
