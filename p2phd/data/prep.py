@@ -32,7 +32,8 @@ from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.augment import scaled_size
 from p2phd.data.names import UNLABELED
-from p2phd.data.sources import SPLITS, Item, Source, discover, read_item
+from p2phd.data.pairing import SPLITS, Item, Source
+from p2phd.data.sources import discover, read_item
 from p2phd.errors import DatasetError
 from p2phd.ops import boundary_map
 

@@ -1,6 +1,5 @@
-"""The source side of `p2phd prep`: find the files, pair them by name key, read and check them.
-
-Pairing is by key, never by sorted position. These layouts are understood:
+"""The source side of `p2phd prep`: recognise the layout, find its files (paired by key in
+`pairing.py`), then read and check one item. These layouts are understood:
 
 * the reference layout (NVIDIA/pix2pixHD `datasets/`): `{train,test}_label/`, `_inst/`,
   `_img/`, or `{train,test}_A/` and `_B/` for RGB-input datasets (`--label-nc 0`); the key of
@@ -25,11 +24,8 @@ Pairing is by key, never by sorted position. These layouts are understood:
 
 `--layout auto` recognises each by its folders; a folder that looks like two is refused.
 
-The reference pairs its file lists by sorted position, so one missing file silently shifts
-every later pair. Here a key lacking a partner is a bad
-item whose message names the file and the missing partner. `read_item` then decodes one item
-and checks what the reference only meets as a CUDA assert or a silent error (ids out of
-range, colour-coded labels, sizes that differ).
+`read_item` decodes one item and checks what the reference only meets as a CUDA assert or a
+silent error (ids out of range, colour-coded labels, sizes that differ).
 """
 
 from __future__ import annotations
@@ -37,8 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,21 +45,18 @@ from p2phd.data.names import (
     CELEBAMASK_PARTS,
     CITYSCAPES_CLASSES,
     COCO_STUFF_CLASSES,
-    KEY_RULE,
     check_class_names,
     is_cityscapes_name,
-    name_key,
 )
+from p2phd.data.pairing import NOUN, SPLITS, Bad, Item, Role, Source, Split, pair_all
 from p2phd.errors import DatasetError
 
-SPLITS = ("train", "test")
 CITYSCAPES_SPLITS = {"train": "train", "test": "val"}  # ours -> Cityscapes
 _CITY_SUFFIX = {
     "label": "_gtFine_labelIds.png",
     "inst": "_gtFine_instanceIds.png",
     "img": "_leftImg8bit.png",
 }
-_NOUN = {"label": "label map", "input": "input photo", "inst": "instance map", "img": "photo"}
 ADE20K_SPLITS = {"train": "training", "test": "validation"}  # ours -> ADE20K
 COCO_SPLITS = {"train": "train2017", "test": "val2017"}  # ours -> COCO
 _COCO_MAPS = "stuffthingmaps_trainval2017"
@@ -78,101 +69,6 @@ _EXPECTED = (
     "(CelebA-HQ-img/, CelebAMask-HQ-mask-anno/) or COCO-Stuff (train2017/, val2017/, "
     "stuffthingmaps_trainval2017/)"
 )
-
-
-@dataclass(frozen=True)
-class Item:
-    """One source sample: its split, its key and one file per role (label, inst, img, input)."""
-
-    split: str
-    key: str
-    files: dict[str, Path]
-    coco_values: bool = False  # its label values are COCO-Stuff's (id - 1, 255 unlabeled)
-    objects: coco.ImageObjects | None = None  # COCO's objects on it (--coco-instances)
-
-    @property
-    def name(self) -> str:
-        """The output file stem: nested keys are flattened with `__`."""
-        return self.key.replace("/", "__")
-
-
-@dataclass(frozen=True)
-class Bad:
-    """An item that cannot be prepped, with the one-line reason naming the file and the fix."""
-
-    split: str
-    key: str
-    reason: str
-
-
-_MakeItem = Callable[[str, str, dict[str, Path]], Item | Bad]  # (split, key, role -> file)
-
-
-@dataclass(frozen=True)
-class Split:
-    """The paired items of one split, the keys that failed to pair, and whether photos exist."""
-
-    items: list[Item]
-    bad: list[Bad]
-    has_images: bool
-
-
-@dataclass(frozen=True)
-class Source:
-    """A discovered source dataset."""
-
-    root: Path
-    layout: str  # one of config.PREP_LAYOUTS but "auto"
-    kind: str  # "labels" | "rgb"
-    instance: bool
-    splits: dict[str, Split] = field(default_factory=dict)
-    dataset: str = ""  # by layout or file names (Cityscapes), "toy" (toy.json), or unknown
-    classes: tuple[str, ...] = ()  # the dataset's class names, when it is a known one
-    class_divisor: int = 1000  # its instance ids are class * this + k (COCO: 256)
-
-    @property
-    def label_nc(self) -> int | None:
-        """The known dataset's number of classes (Cityscapes: 35), else None (inferred)."""
-        return len(self.classes) if self.classes else None
-
-
-@dataclass(frozen=True)
-class _Role:
-    """Where the files of one role of one split live and how their names map to keys."""
-
-    role: str
-    folder: Path
-    suffix: str | None  # Cityscapes file-name suffix; None: any image suffix (reference)
-
-    def expected(self, key: str) -> str:
-        if self.suffix is None:
-            return f"{self.folder / key}.*"
-        city = key.rsplit("_", 2)[0]
-        return str(self.folder / city / f"{key}{self.suffix}")
-
-    def scan(self, split: str) -> tuple[dict[str, Path], list[Bad]]:
-        """Key -> file; two files with one key (a.png and a.jpg) are a bad item."""
-        found: dict[str, list[Path]] = {}
-        for path in sorted(self.folder.rglob("*")):
-            rel = path.relative_to(self.folder)
-            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-                continue  # hidden files: macOS "._x.png" forks, editors' and our temp files
-            if self.suffix is None:
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                key = name_key(rel.as_posix())
-            elif path.name.endswith(self.suffix):
-                key = name_key(path.name)
-            else:
-                continue
-            found.setdefault(key, []).append(path)
-        files = {key: paths[0] for key, paths in found.items() if len(paths) == 1}
-        bad = [
-            Bad(split, key, f"{paths[0]} and {paths[1]} share the key {key!r}; keep only one")
-            for key, paths in found.items()
-            if len(paths) > 1
-        ]
-        return files, bad
 
 
 def discover(
@@ -203,16 +99,16 @@ def discover(
             "go with COCO-Stuff's label maps (--layout coco-stuff)"
         )
     if layout == "cityscapes":
-        source = _pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
+        source = pair_all(src, "cityscapes", "labels", _cityscapes_roles(src))
     elif layout == "ade20k":
-        source = _pair_all(src, "ade20k", "labels", _ade20k_roles(_ade20k_root(src)))
+        source = pair_all(src, "ade20k", "labels", _ade20k_roles(_ade20k_root(src)))
     elif layout == "celebamask-hq":
         source = _celebamask(src)
     elif layout == "coco-stuff":
         source = _coco_stuff(src, coco_instances)
     else:
         kind = _reference_kind(src, label_nc)
-        source = _pair_all(src, "reference", kind, _reference_roles(src, kind))
+        source = pair_all(src, "reference", kind, _reference_roles(src, kind))
     return _identify(source)
 
 
@@ -253,7 +149,7 @@ def _coco_stuff(src: Path, instance_files: tuple[str, ...]) -> Source:
             )
         return Item(split, key, files, coco_values=True, objects=instances[key])
 
-    source = _pair_all(src, "coco-stuff", "labels", roles, item)
+    source = pair_all(src, "coco-stuff", "labels", roles, item)
     instance = instances is not None
     return dataclasses.replace(source, instance=instance, class_divisor=coco.COCO_DIVISOR)
 
@@ -326,21 +222,21 @@ def _ade20k_root(src: Path) -> Path:
     return inner if inner.is_dir() else src
 
 
-def _ade20k_roles(root: Path) -> dict[str, list[_Role]]:
+def _ade20k_roles(root: Path) -> dict[str, list[Role]]:
     folders = {s: (root / "annotations" / a, root / "images" / a) for s, a in ADE20K_SPLITS.items()}
     return _folder_roles(folders, f"{root / 'annotations'}: has no training/ or validation/")
 
 
-def _folder_roles(folders: dict[str, tuple[Path, Path]], missing: str) -> dict[str, list[_Role]]:
+def _folder_roles(folders: dict[str, tuple[Path, Path]], missing: str) -> dict[str, list[Role]]:
     """Split -> roles for layouts with one folder of label maps and one of photos per split
     (ADE20K, COCO-Stuff): the labels, then the photos (required for train)."""
-    roles: dict[str, list[_Role]] = {}
+    roles: dict[str, list[Role]] = {}
     for split, (labels, photos) in folders.items():
         if not labels.is_dir():
             continue
-        roles[split] = [_Role("label", labels, None)]
+        roles[split] = [Role("label", labels, None)]
         if photos.is_dir():
-            roles[split].append(_Role("img", photos, None))
+            roles[split].append(Role("img", photos, None))
         elif split == "train":
             raise DatasetError(f"{photos}/ is missing; training needs the photos")
     if not roles:
@@ -403,7 +299,7 @@ def _reference_kind(src: Path, label_nc: int | None) -> str:
     return "labels" if has_label else "rgb"
 
 
-def _reference_roles(src: Path, kind: str) -> dict[str, list[_Role]]:
+def _reference_roles(src: Path, kind: str) -> dict[str, list[Role]]:
     """Split -> roles present, primary (label or input) first; checks the required folders."""
     primary = "label" if kind == "labels" else "input"
     photo = "img" if kind == "labels" else "B"
@@ -419,7 +315,7 @@ def _reference_roles(src: Path, kind: str) -> dict[str, list[_Role]]:
             first = src / f"{split}_{folder[roles[0]]}"
             raise DatasetError(
                 f"{first}/ exists but {src / f'{split}_{folder[primary]}'}/ does not; add the "
-                f"{_NOUN[primary]}s or remove {first}/"
+                f"{NOUN[primary]}s or remove {first}/"
             )
         if instance and "inst" not in roles:
             raise DatasetError(
@@ -431,24 +327,24 @@ def _reference_roles(src: Path, kind: str) -> dict[str, list[_Role]]:
                 f"{src / f'train_{photo}'}/ is missing; training needs the target photos"
             )
     return {
-        split: [_Role(r, src / f"{split}_{folder[r]}", None) for r in roles]
+        split: [Role(r, src / f"{split}_{folder[r]}", None) for r in roles]
         for split, roles in present.items()
     }
 
 
-def _cityscapes_roles(src: Path) -> dict[str, list[_Role]]:
+def _cityscapes_roles(src: Path) -> dict[str, list[Role]]:
     """Split -> roles: labelIds, instanceIds (when any exist), leftImg8bit (required for train)."""
-    roles: dict[str, list[_Role]] = {}
+    roles: dict[str, list[Role]] = {}
     for split, city_split in CITYSCAPES_SPLITS.items():
         gt = src / "gtFine" / city_split
         if not gt.is_dir():
             continue
         photos = src / "leftImg8bit" / city_split
-        roles[split] = [_Role("label", gt, _CITY_SUFFIX["label"])]
+        roles[split] = [Role("label", gt, _CITY_SUFFIX["label"])]
         if any(gt.rglob(f"*{_CITY_SUFFIX['inst']}")):
-            roles[split].append(_Role("inst", gt, _CITY_SUFFIX["inst"]))
+            roles[split].append(Role("inst", gt, _CITY_SUFFIX["inst"]))
         if photos.is_dir():
-            roles[split].append(_Role("img", photos, _CITY_SUFFIX["img"]))
+            roles[split].append(Role("img", photos, _CITY_SUFFIX["img"]))
         elif split == "train":
             raise DatasetError(f"{photos}/ is missing; training needs the leftImg8bit photos")
     if not roles:
@@ -461,78 +357,6 @@ def _cityscapes_roles(src: Path) -> dict[str, list[_Role]]:
             f"while gtFine/{CITYSCAPES_SPLITS[with_inst[0]]} has; add them or remove those"
         )
     return roles
-
-
-def _pair_all(
-    src: Path,
-    layout: str,
-    kind: str,
-    roles: dict[str, list[_Role]],
-    make_item: _MakeItem = Item,
-) -> Source:
-    splits = {split: _pair(split, split_roles, make_item) for split, split_roles in roles.items()}
-    for split, found in splits.items():
-        if not found.items and not found.bad:
-            role = roles[split][0]
-            wanted = f"*{role.suffix}" if role.suffix else ", ".join(IMAGE_SUFFIXES)
-            raise DatasetError(
-                f"{role.folder}/: no images found (looked for {wanted}); add the source files "
-                "or remove the folder"
-            )
-    instance = any(r.role == "inst" for rs in roles.values() for r in rs)
-    return Source(src, layout, kind, instance, splits)
-
-
-def _pair(split: str, roles: list[_Role], make_item: _MakeItem = Item) -> Split:
-    """Pair the files of one split by key; unmatched keys become bad items. `make_item` makes
-    each paired item (or refuses it)."""
-    scans = [role.scan(split) for role in roles]
-    files = {role.role: found for role, (found, _) in zip(roles, scans, strict=True)}
-    bad = {b.key: b for _, dups in scans for b in dups}
-    keys = sorted(set().union(*files.values()) | set(bad))
-    unmatched = {k for k in keys if k not in bad and any(k not in f for f in files.values())}
-    items: list[Item] = []
-    names: dict[str, str] = {}
-    for key in keys:
-        if key in bad:
-            continue
-        if key in unmatched:
-            bad[key] = Bad(split, key, _unmatched(key, roles, files, unmatched, len(keys)))
-            continue
-        item = make_item(split, key, {role.role: files[role.role][key] for role in roles})
-        if isinstance(item, Bad):
-            bad[key] = item
-            continue
-        if item.name in names:  # "a/b" and "a__b" would write the same file
-            clash = f"{item.files[roles[0].role]}: is written as {item.name}.png, as is key "
-            bad[key] = Bad(split, key, clash + f"{names[item.name]!r}; rename one of them")
-            continue
-        names[item.name] = key
-        items.append(item)
-    return Split(items, [bad[k] for k in sorted(bad)], any(r.role == "img" for r in roles))
-
-
-def _unmatched(
-    key: str,
-    roles: list[_Role],
-    files: dict[str, dict[str, Path]],
-    unmatched: set[str],
-    n_keys: int,
-) -> str:
-    """'<file> has no partner in <folder>/ (expected <file>.*); e.g. <file of the other side>
-    has no partner either; <the key rule>; add it or remove ...'."""
-    have = next(r for r in roles if key in files[r.role])
-    missing = [r for r in roles if key not in files[r.role]]
-    where = " nor in ".join(f"{r.folder}/ (expected {r.expected(key)})" for r in missing)
-    others = sorted(k for k in unmatched if k != key and k in files[missing[0].role])
-    other = ""
-    if others:
-        other = f"; {files[missing[0].role][others[0]]} (key {others[0]!r}) has no partner either"
-    return (
-        f"{files[have.role][key]} (key {key!r}) has no partner in {where}{other}; {KEY_RULE}; "
-        f"add the partner or remove the {_NOUN[have.role]} ({len(unmatched)} of {n_keys} "
-        "keys unmatched)"
-    )
 
 
 def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
@@ -566,7 +390,7 @@ def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
         oh, ow = maps[role].shape[:2]
         if (oh, ow) != (h, w):
             raise DatasetError(
-                f"{item.files[role]}: {_NOUN[role]} is {ow}x{oh} but its {_NOUN[first]} "
+                f"{item.files[role]}: {NOUN[role]} is {ow}x{oh} but its {NOUN[first]} "
                 f"{item.files[first]} is {w}x{h}; make them the same size or remove the pair"
             )
     return maps
