@@ -8,8 +8,10 @@
 #
 #   COCO=~/datasets/coco VGG=~/weights/vgg19-dcbb9e9d.pth bash examples/coco_stuff.sh
 #
-# COCO holds train2017/, val2017/, stuffthingmaps_trainval2017/ and (optionally)
-# annotations/instances_{train,val}2017.json as the official zips unpack.
+# COCO holds COCO's train2017/ and val2017/ with stuffthingmaps_trainval2017/{train2017,val2017}/
+# (unzip stuffthingmaps_trainval2017.zip -d stuffthingmaps_trainval2017), or images/ and
+# annotations/ each holding train2017/ and val2017/ as COCO-Stuff's README unzips them; and,
+# for instance maps, annotations/instances_{train,val}2017.json (annotations_trainval2017.zip).
 set -euo pipefail
 : "${COCO:?set COCO to the folder holding train2017/, val2017/, stuffthingmaps_trainval2017/}"
 : "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
@@ -23,10 +25,10 @@ for split in train2017 val2017; do
   if [ -f "$file" ]; then instances+=(--coco-instances "$file"); fi
 done
 [ -f "$DATA/dataset.json" ] \
-  || p2phd prep "$COCO" "$DATA" --layout coco-stuff --width 256 "${instances[@]}"
+  || p2phd prep "$COCO" "$DATA" --layout coco-stuff --width 256 ${instances[@]+"${instances[@]}"}
 "${train[@]}" train-global "$DATA" --run-dir "$RUNS/coco_stuff_256" --vgg-weights "$VGG" \
   --epochs 100 --decay-epochs 100
 inst=()
 if [ -d "$DATA/test/inst" ]; then inst=(--inst "$DATA/test/inst"); fi
-p2phd synthesize "$RUNS/coco_stuff_256" "$DATA/test/label" "${inst[@]}" \
+p2phd synthesize "$RUNS/coco_stuff_256" "$DATA/test/label" ${inst[@]+"${inst[@]}"} \
   --out "results/coco_stuff_256"

@@ -42,8 +42,9 @@ def _box(top: int, bottom: int, left: int, right: int) -> np.ndarray:
 
 def _annotations(image_id: int) -> list[dict[str, Any]]:
     """Every kind COCO has: a polygon reaching past its class's pixels, compressed and
-    uncompressed RLE, a crowd, a later object over an earlier one, one off its class, one
-    with no polygon."""
+    uncompressed RLE, a crowd, a later object over an earlier one, one off its class, ones
+    with no polygon or polygons too short to be shapes (pycocotools would read 4 numbers as a
+    box)."""
     kinds = [
         (PERSON, 0, [[0, 0, 40, 0, 40, 24, 0, 24]]),  # 256; its cols >= 32 are no person
         (PERSON, 0, _rle(_box(32, 64, 0, 20))),  # 257
@@ -52,6 +53,7 @@ def _annotations(image_id: int) -> list[dict[str, Any]]:
         (PERSON, 0, _rle(_box(0, 8, 0, 8))),  # 258, drawn over 256
         (DOG, 0, _rle(_box(40, 60, 40, 60))),  # on wood: no dog there, no id
         (CAR, 0, []),  # no polygon at all: no pixel, no id
+        (PERSON, 0, [[10, 10, 20, 20], [0, 0]]),  # too short: no pixel, no id
     ]
     return [
         {
@@ -65,8 +67,9 @@ def _annotations(image_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def coco_tree(root: Path) -> Path:
-    """`train2017/`, `val2017/`, `stuffthingmaps_trainval2017/` and `annotations/`."""
+def coco_tree(root: Path, train: tuple[int, ...] = TRAIN) -> Path:
+    """`train2017/`, `val2017/`, `stuffthingmaps_trainval2017/` and `annotations/` (the val
+    file names images with their folder, as some converted files do)."""
     rng = np.random.default_rng(0)
     maps = root / "stuffthingmaps_trainval2017"
     label = np.full((SIZE, SIZE), 255, np.uint8)  # unlabeled
@@ -74,7 +77,7 @@ def coco_tree(root: Path) -> Path:
     label[32:, 32:] = WOOD - 1
     label[:16, 40:56] = CAR - 1
     (root / "annotations").mkdir(parents=True)
-    for split, ids in (("train2017", TRAIN), ("val2017", VAL)):
+    for split, ids in (("train2017", train), ("val2017", VAL)):
         (root / split).mkdir()
         (maps / split).mkdir(parents=True)
         images = []
@@ -83,9 +86,8 @@ def coco_tree(root: Path) -> Path:
             Image.fromarray(label).save(maps / split / f"{key}.png")
             photo = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
             Image.fromarray(photo).save(root / split / f"{key}.jpg", quality=90)
-            images.append(
-                {"id": image_id, "file_name": f"{key}.jpg", "height": SIZE, "width": SIZE}
-            )
+            name = f"{split}/{key}.jpg" if split == "val2017" else f"{key}.jpg"
+            images.append({"id": image_id, "file_name": name, "height": SIZE, "width": SIZE})
         annotations = [a for i in ids for a in _annotations(i)]
         (root / "annotations" / f"instances_{split}.json").write_text(
             json.dumps({"images": images, "annotations": annotations, "categories": []})
@@ -197,6 +199,9 @@ def _ade20k(root: Path) -> Path:
         ("not json", "unreadable"),
         ("other size", "label map is 64x64 but"),
         ("bad segmentation", "cannot be drawn"),
+        ("mask of another size", "is a mask of 32x32, the image is 64x64"),
+        ("stuff file", "category 150 is a stuff class, not an object's"),
+        ("given twice", "instances_val2017.json too; pass each split's annotation file once"),
         ("no pycocotools", "pip install 'p2phd[coco]'"),
         ("other layout", "is in the ade20k layout; COCO's instance annotations go with"),
     ],
@@ -222,6 +227,14 @@ def test_bad_instance_annotations_end_in_one_line(
     elif damage == "bad segmentation":
         content["annotations"][0]["segmentation"] = {"counts": "!!", "size": [1, 2, 3]}
         val.write_text(json.dumps(content))
+    elif damage == "mask of another size":
+        content["annotations"][1]["segmentation"] = _rle(np.ones((32, 32), bool))
+        val.write_text(json.dumps(content))
+    elif damage == "stuff file":
+        content["annotations"][0]["category_id"] = 150
+        val.write_text(json.dumps(content))
+    elif damage == "given twice":
+        files += _instances(src, "val2017")
     elif damage == "no pycocotools":
         monkeypatch.setitem(sys.modules, "pycocotools", None)
     elif damage == "other layout":
@@ -241,3 +254,32 @@ def test_the_recipe_runs_on_the_download_with_its_instances(tmp_path: Path) -> N
     assert config["config"]["net"]["instance"] and config["config"]["net"]["class_divisor"] == 256
     written = sorted(p.name for p in (tmp_path / "results" / "coco_stuff_256").glob("*.png"))
     assert written == ["000000000139.png", "000000000140.png"]
+
+
+def test_the_layout_of_coco_stuffs_readme_and_a_pool_of_workers(tmp_path: Path) -> None:
+    """images/ and annotations/ each holding train2017/ and val2017/ (which ADE20K's names
+    also have) read as COCO-Stuff; 20 items go through worker processes."""
+    src = coco_tree(tmp_path / "coco", train=tuple(range(1, 21)))
+    (src / "images").mkdir()
+    for split in ("train2017", "val2017"):
+        (src / split).rename(src / "images" / split)
+        (src / "stuffthingmaps_trainval2017" / split).rename(src / "annotations" / split)
+    (src / "stuffthingmaps_trainval2017").rmdir()
+    code, out = cli(
+        "prep", src, tmp_path / "data", "--workers", "2", *_instances(src, "train2017", "val2017")
+    )
+    assert code == 0, out
+    assert "from the coco-stuff layout" in " ".join(out.split()) and "20 train + 2 test" in out
+    inst = np.asarray(Image.open(tmp_path / "data" / "train" / "inst" / "000000000020.png"))
+    assert set(np.unique(inst).tolist()) == {0, PERSON, WOOD, 256, 257, 258, CAR * 256}
+
+
+def test_an_image_in_no_annotation_file_is_skipped_when_asked(tmp_path: Path) -> None:
+    src = coco_tree(tmp_path / "coco")
+    code, out = _prep(src, tmp_path / "data", "--skip-bad", *_instances(src, "train2017"))
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["counts"] == {"train": 3, "test": 0} and len(report["skipped"]) == 2
+    assert "000000000139 is in none of the --coco-instances files" in report["skipped"][0]["reason"]
+    code, out = cli("prep", src, tmp_path / "d2", "--skip-bad", *_instances(src, "train2017"))
+    assert code == 0 and "(64x64)" in out, out  # not "(mixed sizes)" for the empty split

@@ -96,7 +96,7 @@ class PrepReport:
         """One human line, e.g. 'prepped 24 train + 4 test items (128x64) into data/; ...'."""
         counts = " + ".join(f"{n} {split}" for split, n in self.counts.items())
         distinct = {tuple(s) for s in self.sizes.values()}
-        if len(distinct) == 1 and len(self.sizes) == len(self.counts):
+        if len(distinct) == 1 and len(self.sizes) == sum(n > 0 for n in self.counts.values()):
             size = " ({}x{})".format(*distinct.pop())
         else:
             size = " (mixed sizes)"

@@ -64,10 +64,11 @@ CELEBA_TEST_FROM = 162770  # 0-based CelebA index where its val and test partiti
 _CELEBA = ("CelebA-HQ-img", "CelebAMask-HQ-mask-anno")
 _EXPECTED = (
     "expected the reference layout (train_label/, train_inst/, train_img/, test_label/, ...; "
-    "or train_A/, train_B/, ... for --label-nc 0), raw Cityscapes (gtFine/, leftImg8bit/) "
+    "or train_A/, train_B/, ... for --label-nc 0), raw Cityscapes (gtFine/, leftImg8bit/), "
     "ADE20K (ADEChallengeData2016/ with images/ and annotations/), CelebAMask-HQ "
-    "(CelebA-HQ-img/, CelebAMask-HQ-mask-anno/) or COCO-Stuff (train2017/, val2017/, "
-    "stuffthingmaps_trainval2017/)"
+    "(CelebA-HQ-img/, CelebAMask-HQ-mask-anno/) or COCO-Stuff (train2017/ and val2017/ beside "
+    "stuffthingmaps_trainval2017/{train2017,val2017}/, or images/ and annotations/ each "
+    "holding train2017/ and val2017/)"
 )
 
 
@@ -120,20 +121,38 @@ def detect_layouts(src: Path) -> list[str]:
     if (src / "gtFine").is_dir():
         found.append("cityscapes")
     ade = _ade20k_root(src)
-    if (ade / "images").is_dir() and (ade / "annotations").is_dir():
+    if (ade / "images").is_dir() and (ade / "annotations").is_dir() and not _coco_readme(ade):
         found.append("ade20k")
     if all((src / folder).is_dir() for folder in _CELEBA):
         found.append("celebamask-hq")
-    if (src / _COCO_MAPS).is_dir():
+    if _coco_folders(src) is not None:
         found.append("coco-stuff")
     return found
+
+
+def _coco_readme(root: Path) -> bool:
+    """`annotations/` holds COCO-Stuff's split folders (its README's layout, which has an
+    `images/` and an `annotations/` as ADE20K's does)."""
+    return any((root / "annotations" / c).is_dir() for c in COCO_SPLITS.values())
+
+
+def _coco_folders(src: Path) -> tuple[Path, Path] | None:
+    """COCO-Stuff's (label maps, photos) folders, each holding train2017/ and val2017/:
+    `stuffthingmaps_trainval2017/` beside COCO's own folders, or `annotations/` and `images/`
+    as COCO-Stuff's README unzips them; None when `src` has neither."""
+    if (src / _COCO_MAPS).is_dir():
+        return src / _COCO_MAPS, src
+    if _coco_readme(src):
+        return src / "annotations", src / "images"
+    return None
 
 
 def _coco_stuff(src: Path, instance_files: tuple[str, ...]) -> Source:
     """COCO-Stuff's label maps and photos, each item with its objects when annotation files
     are given (an image none of them lists is a bad item)."""
-    folders = {s: (src / _COCO_MAPS / c, src / c) for s, c in COCO_SPLITS.items()}
-    roles = _folder_roles(folders, f"{src / _COCO_MAPS}: has no train2017/ or val2017/")
+    maps, photos = _coco_folders(src) or (src / _COCO_MAPS, src)
+    folders = {s: (maps / c, photos / c) for s, c in COCO_SPLITS.items()}
+    roles = _folder_roles(folders, f"{maps}: has no train2017/ or val2017/")
     instances = coco.load_instances(instance_files) if instance_files else None
 
     def item(split: str, key: str, files: dict[str, Path]) -> Item | Bad:
