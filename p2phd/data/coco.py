@@ -97,8 +97,8 @@ def _pycocotools() -> Any:
 
 
 def _read(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The images and annotations of one file, checked enough that drawing cannot fail on
-    their shape."""
+    """The images and annotations of one file, their fields checked (the segmentations are
+    checked as they are drawn)."""
     fix = "pass COCO's annotations/instances_{train,val}2017.json"
     try:
         data = json.loads(path.read_bytes())
