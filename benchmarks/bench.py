@@ -36,6 +36,7 @@ medians after warm-up with the device synchronised; peak memory is max_memory_al
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -357,8 +358,6 @@ def _time_prep(
     src: Path, tmp: Path, name: str, items: int, cfg: PrepConfig
 ) -> list[dict[str, object]]:
     """Prep `src` at 1 and at 2 workers: one row each."""
-    import dataclasses
-
     from p2phd.data.prep import prepare_dataset
 
     rows = []

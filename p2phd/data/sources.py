@@ -150,7 +150,9 @@ def _coco_folders(src: Path) -> tuple[Path, Path] | None:
 def _coco_stuff(src: Path, instance_files: tuple[str, ...]) -> Source:
     """COCO-Stuff's label maps and photos, each item with its objects when annotation files
     are given (an image none of them lists is a bad item)."""
-    maps, photos = _coco_folders(src) or (src / _COCO_MAPS, src)
+    found = _coco_folders(src)
+    assert found is not None  # discover comes here only for a source in this layout
+    maps, photos = found
     folders = {s: (maps / c, photos / c) for s, c in COCO_SPLITS.items()}
     roles = _folder_roles(folders, f"{maps}: has no train2017/ or val2017/")
     instances = coco.load_instances(instance_files) if instance_files else None
