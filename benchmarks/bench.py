@@ -51,13 +51,13 @@ from safetensors.torch import save_file
 
 from p2phd.config import LossConfig, NetConfig, PrepConfig, RunOptions, TrainConfig
 from p2phd.data.toy_segmenter import toy_segmenter
-from p2phd.distributed import Dist
-from p2phd.gan import Pix2PixHD
 from p2phd.nets.generator import build_generator
 from p2phd.nets.inception import FIDInception
 from p2phd.nets.vgg import Vgg19Features
 from p2phd.ops import batch_inputs, encode_input, instance_mean
 from p2phd.runtime import autocast, resolve_device, resolve_precision
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
 
 CASES = (
     "train512",
@@ -201,8 +201,8 @@ def bench_synth(
     """images/s of synthesize over 64 maps of 2048x1024, serial loop vs pipeline."""
     from p2phd.checkpoint import RunDir, config_record, save_checkpoint, write_json_atomic
     from p2phd.data.io import write_png
-    from p2phd.synth import SynthOptions, synthesize
-    from p2phd.training_state import training_tensors
+    from p2phd.synth.folder import SynthOptions, synthesize
+    from p2phd.training.state import training_tensors
 
     tiny = device.type == "cpu"  # on the CPU a G so small that the I/O is what is measured
     label_nc = 8 if tiny else 35
@@ -259,8 +259,8 @@ def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
 
     import numpy as np
 
-    from p2phd.edit_server import EditServer
-    from p2phd.editor import Editor
+    from p2phd.edit.editor import Editor
+    from p2phd.edit.server import EditServer
 
     data = args.edit_run.parent / "data" / "test"
     editor = Editor(

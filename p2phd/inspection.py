@@ -16,7 +16,7 @@ from p2phd.data.io import check_ids, read_id_map
 from p2phd.data.names import CITYSCAPES_CLASSES, class_name, is_cityscapes_name
 from p2phd.data.prep import MANIFEST, read_manifest
 from p2phd.errors import DatasetError
-from p2phd.features import CLUSTERS, FEATURES
+from p2phd.synth.features import CLUSTERS, FEATURES
 
 
 def inspect_path(

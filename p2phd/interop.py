@@ -33,10 +33,10 @@ from p2phd.checkpoint import (
 from p2phd.config import LossConfig, NetConfig, RunOptions, Stage, TrainConfig
 from p2phd.data.names import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_NC
 from p2phd.errors import CheckpointError, ConfigError
-from p2phd.features import CLUSTERS, bank_key, save_bank
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import build_generator
+from p2phd.synth.features import CLUSTERS, bank_key, save_bank
 from p2phd.weights import key_mismatches, read_state_dict, sha256_file
 
 

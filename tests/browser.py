@@ -192,8 +192,8 @@ def open_editor(browser: Browser, url: str) -> None:
 
 def screenshot_page(run: Path, labels: Path, inst: Path, out: Path) -> None:
     """Start the editor on `run`, select the first car, and save a screenshot of the page."""
-    from p2phd.edit_server import EditServer
-    from p2phd.editor import Editor
+    from p2phd.edit.editor import Editor
+    from p2phd.edit.server import EditServer
 
     binary = find_chromium()
     if binary is None:

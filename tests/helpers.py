@@ -101,9 +101,9 @@ def write_reference_checkpoint(folder: Path) -> Path:
     """NVIDIA/pix2pixHD's checkpoint folder for TINY_REFERENCE: latest_net_{G,D,E}.pth in
     the reference's key layout, and a cluster file with 2 centres for class 6."""
     from p2phd.config import LossConfig, NetConfig, TrainConfig
-    from p2phd.distributed import Dist
-    from p2phd.gan import Pix2PixHD
     from p2phd.interop import reference_name
+    from p2phd.training.distributed import Dist
+    from p2phd.training.gan import Pix2PixHD
 
     net = NetConfig(
         label_nc=8,

@@ -16,10 +16,10 @@ from p2phd.checkpoint import (
     save_checkpoint,
 )
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
-from p2phd.distributed import Dist
 from p2phd.errors import CheckpointError, WriteError
-from p2phd.gan import Pix2PixHD
-from p2phd.training_state import restore, training_tensors
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
+from p2phd.training.state import restore, training_tensors
 
 from helpers import model_inputs, random_batch
 

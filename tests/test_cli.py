@@ -95,7 +95,7 @@ def test_a_second_trainer_on_the_same_run_is_refused(toy_data: Path, tmp_path: P
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; "
-            "from p2phd.process import RunLock; lock = RunLock(Path(sys.argv[1])); "
+            "from p2phd.training.process import RunLock; lock = RunLock(Path(sys.argv[1])); "
             "lock.__enter__(); print('locked', flush=True); time.sleep(60)",
             str(run / ".lock"),
         ],

@@ -17,9 +17,9 @@ from PIL import Image
 from torch._dynamo.utils import counters
 
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
-from p2phd.distributed import Dist
-from p2phd.gan import Pix2PixHD
 from p2phd.nets.vgg import Vgg19Features
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
 
 from helpers import TINY, cli, model_inputs, random_batch
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2phd.edit_server import MAX_BODY, EditServer
-from p2phd.editor import Editor, stroke_mask
+from p2phd.edit.editor import Editor, stroke_mask
+from p2phd.edit.server import MAX_BODY, EditServer
 from p2phd.errors import ConfigError
 
 from helpers import cli

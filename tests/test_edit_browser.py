@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2phd.edit_server import EditServer
-from p2phd.editor import Editor
+from p2phd.edit.editor import Editor
+from p2phd.edit.server import EditServer
 
 from browser import Browser, find_chromium, map_box, open_editor
 

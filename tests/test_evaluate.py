@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from p2phd import metrics
+from p2phd.eval import metrics
 from p2phd.nets.inception import FIDInception, load_fid_inception
 
 from helpers import TINY, cli
@@ -248,8 +248,8 @@ def test_bad_input_is_one_line(tmp_path: Path, spoil: str) -> None:
 # ---- the toy's oracle, and a run ------------------------------------------------------------
 def test_the_toy_segmenter_reads_real_toy_photos(toy_source: Path) -> None:
     """The exact rule of the toy's colours: mIoU >= 0.90 on real photos (0.997 measured)."""
-    from p2phd.metrics import confusion, segmentation_scores
-    from p2phd.segmenter import Convention, Segmenter
+    from p2phd.eval.metrics import confusion, segmentation_scores
+    from p2phd.eval.segmenter import Convention, Segmenter
 
     seg = Segmenter(toy_source / "segmenter.pt2", Convention(), torch.device("cpu"))
     m = np.zeros((8, 8), np.int64)

@@ -171,7 +171,7 @@ def test_an_unexpected_error_in_training_ends_it_at_once(toy_data: Path, tmp_pat
     marker = f"P2PHD_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", marker: "1"}
     crash = (
-        "import sys; import p2phd.gan as gan\n"
+        "import sys; import p2phd.training.gan as gan\n"
         "def boom(*a, **k): raise RuntimeError('boom')\n"
         "gan.Pix2PixHD.backward = boom\n"
         "from p2phd.cli import main; sys.argv[0] = 'p2phd'; main()\n"

@@ -12,10 +12,10 @@ import torch
 from p2phd import losses
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.data.io import read_id_map, read_rgb
-from p2phd.distributed import Dist
-from p2phd.gan import Pix2PixHD
 from p2phd.ops import encode_input
-from p2phd.synth import load_generator
+from p2phd.synth.folder import load_generator
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
 
 from helpers import TINY, cli, model_inputs, random_batch
 

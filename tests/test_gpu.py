@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
-from p2phd.distributed import Dist
-from p2phd.gan import Pix2PixHD
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
 
 from helpers import TINY, cli, model_inputs, random_batch
 

@@ -16,12 +16,12 @@ from safetensors.torch import load_file
 
 from p2phd.checkpoint import load_net, require_checkpoint
 from p2phd.config import NetConfig
-from p2phd.distributed import Dist
-from p2phd.gan import Pix2PixHD
 from p2phd.interop import reference_name
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.ops import encode_input
-from p2phd.synth import load_generator
+from p2phd.synth.folder import load_generator
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
 
 from helpers import TINY_REFERENCE, cli, write_reference_checkpoint
 

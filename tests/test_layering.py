@@ -15,15 +15,31 @@ FORBIDDEN = {
     "config": ("p2phd.",),  # stdlib only, besides errors (allowed below)
     "errors": ("p2phd.",),
     "ops": ("p2phd.",),
-    "nets.": ("p2phd.train", "p2phd.checkpoint", "p2phd.cli", "p2phd.data", "p2phd.losses"),
+    "nets.": (
+        "p2phd.training.trainer",
+        "p2phd.checkpoint",
+        "p2phd.cli",
+        "p2phd.data",
+        "p2phd.losses",
+    ),
     "weights": ("p2phd.",),  # torch and safetensors only, besides errors (allowed below)
-    "losses": ("p2phd.train", "p2phd.checkpoint", "p2phd.cli", "p2phd.data"),
-    "checkpoint": ("p2phd.train", "p2phd.cli", "p2phd.gan", "p2phd.synth"),
-    "gan": ("p2phd.train", "p2phd.checkpoint", "p2phd.data", "p2phd.runtime.seed"),
-    "training_state": ("p2phd.train", "p2phd.cli", "p2phd.data"),
-    "run_config": ("p2phd.train", "p2phd.gan", "p2phd.nets"),
-    "process": ("p2phd.train", "p2phd.gan", "p2phd.nets", "p2phd.data"),
-    "cli.": ("p2phd.nets", "p2phd.losses", "p2phd.ops", "p2phd.gan"),
+    "losses": ("p2phd.training", "p2phd.checkpoint", "p2phd.cli", "p2phd.data"),
+    "checkpoint": ("p2phd.training", "p2phd.cli", "p2phd.synth"),
+    "training.gan": (
+        "p2phd.training.trainer",
+        "p2phd.checkpoint",
+        "p2phd.data",
+        "p2phd.runtime.seed",
+    ),
+    "training.state": ("p2phd.training.trainer", "p2phd.cli", "p2phd.data"),
+    "training.run_config": ("p2phd.training.trainer", "p2phd.training.gan", "p2phd.nets"),
+    "training.process": (
+        "p2phd.training.trainer",
+        "p2phd.training.gan",
+        "p2phd.nets",
+        "p2phd.data",
+    ),
+    "cli.": ("p2phd.nets", "p2phd.losses", "p2phd.ops", "p2phd.training.gan"),
 }
 ALLOWED = {"config": ("p2phd.errors",), "errors": (), "ops": (), "weights": ("p2phd.errors",)}
 
@@ -67,7 +83,7 @@ PICKLE_ALLOWED = {
     ("weights", "import pickle  # only to catch the refusals of torch's weights-only reader"),
     ("weights", "except pickle.UnpicklingError as exc:"),
     # a TorchScript segmenter the user names for evaluate: TorchScript, not Python pickles
-    ("segmenter", "return torch.jit.load(str(path), map_location=device).eval()"),
+    ("eval.segmenter", "return torch.jit.load(str(path), map_location=device).eval()"),
 }
 
 

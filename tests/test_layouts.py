@@ -217,7 +217,7 @@ def test_the_recipe_runs_on_the_download(tmp_path: Path, dataset: str) -> None:
 
 
 def test_evaluation_ignores_the_unlabeled_ids_of_ade20k_and_coco_stuff() -> None:
-    from p2phd.segmenter import IGNORE, label_lookup
+    from p2phd.eval.segmenter import IGNORE, label_lookup
 
     ade = label_lookup("ade20k", 151)
     assert ade[0] == IGNORE and ade[1] == 0 and ade[150] == 149

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 
 from p2phd.checkpoint import RunDir, config_record, latest_checkpoint, save_checkpoint
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
-from p2phd.distributed import Dist
-from p2phd.gan import Pix2PixHD
 from p2phd.nets.blocks import set_activation_checkpointing
 from p2phd.nets.generator import LocalEnhancer
-from p2phd.training_state import start_from_global, training_tensors
+from p2phd.training.distributed import Dist
+from p2phd.training.gan import Pix2PixHD
+from p2phd.training.state import start_from_global, training_tensors
 
 from helpers import TINY, cli, model_inputs, random_batch
 

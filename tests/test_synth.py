@@ -12,7 +12,7 @@ from PIL import Image
 
 from p2phd.data.io import read_id_map
 from p2phd.ops import encode_input
-from p2phd.synth import load_generator
+from p2phd.synth.folder import load_generator
 from p2phd.visual import to_uint8
 
 from helpers import TINY, cli

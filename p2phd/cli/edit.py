@@ -34,8 +34,8 @@ def edit(
 
     Example: p2phd edit toy_demo/run toy_demo/data/test/label --inst toy_demo/data/test/inst
     """
-    from p2phd.edit_server import EditServer, is_loopback
-    from p2phd.editor import Editor
+    from p2phd.edit.editor import Editor
+    from p2phd.edit.server import EditServer, is_loopback
 
     editor = Editor(run, labels or (), inst or (), device=device, precision=precision, width=width)
     try:

@@ -82,8 +82,8 @@ def evaluate(
     --seg-std 0.229,0.224,0.225
     """
     from p2phd.errors import ConfigError
-    from p2phd.evaluate import EvalOptions, evaluate_run, pair_folders, score
-    from p2phd.segmenter import Convention
+    from p2phd.eval.evaluate import EvalOptions, evaluate_run, pair_folders, score
+    from p2phd.eval.segmenter import Convention
 
     size = _numbers(seg_size, 2, "--seg-size")
     convention = Convention(

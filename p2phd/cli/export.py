@@ -27,7 +27,7 @@ def export(
 
     Example: p2phd export runs/512p --out label2city_512p.onnx
     """
-    from p2phd.export import export_onnx
+    from p2phd.synth.export import export_onnx
 
     report = export_onnx(run, out, raw_input=raw_input, opset=opset)
     if as_json:

@@ -41,7 +41,7 @@ def encode_features(
 
     Example: p2phd encode-features runs/512p_feat data/cityscapes
     """
-    from p2phd.features import encode_features as encode
+    from p2phd.synth.features import encode_features as encode
 
     with progress_bar(quiet) as bar:
         report = encode(
@@ -81,7 +81,7 @@ def cluster(
 
     Example: p2phd cluster runs/512p_feat --k 10
     """
-    from p2phd.features import cluster_features
+    from p2phd.synth.features import cluster_features
 
     report = cluster_features(run, k=k, min_area=min_area, n_init=n_init, seed=seed)
     if as_json:

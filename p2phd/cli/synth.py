@@ -78,8 +78,8 @@ def synthesize(
     Example: p2phd synthesize runs/512p data/cityscapes/test/label --inst
     data/cityscapes/test/inst --out results/512p --variations 4 --vary class:26
     """
-    from p2phd.synth import make_options
-    from p2phd.synth import synthesize as run_synthesis
+    from p2phd.synth.folder import make_options
+    from p2phd.synth.folder import synthesize as run_synthesis
 
     options = make_options(
         run,

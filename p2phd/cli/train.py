@@ -75,7 +75,7 @@ def _command(stage: str) -> Any:
         as_json: bool = False,
         **options: Any,
     ) -> None:
-        from p2phd.run_config import training_config
+        from p2phd.training.run_config import training_config
 
         cfg = training_config(stage, data, run, sort_given(letter, options), global_run)  # type: ignore[arg-type]
         run_training(cfg, run, dry_run=dry_run, quiet=quiet, as_json=as_json, init_from=global_run)
@@ -141,7 +141,7 @@ def run_training(
     console: Console | None = None,
 ) -> None:
     """Train with a progress bar, then report; a signal exits 130 (SIGINT) / 143 (SIGTERM)."""
-    from p2phd.train import train
+    from p2phd.training.trainer import train
 
     if dry_run:
         emit_json(cfg.to_dict())

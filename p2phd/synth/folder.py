@@ -1,7 +1,7 @@
 """Label maps (+ instance maps) -> images, through the same `encode_input` as training.
 
 With a run trained with instance features, every region also gets a style (see
-`p2phd.styles`): sampled from the clusters, chosen, mapped, or encoded from a real photo;
+`p2phd.synth.styles`): sampled from the clusters, chosen, mapped, or encoded from a real photo;
 `variations` renders several styles of one label map. Class edits (`relabel`) change the
 maps before anything else, so boundaries and styles follow them.
 """
@@ -26,11 +26,20 @@ from p2phd.data.dataset import size_batches
 from p2phd.data.io import write_image
 from p2phd.data.names import class_name
 from p2phd.errors import ConfigError
-from p2phd.features import FeatureBank
 from p2phd.ops import encode_input, unit_image
-from p2phd.pipeline import Writers, ordered_map
 from p2phd.runtime import autocast, resolve_device, resolve_precision, use_fast_kernels
-from p2phd.styles import (
+from p2phd.synth.features import FeatureBank
+from p2phd.synth.inputs import (
+    Input,
+    SynthItem,
+    collect_items,
+    read_input,
+    size_notes,
+    target_size,
+    training_size,
+)
+from p2phd.synth.pipeline import Writers, ordered_map
+from p2phd.synth.styles import (
     StyleMap,
     StyleSpec,
     parse_relabel,
@@ -40,15 +49,6 @@ from p2phd.styles import (
     read_style_map,
     region_features,
     regions,
-)
-from p2phd.synth_inputs import (
-    Input,
-    SynthItem,
-    collect_items,
-    read_input,
-    size_notes,
-    target_size,
-    training_size,
 )
 from p2phd.visual import as_rgb, colorize, grid, legend_entries, to_uint8, write_index
 

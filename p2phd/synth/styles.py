@@ -23,7 +23,7 @@ from torch import Tensor
 
 from p2phd.data.names import class_id
 from p2phd.errors import ConfigError, DatasetError
-from p2phd.features import FeatureBank
+from p2phd.synth.features import FeatureBank
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from p2phd.checkpoint import Checkpoint, load_strict
 from p2phd.errors import CheckpointError
-from p2phd.gan import Pix2PixHD
 from p2phd.nets.generator import LocalEnhancer
+from p2phd.training.gan import Pix2PixHD
 
 
 def _names(model: Pix2PixHD) -> tuple[dict[int, str], dict[int, str]]:

@@ -23,13 +23,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from p2phd import losses
 from p2phd.config import TrainConfig
-from p2phd.distributed import Dist
 from p2phd.nets.blocks import set_activation_checkpointing
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
 from p2phd.runtime import autocast
+from p2phd.training.distributed import Dist
 
 ADAM_BETA2 = 0.999  # the reference's, fixed
 

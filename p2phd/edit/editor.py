@@ -29,15 +29,22 @@ from p2phd.data.names import class_id, class_name, name_key
 from p2phd.errors import ConfigError, NotFoundError, P2phdError
 from p2phd.ops import unit_image
 from p2phd.runtime import resolve_device, resolve_precision, use_fast_kernels
-from p2phd.styles import StyleMap, StyleSpec, fresh_instance_id, random_clusters, regions, relabel
-from p2phd.synth import Styler, SynthOptions, load_generator, render, style_pool
-from p2phd.synth_inputs import (
+from p2phd.synth.folder import Styler, SynthOptions, load_generator, render, style_pool
+from p2phd.synth.inputs import (
     Input,
     SynthItem,
     collect_items,
     read_input,
     target_size,
     training_size,
+)
+from p2phd.synth.styles import (
+    StyleMap,
+    StyleSpec,
+    fresh_instance_id,
+    random_clusters,
+    regions,
+    relabel,
 )
 from p2phd.visual import colorize, legend_entries
 

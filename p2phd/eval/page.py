@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from p2phd.visual import write_index
 
 if TYPE_CHECKING:
-    from p2phd.evaluate import Pair
+    from p2phd.eval.evaluate import Pair
 
 
 def write_page(out: Path, scores: dict[str, Any], pairs: list[Pair]) -> Path:

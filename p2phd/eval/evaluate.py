@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 import p2phd
-from p2phd import metrics
 from p2phd.atomic import make_dirs, write_text
 from p2phd.checkpoint import require_checkpoint
 from p2phd.data.io import IMAGE_SUFFIXES, read_id_map, read_rgb, resize_ids, resize_rgb
@@ -31,10 +30,11 @@ from p2phd.data.names import (
     name_key,
 )
 from p2phd.errors import ConfigError, DatasetError
-from p2phd.eval_page import write_page
+from p2phd.eval import metrics
+from p2phd.eval.page import write_page
+from p2phd.eval.segmenter import CITYSCAPES_TRAIN_IDS, IGNORE, Convention, Segmenter, label_lookup
 from p2phd.nets.inception import load_fid_inception
 from p2phd.runtime import resolve_device
-from p2phd.segmenter import CITYSCAPES_TRAIN_IDS, IGNORE, Convention, Segmenter, label_lookup
 from p2phd.weights import sha256_file
 
 Progress = Callable[[int, int], None]
@@ -121,7 +121,7 @@ def evaluate_run(
 ) -> EvalReport:
     """Synthesize `data`'s split with the run (default styles, the run's training width),
     then score the images against the split's photos and label maps."""
-    from p2phd.synth import SynthOptions, synthesize
+    from p2phd.synth.folder import SynthOptions, synthesize
 
     opts = options or EvalOptions()
     split_dir = Path(data) / split

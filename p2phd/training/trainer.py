@@ -1,8 +1,8 @@
 """One Trainer for the three stages: data, resume, the loop, checkpoints.
 
 Everything a run needs is built here, once, from its config: the process (seed, kernels,
-lock, signals), the data, the nets (`p2phd.gan`) and their state (`p2phd.training_state`).
-The stages' configs come from `p2phd.run_config`. The trainer reports through a callback and
+lock, signals), the data, the nets (`training.gan`) and their state (`training.state`). The
+stages' configs come from `training.run_config`. The trainer reports through a callback and
 never prints; the CLI draws the progress bar. Under torchrun every rank runs this loop on
 its slice of each batch, the ranks agree on skipping a step and on stopping, and rank 0
 alone writes.
@@ -43,15 +43,15 @@ from p2phd.checkpoint import (
 from p2phd.config import TrainConfig, schedule_growth
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits
-from p2phd.distributed import Dist, setup, teardown
 from p2phd.errors import ConfigError, TrainingAborted
-from p2phd.gan import Pix2PixHD
 from p2phd.ops import batch_inputs
-from p2phd.process import RunLock, StopSignals, worker_init
-from p2phd.run_config import check_continues
 from p2phd.runtime import resolve_precision, seed_everything, use_fast_kernels
-from p2phd.samples import write_sample
-from p2phd.training_state import restore, start_from_global, training_tensors
+from p2phd.training.distributed import Dist, setup, teardown
+from p2phd.training.gan import Pix2PixHD
+from p2phd.training.process import RunLock, StopSignals, worker_init
+from p2phd.training.run_config import check_continues
+from p2phd.training.samples import write_sample
+from p2phd.training.state import restore, start_from_global, training_tensors
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from p2phd.data.io import (
 )
 from p2phd.data.names import KEY_RULE, name_key
 from p2phd.errors import DatasetError
-from p2phd.styles import relabel
+from p2phd.synth.styles import relabel
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from p2phd.editor import Editor, png_bytes
+from p2phd.edit.editor import Editor, png_bytes
 from p2phd.errors import ConfigError, NotFoundError, P2phdError
 
 MAX_BODY = 32 * 1024 * 1024  # bytes of one request: a 2048x1024 label, instance and photo fit
@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body() if method == "POST" else {}
             if method == "GET" and url.path in STATIC:
                 name, kind = STATIC[url.path]
-                page = resources.files("p2phd").joinpath("editor_static", name).read_bytes()
+                page = resources.files("p2phd").joinpath("edit", "static", name).read_bytes()
                 self._send(200, kind, page)
                 return
             route = ROUTES.get((method, url.path))
