@@ -199,9 +199,13 @@ def bench_synth(
     device: torch.device, args: argparse.Namespace, tmp: Path
 ) -> list[dict[str, object]]:
     """images/s of synthesize over 64 maps of 2048x1024, serial loop vs pipeline."""
-    from p2phd.checkpoint import RunDir, config_record, save_checkpoint, write_json_atomic
+    from p2phd.atomic import write_json_atomic
+    from p2phd.checkpoint import RunDir, config_record, save_checkpoint
     from p2phd.data.io import write_png
+    from p2phd.runtime import DeviceOptions
     from p2phd.synth.folder import SynthOptions, synthesize
+    from p2phd.synth.run import Run
+    from p2phd.synth.synthesizer import Synthesizer
     from p2phd.training.state import training_tensors
 
     tiny = device.type == "cpu"  # on the CPU a G so small that the I/O is what is measured
@@ -230,10 +234,10 @@ def bench_synth(
         )
     rows = []
     for name, workers in (("synth serial", 0), ("synth pipeline", -1)):
-        opts = SynthOptions(batch_size=4, device=str(device), workers=workers)
+        opts = SynthOptions(batch_size=4, workers=workers)
         start = time.perf_counter()
         synthesize(
-            run.root,
+            Synthesizer(Run.open(run.root), DeviceOptions(str(device))),
             [tmp / "label"],
             tmp / name.replace(" ", "_"),
             inst=[tmp / "inst"],
@@ -261,11 +265,13 @@ def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
 
     from p2phd.edit.editor import Editor
     from p2phd.edit.server import EditServer
+    from p2phd.runtime import DeviceOptions
+    from p2phd.synth.run import Run
+    from p2phd.synth.synthesizer import Synthesizer
 
     data = args.edit_run.parent / "data" / "test"
-    editor = Editor(
-        args.edit_run, [data / "label"], [data / "inst"], device="cpu", width=args.edit_width
-    )
+    synth = Synthesizer(Run.open(args.edit_run), DeviceOptions("cpu"))
+    editor = Editor(synth, [data / "label"], [data / "inst"], width=args.edit_width)
     server = EditServer(editor)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     assert editor.maps is not None and editor.maps.inst is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 from safetensors.torch import save_file
@@ -153,6 +155,11 @@ def write_text(path: Path, text: str) -> None:
     """Replace `path` with `text`, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so the file is either the old one or the complete new one."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def save_tensors(

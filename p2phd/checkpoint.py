@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 import p2phd
-from p2phd.atomic import atomic_dir, save_tensors, write_text
+from p2phd.atomic import atomic_dir, save_tensors, write_json_atomic, write_text
 from p2phd.config import TrainConfig
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.discriminator import build_discriminator
@@ -102,11 +102,6 @@ class Checkpoint:
                 f"{path}: unreadable ({_first_line(exc)}); delete this "
                 "checkpoint folder to fall back to the previous one"
             ) from None
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so the file is either the old one or the complete new one."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,9 +18,11 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from p2phd.errors import ConfigError
+
+M = TypeVar("M")  # a label or instance map: numpy array or tensor
 
 SCHEMA_VERSION = 2  # 2: the VGG path is a run option, its hash a loss fact; no beta2
 
@@ -119,6 +121,23 @@ class NetConfig:
     def use_features(self) -> bool:
         """Whether the encoder E exists and its feature maps are part of G's input."""
         return self.instance_feat or self.label_feat
+
+    @property
+    def style_pool(self) -> Literal["instance", "label"] | None:
+        """The regions E's features are averaged over and styles are picked for (paper §3.4):
+        every instance (--instance-feat) or every class (--label-feat); None without E."""
+        if self.instance_feat:
+            return "instance"
+        return "label" if self.label_feat else None
+
+    def pool_map(self, label_map: M, instance_map: M | None) -> M:
+        """The map whose regions carry the styles: the instance map or the label map, as
+        `style_pool` says (the one home of that rule for training, encoding and synthesis)."""
+        if self.style_pool == "instance":
+            if instance_map is None:
+                raise ValueError("--instance-feat pools over instances: an instance map is needed")
+            return instance_map
+        return label_map
 
     @property
     def generator_in_channels(self) -> int:

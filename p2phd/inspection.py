@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from p2phd.checkpoint import RunDir, read_config_record, require_checkpoint
 from p2phd.data.io import check_ids, read_id_map
 from p2phd.data.names import CITYSCAPES_CLASSES, class_name, is_cityscapes_name
 from p2phd.data.prep import MANIFEST, read_manifest
 from p2phd.errors import DatasetError
-from p2phd.synth.features import CLUSTERS, FEATURES
+from p2phd.synth.run import Run
 
 
 def inspect_path(
@@ -25,7 +24,7 @@ def inspect_path(
     """A run folder, a prepped dataset folder, or a label map (with its instance map)."""
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
-        return inspect_run(path)
+        return inspect_run(Run.open(path))
     if path.is_dir() and (path / MANIFEST).is_file():
         return inspect_data(path)
     if path.is_file():
@@ -41,8 +40,8 @@ def _names_for(label: Path, classes: Path | None) -> tuple[tuple[str, ...], int]
     sources = [classes] if classes else list(label.resolve().parents)[:3]
     for folder in sources:
         if (folder / "config.json").is_file():
-            cfg = require_checkpoint(folder).config.net
-            return cfg.class_names, cfg.class_divisor
+            net = Run.open(folder).net
+            return net.class_names, net.class_divisor
         if (folder / MANIFEST).is_file():
             manifest = read_manifest(folder)
             return tuple(manifest["class_names"]), manifest["class_divisor"]
@@ -113,21 +112,19 @@ def _objects(inst: np.ndarray, divisor: int, names: tuple[str, ...]) -> list[dic
     ]
 
 
-def inspect_run(run: Path) -> dict[str, Any]:
+def inspect_run(run: Run) -> dict[str, Any]:
     """Stage, step and epoch of the newest checkpoint, architecture and schedule, the data it
     was trained on, and the features and clusters it holds."""
-    ckpt = require_checkpoint(run)
-    cfg = ckpt.config
-    _, history = read_config_record(RunDir(Path(run)).config)
+    ckpt, cfg = run.checkpoint, run.config
     net, optim = cfg.net, cfg.optim
     report: dict[str, Any] = {
         "kind": "run",
-        "path": str(run),
+        "path": str(run.root),
         "stage": cfg.stage,
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         "epoch": int(ckpt.state.get("epoch", 0)) + 1,
-        "train_size": ckpt.state.get("train_size"),
+        "train_size": list(run.train_size) if run.train_size else None,
         "generator": {
             "ngf": net.ngf,
             "n_downsample_global": net.n_downsample_global,
@@ -137,9 +134,7 @@ def inspect_run(run: Path) -> dict[str, Any]:
         },
         "discriminator": {"num_d": net.num_d, "n_layers_d": net.n_layers_d, "ndf": net.ndf},
         "features": (
-            {"pool": "instance" if net.instance_feat else "label", "feat_num": net.feat_num}
-            if net.use_features
-            else None
+            {"pool": net.style_pool, "feat_num": net.feat_num} if net.use_features else None
         ),
         "schedule": {
             "epochs": optim.epochs,
@@ -159,11 +154,11 @@ def inspect_run(run: Path) -> dict[str, Any]:
             "instance": net.instance,
             "class_names": list(net.class_names),
         },
-        "history": [{k: v for k, v in h.items() if k != "time"} for h in history],
+        "history": [{k: v for k, v in h.items() if k != "time"} for h in run.history()],
     }
     names = net.class_names
-    for kind, file in (("encoded", FEATURES), ("clusters", CLUSTERS)):
-        meta = Path(run) / Path(file).with_suffix(".json")
+    for kind, file in (("encoded", run.features_path), ("clusters", run.clusters_path)):
+        meta = file.with_suffix(".json")
         if meta.is_file():
             try:
                 classes = json.loads(meta.read_text()).get("classes", {})

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from p2phd.atomic import atomic_dir
+from p2phd.atomic import atomic_dir, write_json_atomic
 from p2phd.checkpoint import (
     RunDir,
     config_record,
     load_strict,
     save_checkpoint,
-    write_json_atomic,
 )
 from p2phd.config import LossConfig, NetConfig, RunOptions, Stage, TrainConfig
 from p2phd.data.names import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_NC

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,3 +58,19 @@ def use_fast_kernels(device: torch.device) -> None:
     (the shapes of a run are fixed, so the search is paid once)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOptions:
+    """Where and how a command that reads a run computes: the --device, --precision and
+    --compile every such command takes."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the nets as one graph each
+
+    def resolve(self) -> tuple[torch.device, str]:
+        """The device (its fast kernels on) and the precision: checked once, used everywhere."""
+        device = resolve_device(self.device)
+        use_fast_kernels(device)
+        return device, resolve_precision(self.precision, device)

@@ -194,11 +194,13 @@ def screenshot_page(run: Path, labels: Path, inst: Path, out: Path) -> None:
     """Start the editor on `run`, select the first car, and save a screenshot of the page."""
     from p2phd.edit.editor import Editor
     from p2phd.edit.server import EditServer
+    from p2phd.synth.run import Run
+    from p2phd.synth.synthesizer import Synthesizer
 
     binary = find_chromium()
     if binary is None:
         raise SystemExit("chromium not found")
-    editor = Editor(run, [labels], [inst])
+    editor = Editor(Synthesizer(Run.open(run)), [labels], [inst])
     server = EditServer(editor)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     browser = Browser(binary, 1280, 760)

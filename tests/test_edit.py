@@ -24,6 +24,9 @@ from PIL import Image
 from p2phd.edit.editor import Editor, stroke_mask
 from p2phd.edit.server import MAX_BODY, EditServer
 from p2phd.errors import ConfigError
+from p2phd.runtime import DeviceOptions
+from p2phd.synth.run import Run
+from p2phd.synth.synthesizer import Synthesizer
 
 from helpers import cli
 
@@ -71,7 +74,11 @@ class Client:
 @pytest.fixture(scope="module")
 def server(tiny_feature_run: Path, toy_data: Path) -> Iterator[EditServer]:
     test = toy_data / "test"
-    editor = Editor(tiny_feature_run, [test / "label"], [test / "inst"], device="cpu")
+    editor = Editor(
+        Synthesizer(Run.open(tiny_feature_run), DeviceOptions("cpu")),
+        [test / "label"],
+        [test / "inst"],
+    )
     srv = EditServer(editor)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

@@ -17,6 +17,9 @@ from PIL import Image
 
 from p2phd.edit.editor import Editor
 from p2phd.edit.server import EditServer
+from p2phd.runtime import DeviceOptions
+from p2phd.synth.run import Run
+from p2phd.synth.synthesizer import Synthesizer
 
 from browser import Browser, find_chromium, map_box, open_editor
 
@@ -37,7 +40,11 @@ def test_clicking_a_car_and_a_swatch_restyles_the_car_only(
     browser: Browser, tiny_feature_run: Path, toy_data: Path, tmp_path: Path
 ) -> None:
     test = toy_data / "test"
-    editor = Editor(tiny_feature_run, [test / "label"], [test / "inst"], device="cpu")
+    editor = Editor(
+        Synthesizer(Run.open(tiny_feature_run), DeviceOptions("cpu")),
+        [test / "label"],
+        [test / "inst"],
+    )
     server = EditServer(editor)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from p2phd.nets.encoder import FeatureEncoder
-from p2phd.synth.features import FeatureBank
+from p2phd.synth.bank import FeatureBank
 from p2phd.synth.styles import StyleMap, StyleSpec, region_features
 
 from helpers import TINY, cli
@@ -341,7 +341,7 @@ def test_label_features_pool_per_class(toy_data: Path, tmp_path: Path) -> None:
 
 
 def test_relabel_keeps_objects_apart() -> None:
-    from p2phd.synth.styles import relabel
+    from p2phd.synth.edits import relabel
 
     label = np.array([[26, 26, 24, 0], [21, 21, 24, 0]])
     inst = np.array([[26000, 26001, 24000, 0], [21, 21, 24001, 1000]])

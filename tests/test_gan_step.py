@@ -13,7 +13,7 @@ from p2phd import losses
 from p2phd.config import LossConfig, NetConfig, RunOptions, TrainConfig
 from p2phd.data.io import read_id_map, read_rgb
 from p2phd.ops import encode_input
-from p2phd.synth.folder import load_generator
+from p2phd.synth.run import Run
 from p2phd.training.distributed import Dist
 from p2phd.training.gan import Pix2PixHD
 
@@ -83,7 +83,8 @@ def test_without_feature_matching_the_g_loss_has_no_feat_term() -> None:
 
 
 def mean_l1(run: Path, data: Path) -> float:
-    G, ckpt = load_generator(run, torch.device("cpu"))
+    opened = Run.open(run)
+    G, ckpt = opened.generator(torch.device("cpu")), opened.checkpoint
     errors = []
     for path in sorted((data / "train" / "label").iterdir()):
         label = torch.from_numpy(read_id_map(path))[None]

@@ -19,7 +19,7 @@ from p2phd.config import NetConfig
 from p2phd.interop import reference_name
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.ops import encode_input
-from p2phd.synth.folder import load_generator
+from p2phd.synth.run import Run
 from p2phd.training.distributed import Dist
 from p2phd.training.gan import Pix2PixHD
 
@@ -56,7 +56,8 @@ def assert_parity(ours: torch.Tensor, theirs: torch.Tensor) -> None:
 def test_global_generator_reproduces_the_reference(tmp_path: Path) -> None:
     run, state = import_g(tmp_path, "G_global_ngf64_in36")
     _, leaves = ref.parse("G_global_ngf64_in36")
-    G, _ = load_generator(run, torch.device("cpu"))
+    opened = Run.open(run)
+    G, _ = opened.generator(torch.device("cpu")), opened.checkpoint
     x = label_input(35, 32, 64)
     with torch.no_grad():
         assert_parity(G(x), ref.generator(x, state, leaves))
@@ -80,7 +81,8 @@ def test_local_enhancers_reproduce_the_reference(
 ) -> None:
     run, state = import_g(tmp_path, key_file, *args)
     _, leaves = ref.parse(key_file)
-    G, ckpt = load_generator(run, torch.device("cpu"))
+    opened = Run.open(run)
+    G, ckpt = opened.generator(torch.device("cpu")), opened.checkpoint
     assert ckpt.config.stage == "joint"  # train-joint fine-tunes it
     x = label_input(35, *size)
     with torch.no_grad():

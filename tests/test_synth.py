@@ -12,7 +12,7 @@ from PIL import Image
 
 from p2phd.data.io import read_id_map
 from p2phd.ops import encode_input
-from p2phd.synth.folder import load_generator
+from p2phd.synth.run import Run
 from p2phd.visual import to_uint8
 
 from helpers import TINY, cli
@@ -67,7 +67,8 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
         assert a.shape == (64, 128, 3)
         b = np.asarray(Image.open(tmp_path / "b" / name)).astype(int)
         assert np.abs(a.astype(int) - b).max() <= 1  # float rounding differs with the batch
-    G, ckpt = load_generator(trained, torch.device("cpu"))
+    opened = Run.open(trained)
+    G, ckpt = opened.generator(torch.device("cpu")), opened.checkpoint
     label = torch.from_numpy(read_id_map(labels / names[0]))[None]
     ids = torch.from_numpy(read_id_map(inst / names[0]))[None]
     with torch.no_grad():

@@ -137,6 +137,10 @@ def _root(
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+# The device options of every command that reads a run (p2phd.runtime.DeviceOptions).
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA) | fp32 | bf16.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the nets as one graph.")]
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import Opt, app, err, user_errors
+from p2phd.cli.app import Compile, Device, Opt, Precision, app, err, user_errors
 
 
 @app.command()
@@ -26,8 +26,9 @@ def edit(
         str, Opt(help="Address to listen on; anything but loopback lets others in.")
     ] = "127.0.0.1",
     width: Annotated[int | None, Opt(help="Resize label maps to this width.")] = None,
-    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    compile: Compile = False,
 ) -> None:
     """Edit label maps in the browser and watch the photo follow: select, relabel, restyle,
     paint; download the maps, the style map and the synthesize command that reproduces them.
@@ -36,8 +37,12 @@ def edit(
     """
     from p2phd.edit.editor import Editor
     from p2phd.edit.server import EditServer, is_loopback
+    from p2phd.runtime import DeviceOptions
+    from p2phd.synth.run import Run
+    from p2phd.synth.synthesizer import Synthesizer
 
-    editor = Editor(run, labels or (), inst or (), device=device, precision=precision, width=width)
+    synth = Synthesizer(Run.open(run), DeviceOptions(device, precision, compile))
+    editor = Editor(synth, labels or (), inst or (), width=width)
     try:
         server = EditServer(editor, host, port)
     except BaseException:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from p2phd.cli.app import (
     AsJson,
+    Compile,
+    Device,
     Opt,
+    Precision,
     Quiet,
     app,
     counting,
@@ -19,6 +22,9 @@ from p2phd.cli.app import (
     progress_bar,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from p2phd.eval.scores import Scores
 
 
 def _numbers(text: str | None, count: int, option: str) -> tuple[float, ...] | None:
@@ -70,8 +76,9 @@ def evaluate(
     seed: Annotated[int, Opt(help="KID's subsets.")] = 0,
     width: Annotated[int | None, Opt(help="Synthesize at this width (default: the run's).")] = None,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
-    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    compile: Annotated[bool, Opt("--compile", help="torch.compile G as one graph.")] = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    compile: Compile = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -82,8 +89,11 @@ def evaluate(
     --seg-std 0.229,0.224,0.225
     """
     from p2phd.errors import ConfigError
-    from p2phd.eval.evaluate import EvalOptions, evaluate_run, pair_folders, score
+    from p2phd.eval.evaluate import EvalOptions, evaluate_run, score
+    from p2phd.eval.pairing import pair_folders
     from p2phd.eval.segmenter import Convention
+    from p2phd.runtime import DeviceOptions
+    from p2phd.synth.run import Run
 
     size = _numbers(seg_size, 2, "--seg-size")
     convention = Convention(
@@ -102,9 +112,8 @@ def evaluate(
         kid_subset_size=kid_subset_size,
         seed=seed,
         batch_size=batch_size,
-        device=device,
-        compile=compile,
     )
+    devices = DeviceOptions(device, precision, compile)
     with progress_bar(quiet) as bar:
         progress = counting(bar, "evaluate")
         if fake is not None:
@@ -115,15 +124,21 @@ def evaluate(
                 )
             pairs = pair_folders(fake, real, labels)
             nc = label_nc or 256
-            report = score(
-                pairs, out, nc, (), opts, {"fake": str(fake), "real": str(real)}, progress
-            )
+            context = {"fake": str(fake), "real": str(real)}
+            report = score(pairs, out, nc, (), opts, context, progress, device=devices)
         else:
             if run is None or data is None:
                 raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")
             folder = out or run / f"eval-{split}"
             report = evaluate_run(
-                run, data, folder, split=split, width=width, options=opts, progress=progress
+                Run.open(run),
+                data,
+                folder,
+                split=split,
+                width=width,
+                options=opts,
+                device=devices,
+                progress=progress,
             )
     if as_json:
         emit_json(report.to_dict())
@@ -132,19 +147,18 @@ def evaluate(
         err.print(f"eval.json and index.html in {report.out}")
 
 
-def _print(s: dict[str, Any]) -> None:
-    table = Table("score", "value", title=f"{s['count']} images", title_justify="left")
-    if "fid" in s:
-        table.add_row("FID", f"{s['fid']:.2f}")
-    if "kid" in s:
-        table.add_row("KID", f"{s['kid']['mean']:.4f} ± {s['kid']['std']:.4f}")
-    for kind, who in (("segmentation", "synthesized"), ("segmentation_real", "real photos")):
-        if kind in s:
-            seg = s[kind]
-            table.add_row(f"mIoU ({who})", f"{seg['miou']:.4f}")
-            table.add_row(f"pixel accuracy ({who})", f"{seg['pixel_accuracy']:.4f}")
-    if "psnr" in s:
-        table.add_row("PSNR (dB)", f"{s['psnr']:.2f}")
+def _print(s: Scores) -> None:
+    table = Table("score", "value", title=f"{s.count} images", title_justify="left")
+    if s.fid is not None:
+        table.add_row("FID", f"{s.fid:.2f}")
+    if s.kid is not None:
+        table.add_row("KID", f"{s.kid.mean:.4f} ± {s.kid.std:.4f}")
+    for seg, who in ((s.segmentation, "synthesized"), (s.segmentation_real, "real photos")):
+        if seg is not None:
+            table.add_row(f"mIoU ({who})", f"{seg.miou:.4f}")
+            table.add_row(f"pixel accuracy ({who})", f"{seg.pixel_accuracy:.4f}")
+    if s.psnr is not None:
+        table.add_row("PSNR (dB)", f"{s.psnr:.2f}")
     err.print(table)
-    for note in s["notes"]:
+    for note in s.notes:
         err.print(f"note: {note}")

@@ -28,8 +28,9 @@ def export(
     Example: p2phd export runs/512p --out label2city_512p.onnx
     """
     from p2phd.synth.export import export_onnx
+    from p2phd.synth.run import Run
 
-    report = export_onnx(run, out, raw_input=raw_input, opset=opset)
+    report = export_onnx(Run.open(run), out, raw_input=raw_input, opset=opset)
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:

@@ -9,7 +9,10 @@ import typer
 
 from p2phd.cli.app import (
     AsJson,
+    Compile,
+    Device,
     Opt,
+    Precision,
     Quiet,
     app,
     counting,
@@ -31,9 +34,9 @@ def encode_features(
     width: Annotated[
         int | None, Opt(help="Resize to this width (default: the run's training width).")
     ] = None,
-    compile: Annotated[bool, Opt("--compile", help="torch.compile E as one graph.")] = False,
-    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    compile: Compile = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -41,18 +44,19 @@ def encode_features(
 
     Example: p2phd encode-features runs/512p_feat data/cityscapes
     """
+    from p2phd.runtime import DeviceOptions
     from p2phd.synth.features import encode_features as encode
+    from p2phd.synth.run import Run
 
+    opened = Run.open(run)
     with progress_bar(quiet) as bar:
         report = encode(
-            run,
+            opened,
             data,
             split=split,
             batch_size=batch_size,
-            device=device,
-            precision=precision,
+            device=DeviceOptions(device, precision, compile),
             width=width,
-            compile=compile,
             progress=counting(bar, "encode features"),
         )
     if as_json:

@@ -9,7 +9,10 @@ import typer
 
 from p2phd.cli.app import (
     AsJson,
+    Compile,
+    Device,
     Opt,
+    Precision,
     Quiet,
     app,
     counting,
@@ -66,10 +69,10 @@ def synthesize(
     workers: Annotated[
         int, Opt(help="Reader and writer threads each (-1: one per core; 0: no threads).")
     ] = -1,
-    compile: Annotated[bool, Opt("--compile", help="torch.compile G as one graph.")] = False,
     width: Annotated[int | None, Opt(help="Resize label maps to this width.")] = None,
-    device: Annotated[str, Opt(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    precision: Annotated[str, Opt(help="auto (bf16 on CUDA) | fp32 | bf16.")] = "auto",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    compile: Compile = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -78,11 +81,15 @@ def synthesize(
     Example: p2phd synthesize runs/512p data/cityscapes/test/label --inst
     data/cityscapes/test/inst --out results/512p --variations 4 --vary class:26
     """
+    from p2phd.runtime import DeviceOptions
     from p2phd.synth.folder import make_options
     from p2phd.synth.folder import synthesize as run_synthesis
+    from p2phd.synth.run import Run
+    from p2phd.synth.synthesizer import Synthesizer
 
+    opened = Run.open(run)
     options = make_options(
-        run,
+        opened,
         style=style,
         style_map=style_map,
         vary=vary,
@@ -93,17 +100,20 @@ def synthesize(
         variations=variations,
         batch_size=batch_size,
         width=width,
-        device=device,
-        precision=precision,
         image_format=image_format,
         quality=quality,
         save_labels=save_labels,
         workers=workers,
-        compile=compile,
     )
+    synth = Synthesizer(opened, DeviceOptions(device, precision, compile))
     with progress_bar(quiet) as bar:
         report = run_synthesis(
-            run, inputs, out, inst=inst or (), options=options, progress=counting(bar, "synthesize")
+            synth,
+            inputs,
+            out,
+            inst=inst or (),
+            options=options,
+            progress=counting(bar, "synthesize"),
         )
     if as_json:
         emit_json(report.to_dict())

@@ -14,98 +14,65 @@ import io
 import shlex
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
-from p2phd.checkpoint import load_net
 from p2phd.data.io import id_map_array, read_rgb, resize_rgb, to_channels
 from p2phd.data.names import class_id, class_name, name_key
+from p2phd.edit.history import History, Maps
 from p2phd.errors import ConfigError, NotFoundError, P2phdError
-from p2phd.ops import unit_image
-from p2phd.runtime import resolve_device, resolve_precision, use_fast_kernels
-from p2phd.synth.folder import Styler, SynthOptions, load_generator, render, style_pool
-from p2phd.synth.inputs import (
-    Input,
-    SynthItem,
-    collect_items,
-    read_input,
-    target_size,
-    training_size,
-)
-from p2phd.synth.styles import (
-    StyleMap,
-    StyleSpec,
-    fresh_instance_id,
-    random_clusters,
-    regions,
-    relabel,
-)
+from p2phd.synth.edits import fresh_instance_id, relabel
+from p2phd.synth.inputs import Input, SynthItem, collect_items, read_input, target_size
+from p2phd.synth.styles import Style, StyleSpec, pinned
+from p2phd.synth.synthesizer import Synthesizer
 from p2phd.visual import colorize, legend_entries
 
-Style = int | tuple[float, ...]  # a cluster index of the region's class, or a feature vector
-MAX_HISTORY = 100  # undo steps kept
 MAX_STROKE_POINTS = 10_000
 MAX_RADIUS = 256
 SWATCH_BATCH = 4  # cluster swatches rendered per forward pass
 
 
-@dataclass(frozen=True, slots=True)
-class Maps:
-    """One state of the edited map pair: what undo restores."""
-
-    label: np.ndarray  # [H, W] class ids
-    inst: np.ndarray | None  # [H, W] instance ids (runs with instance maps)
-    styles: dict[int, Style]  # region id -> its pinned style (runs with features)
-
-
 class Editor:
-    """A run's G (and E, when a photo gives a style) loaded once, and the map being edited."""
+    """One label map pair being edited with a run's Synthesizer: its history, and every
+    region's pinned style (the style table)."""
 
     def __init__(
         self,
-        run: Path,
+        synth: Synthesizer,
         labels: Sequence[Path] = (),
         inst: Sequence[Path] = (),
         *,
-        device: str = "auto",
-        precision: str = "auto",
         width: int | None = None,
+        spec: StyleSpec | None = None,
     ) -> None:
-        self.run, self.device_option = Path(run), device
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
-        use_fast_kernels(self.device)
-        self.G, self.ckpt = load_generator(self.run, self.device)
-        self.net = self.ckpt.config.net
+        """`spec`: how a map's regions are styled when it is opened (synthesize's default:
+        random clusters, seed 0), so the editor opens a map as synthesize renders it."""
+        self.synth, self.net, self.run = synth, synth.net, synth.run.root
         if self.net.label_nc == 0:
-            raise ConfigError(f"{run}: takes RGB input images; the editor edits label maps")
-        trained = training_size(self.ckpt)
+            raise ConfigError(f"{self.run}: takes RGB input images; the editor edits label maps")
+        trained = synth.run.train_size
         self.width = width if width is not None else (trained[0] if trained else None)
-        self.styler = (
-            Styler(self.run, self.ckpt, SynthOptions(), self.device)
-            if self.net.use_features
-            else None
-        )
+        self.spec = spec or StyleSpec()
+        if self.net.use_features:
+            synth.bank  # noqa: B018  the style bank is needed from the first map on
         self.items = (
             {i.key: i for i in collect_items(labels, inst, self.net.instance)} if labels else {}
         )
-        self._encoder: torch.nn.Module | None = None
         self._uploads = tempfile.TemporaryDirectory(prefix="p2phd-edit-")
         self._rng = np.random.default_rng(0)
         self.item: SynthItem | None = None
-        self.maps: Maps | None = None
-        self._undo: list[Maps] = []
-        self._redo: list[Maps] = []
+        self.history: History | None = None
         self.version = 0
         self._image: tuple[int, np.ndarray] | None = None
         if self.items:
             self.open(next(iter(sorted(self.items))))
+
+    @property
+    def maps(self) -> Maps | None:
+        return self.history.current if self.history is not None else None
 
     # -- what the page shows -------------------------------------------------------------
 
@@ -134,8 +101,8 @@ class Editor:
             "width": w,
             "height": h,
             "version": self.version,
-            "can_undo": bool(self._undo),
-            "can_redo": bool(self._redo),
+            "can_undo": bool(self.history and self.history.undo_stack),
+            "can_redo": bool(self.history and self.history.redo_stack),
         }
 
     def image(self) -> np.ndarray:
@@ -278,17 +245,11 @@ class Editor:
             rgb = to_channels(resize_rgb(read_rgb(path), w, h), self.net.output_nc)
         except P2phdError as exc:
             raise ConfigError(_uploaded(exc, {"photo": path}, {"photo": (photo, name)})) from None
-        if self._encoder is None:
-            self._encoder = load_net(self.ckpt, "E", self.device)
-        pool = style_pool(self.net, maps.label, maps.inst)
-        image = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device)
-        with torch.inference_mode():
-            features = self._encoder(
-                unit_image(image), torch.from_numpy(pool)[None].to(self.device)
-            )
+        assert self.item is not None
+        features = self.synth.encoded(Input(self.item, maps.label, maps.inst, rgb))
         region = self._style_region(ident)
-        ys, xs = np.nonzero(pool == region)
-        vector = tuple(float(v) for v in features[0, :, ys[0], xs[0]].float().cpu())
+        ys, xs = np.nonzero(self.net.pool_map(maps.label, maps.inst) == region)
+        vector = tuple(float(v) for v in features[:, ys[0], xs[0]].float().cpu())
         return self._commit(maps.label, maps.inst, {**maps.styles, region: vector})
 
     def paint(self, points: Any, radius: Any, target: str | None) -> dict[str, Any]:
@@ -313,10 +274,14 @@ class Editor:
         return self._commit(label, inst, maps.styles)
 
     def undo(self) -> dict[str, Any]:
-        return self._step(self._undo, self._redo, "undo")
+        self._history().undo()
+        self.version += 1
+        return self.state()
 
     def redo(self) -> dict[str, Any]:
-        return self._step(self._redo, self._undo, "redo")
+        self._history().redo()
+        self.version += 1
+        return self.state()
 
     # -- what the user takes away --------------------------------------------------------
 
@@ -330,12 +295,12 @@ class Editor:
         return png_bytes(id_map_array(inst))
 
     def style_map(self) -> dict[str, Any]:
-        """`--style-map` JSON: every region's pinned style, by region id."""
+        """`--style-map` JSON: every region's pinned style, by instance id (runs that pool
+        per instance) or by class (runs that pool per class)."""
         styles = self._current().styles
+        part = "instances" if self.net.style_pool == "instance" else "classes"
         return {
-            "instances": {
-                str(k): v if isinstance(v, int) else list(v) for k, v in sorted(styles.items())
-            }
+            part: {str(k): v if isinstance(v, int) else list(v) for k, v in sorted(styles.items())}
         }
 
     def downloads(self) -> dict[str, str]:
@@ -358,8 +323,8 @@ class Editor:
         if "style" in names:
             parts += ["--style-map", names["style"]]
         parts += ["--width", str(w), "--out", "edited"]
-        if self.device_option != "auto":
-            parts += ["--device", self.device_option]
+        if self.synth.options.device != "auto":
+            parts += ["--device", self.synth.options.device]
         return shlex.join(parts)
 
     def close(self) -> None:
@@ -367,10 +332,13 @@ class Editor:
 
     # -- inside --------------------------------------------------------------------------
 
-    def _current(self) -> Maps:
-        if self.maps is None:
+    def _history(self) -> History:
+        if self.history is None:
             raise NotFoundError("no label map is open; pick one or upload a label map")
-        return self.maps
+        return self.history
+
+    def _current(self) -> Maps:
+        return self._history().current
 
     def _where(self) -> Path:
         return self.item.label if self.item else Path("label map")
@@ -385,44 +353,28 @@ class Editor:
     def _style_region(self, ident: int) -> int:
         """The region id whose style object `ident` wears (itself, or its class)."""
         maps = self._current()
-        if self.net.instance_feat:
+        if self.net.style_pool == "instance":
             return ident
         ys, xs = np.nonzero(self._mask(ident))
         return int(maps.label[ys[0], xs[0]])
 
     def _clusters(self, cls: int) -> int:
-        return self.styler.clusters(cls) if self.styler else 0
+        return self.synth.clusters(cls)
 
     def _need_styles(self, ident: int) -> dict[str, Any]:
-        if self.styler is None:
+        if not self.net.use_features:
             raise ConfigError(
                 f"{self.run}: was trained without instance features, so objects have no styles"
             )
         return self.describe(ident)
 
     def _load(self, item: SynthItem) -> None:
-        size = target_size(item, self.net, self.width)
-        r = read_input(item, self.net, size)
-        label, inst = r.label, r.inst
-        styles: dict[int, Style] = {}
-        if self.styler is not None:  # the styles synthesize gives this map by default
-            ids, classes, counts = self._regions(label, inst)
-            assert self.styler.bank is not None
-            choice = random_clusters(classes, self.styler.bank, 0, item.key)
-            styles = {int(i): int(c) for i, c, k in zip(ids, choice, counts, strict=True) if k}
-        self.item, self.maps = item, Maps(label, inst, styles)
-        self._undo.clear()
-        self._redo.clear()
+        """Open a map pair as synthesize renders it: every region pinned to the style the
+        editor's spec (synthesize's default) gives it."""
+        r = read_input(item, self.net, target_size(item, self.net, self.width))
+        styles = self.synth.pinned(r, self.spec) if self.net.use_features else {}
+        self.item, self.history = item, History(Maps(r.label, r.inst, styles))
         self.version += 1
-
-    def _regions(
-        self, label: np.ndarray, inst: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Region ids, their classes and their classes' cluster counts."""
-        pool = style_pool(self.net, label, inst)
-        ids, _, classes = regions(torch.from_numpy(pool), torch.from_numpy(label))
-        counts = np.array([self._clusters(int(c)) for c in classes.tolist()], np.int64)
-        return ids.numpy(), classes.numpy(), counts
 
     def _commit(
         self, label: np.ndarray, inst: np.ndarray | None, styles: dict[int, Style]
@@ -430,28 +382,15 @@ class Editor:
         """Make an edit the current state: styles of regions that are gone are dropped,
         new regions get a random cluster of their class (pinned, so later edits keep it)."""
         kept: dict[int, Style] = {}
-        if self.styler is not None:
-            ids, classes, counts = self._regions(label, inst)
-            for ident, count in zip(ids.tolist(), counts.tolist(), strict=True):
-                style = styles.get(ident)
+        if self.net.use_features:
+            ids, classes, _ = self.synth.region_ids(label, inst)
+            for ident, cls in zip(ids.tolist(), classes.tolist(), strict=True):
+                style, count = styles.get(ident), self._clusters(int(cls))
                 if isinstance(style, tuple) or (isinstance(style, int) and style < count):
                     kept[ident] = style
                 elif count:
                     kept[ident] = int(self._rng.integers(0, count))
-        assert self.maps is not None
-        self._undo.append(self.maps)
-        del self._undo[:-MAX_HISTORY]
-        self._redo.clear()
-        self.maps = Maps(label, inst, kept)
-        self.version += 1
-        return self.state()
-
-    def _step(self, source: list[Maps], target: list[Maps], what: str) -> dict[str, Any]:
-        current = self._current()
-        if not source:
-            raise ConfigError(f"nothing to {what}")
-        target.append(current)
-        self.maps = source.pop()
+        self._history().commit(Maps(label, inst, kept))
         self.version += 1
         return self.state()
 
@@ -460,16 +399,12 @@ class Editor:
         maps = self._current()
         assert self.item is not None
         r = Input(self.item, maps.label, maps.inst, None)
-        specs = [StyleSpec(style_map=StyleMap(instances=t)) for t in style_tables]
-        styler = self.styler
         features = None
-        if styler is not None:
-
-            def features(job: Input, v: int) -> Tensor:
-                return styler.features(job, 0, specs[v])
-
-        jobs = [(r, v) for v in range(len(specs))]
-        return render(self.G, self.net, jobs, features, self.device, self.precision)
+        if self.net.use_features:
+            pool = self.net.style_pool
+            assert pool is not None
+            features = [self.synth.styles(r, pinned(t, pool)) for t in style_tables]
+        return self.synth.render([r] * len(style_tables), features)
 
 
 def stroke_mask(shape: tuple[int, int], points: Any, radius: Any) -> np.ndarray:

@@ -9,6 +9,7 @@ Writes eval.json (every number, the options, the weight files' hashes) and an in
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +20,24 @@ import torch
 
 import p2phd
 from p2phd.atomic import make_dirs, write_text
-from p2phd.checkpoint import require_checkpoint
-from p2phd.data.io import IMAGE_SUFFIXES, read_id_map, read_rgb, resize_ids, resize_rgb
+from p2phd.data.io import read_id_map, read_rgb, resize_ids, resize_rgb
 from p2phd.data.names import (
     ADE20K_CLASSES,
     CITYSCAPES_CLASSES,
     COCO_STUFF_CLASSES,
-    KEY_RULE,
     class_name,
-    name_key,
 )
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.eval import metrics
 from p2phd.eval.page import write_page
+from p2phd.eval.pairing import Pair, pair_folders
+from p2phd.eval.scores import ImageScore, Kid, Scores
 from p2phd.eval.segmenter import CITYSCAPES_TRAIN_IDS, IGNORE, Convention, Segmenter, label_lookup
 from p2phd.nets.inception import load_fid_inception
-from p2phd.runtime import resolve_device
+from p2phd.runtime import DeviceOptions
+from p2phd.synth.folder import SynthOptions, synthesize
+from p2phd.synth.run import Run
+from p2phd.synth.synthesizer import Synthesizer
 from p2phd.weights import sha256_file
 
 Progress = Callable[[int, int], None]
@@ -51,8 +54,6 @@ class EvalOptions:
     kid_subset_size: int = 1000
     seed: int = 0
     batch_size: int = 8
-    device: str = "auto"
-    compile: bool = False  # torch.compile G for the synthesis
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
@@ -60,89 +61,60 @@ class EvalOptions:
 
 
 @dataclass(frozen=True)
-class Pair:
-    key: str
-    fake: Path
-    real: Path | None
-    label: Path | None
-
-
-@dataclass
 class EvalReport:
     out: Path
-    scores: dict[str, Any]
+    scores: Scores
     index: Path
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.scores, "out": str(self.out), "index": str(self.index)}
-
-
-def _images(folder: Path, what: str) -> dict[str, Path]:
-    if not Path(folder).is_dir():
-        raise DatasetError(f"{folder}: no such folder of {what}")
-    found: dict[str, Path] = {}
-    for path in sorted(Path(folder).iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-            if name_key(path.name) in found:
-                raise DatasetError(
-                    f"{path}: a second {what} with the key {name_key(path.name)!r}; {KEY_RULE}"
-                )
-            found[name_key(path.name)] = path
-    if not found:
-        raise DatasetError(f"{folder}: holds no {what} ({', '.join(IMAGE_SUFFIXES)})")
-    return found
-
-
-def pair_folders(fake: Path, real: Path | None, labels: Path | None) -> list[Pair]:
-    """Fakes paired with real photos and label maps by key; every fake needs its partners."""
-    fakes = _images(fake, "synthesized images")
-    reals = _images(real, "real photos") if real is not None else {}
-    label_maps = _images(labels, "label maps") if labels is not None else {}
-    for partners, folder in ((reals, real), (label_maps, labels)):
-        missing = sorted(set(fakes) - set(partners)) if folder is not None else []
-        if missing:
-            raise DatasetError(
-                f"{fakes[missing[0]]}: no partner with the key {missing[0]!r} in "
-                f"{folder} ({len(missing)} of {len(fakes)} unmatched); "
-                f"{KEY_RULE}"
-            )
-    return [Pair(k, fakes[k], reals.get(k), label_maps.get(k)) for k in sorted(fakes)]
+        return {**self.scores.to_dict(), "out": str(self.out), "index": str(self.index)}
 
 
 def evaluate_run(
-    run: Path,
+    run: Run,
     data: Path,
     out: Path,
     *,
     split: str = "test",
     width: int | None = None,
     options: EvalOptions | None = None,
+    device: DeviceOptions | None = None,
     progress: Progress | None = None,
 ) -> EvalReport:
     """Synthesize `data`'s split with the run (default styles, the run's training width),
     then score the images against the split's photos and label maps."""
-    from p2phd.synth.folder import SynthOptions, synthesize
-
     opts = options or EvalOptions()
+    device = device or DeviceOptions()
     split_dir = Path(data) / split
     if not (split_dir / "label").is_dir():
         raise DatasetError(
             f"{split_dir}/label: missing; pass a prepped dataset (p2phd prep) "
             f"and a split it has (--split)"
         )
-    net = require_checkpoint(run).config.net
+    net = run.net
     inst = [split_dir / "inst"] if net.instance else []
-    synth = SynthOptions(
-        batch_size=opts.batch_size, width=width, device=opts.device, compile=opts.compile
-    )
+    synth = SynthOptions(batch_size=opts.batch_size, width=width)
     halfway = (lambda done, total: progress(done, 2 * total)) if progress else None
     synthesize(
-        run, [split_dir / "label"], Path(out) / "images", inst=inst, options=synth, progress=halfway
+        Synthesizer(run, device),
+        [split_dir / "label"],
+        Path(out) / "images",
+        inst=inst,
+        options=synth,
+        progress=halfway,
     )
     pairs = pair_folders(Path(out) / "images", split_dir / "img", split_dir / "label")
-    context = {"run": str(run), "data": str(data), "split": split, "width": width}
+    context = {"run": str(run.root), "data": str(data), "split": split, "width": width}
     return score(
-        pairs, Path(out), net.label_nc, net.class_names, opts, context, progress, resize=True
+        pairs,
+        Path(out),
+        net.label_nc,
+        net.class_names,
+        opts,
+        context,
+        progress,
+        resize=True,
+        device=device,
     )
 
 
@@ -156,36 +128,44 @@ def score(
     progress: Progress | None = None,
     *,
     resize: bool = False,
+    device: DeviceOptions | None = None,
 ) -> EvalReport:
     """Every score the options allow for the pairs; eval.json and index.html into `out`.
 
     Paired scores compare at the synthesized image's size: with `resize` (a run's images,
     made at its training width) the photo (bicubic) and the label map (nearest) are resized
     to it, as synthesis resized the label; otherwise sizes must agree."""
-    device = resolve_device(opts.device)
-    scores: dict[str, Any] = {
-        "p2phd_version": p2phd.__version__,
-        **context,
-        "count": len(pairs),
-        "options": _options(opts),
-        "weights": {},
-    }
-    tally = _Tally(
-        segmenter=_segmenter(opts, device, scores),
-        inception=_inception(opts, device, scores),
-        mapping=_mapping(opts.label_map, names, label_nc),
-        opts=opts,
-        device=device,
-        resize=resize,
-    )
+    dev, _ = (device or DeviceOptions()).resolve()
+    weights: dict[str, str] = {}
+    segmenter = None
+    if opts.segmenter is not None:
+        segmenter = Segmenter(Path(opts.segmenter), opts.convention, dev)
+        weights["segmenter_sha256"] = sha256_file(Path(opts.segmenter))
+    inception = None
+    if opts.inception is not None:
+        weights["inception_sha256"] = sha256_file(Path(opts.inception))
+        inception = load_fid_inception(Path(opts.inception)).to(dev)
+    mapping = _mapping(opts.label_map, names, label_nc)
+    tally = _Tally(segmenter, inception, mapping, opts, dev, resize)
     for start in range(0, len(pairs), opts.batch_size):
         tally.add(pairs[start : start + opts.batch_size])
         if progress:  # after synthesis, scoring is the second half of the work
             progress(len(pairs) + min(start + opts.batch_size, len(pairs)), 2 * len(pairs))
-    scores |= tally.summary()
-    scores["class_names"] = _class_names(tally.mapping, names, label_nc)
+    scores = dataclasses.replace(
+        tally.summary(),
+        version=p2phd.__version__,
+        context=context,
+        count=len(pairs),
+        options=_options(opts),
+        weights=weights,
+        segmenter_classes=segmenter.num_classes if segmenter is not None else None,
+        class_names=_class_names(mapping, names, label_nc),
+    )
     make_dirs(out)
-    write_text(out / "eval.json", _json(scores))
+    write_text(
+        out / "eval.json",
+        json.dumps(scores.to_dict(), indent=2, sort_keys=True, default=str) + "\n",
+    )
     index = write_page(out, scores, pairs)
     return EvalReport(out, scores, index)
 
@@ -204,7 +184,7 @@ class _Tally:
     fake_features: list[np.ndarray] = field(default_factory=list)
     real_features: list[np.ndarray] = field(default_factory=list)
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # "fake" / "real"
-    per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_image: list[ImageScore] = field(default_factory=list)
 
     def add(self, chunk: list[Pair]) -> None:
         fakes = [read_rgb(p.fake) for p in chunk]
@@ -214,23 +194,21 @@ class _Tally:
             if reals is not None:
                 self.real_features.append(_features(self.inception, reals, self.device))
         for i, p in enumerate(chunk):
-            scores: dict[str, Any] = {"key": p.key}
-            self.per_image[p.key] = scores
+            psnr = miou = None
             size = fakes[i].shape[:2]
             if reals is not None:
                 real = _sized(reals[i], size, p.real, p.fake, self.resize, resize_rgb)
-                scores["psnr"] = metrics.psnr(fakes[i], real)
+                psnr = metrics.psnr(fakes[i], real)
             if self.segmenter is not None and p.label is not None:
                 label = read_id_map(p.label)
                 truth = self.mapping[_sized(label, size, p.label, p.fake, self.resize, resize_ids)]
-                scores["miou"] = metrics.segmentation_scores(
-                    self._count("fake", fakes[i], truth)
-                ).miou
+                miou = metrics.segmentation_scores(self._count("fake", fakes[i], truth)).miou
                 if reals is not None:  # the real photo at the label's size: the reference
                     real = reals[i]
                     if real.shape[:2] != label.shape:
                         real = resize_rgb(real, label.shape[1], label.shape[0])
                     self._count("real", real, self.mapping[label])
+            self.per_image.append(ImageScore(p.key, psnr, miou))
 
     def _count(self, kind: str, image: np.ndarray, truth: np.ndarray) -> np.ndarray:
         assert self.segmenter is not None
@@ -238,9 +216,10 @@ class _Tally:
         self.confusion[kind] = self.confusion.get(kind, 0) + matrix
         return matrix
 
-    def summary(self) -> dict[str, Any]:
-        """FID, KID, PSNR and segmentation scores, the per-image scores worst first, notes."""
-        out: dict[str, Any] = {}
+    def summary(self) -> Scores:
+        """FID, KID, PSNR and segmentation scores, the per-image scores worst first, notes
+        (what the scores were computed from is the caller's to add)."""
+        fid = kid = None
         notes = []
         opts = self.opts
         if self.inception is not None and self.real_features:
@@ -248,7 +227,7 @@ class _Tally:
             if len(fake) < 2:
                 notes.append("FID and KID need at least 2 images: skipped")
             else:
-                out["fid"] = metrics.fid(real, fake)
+                fid = metrics.fid(real, fake)
                 mean, std = metrics.kid(
                     real,
                     fake,
@@ -256,33 +235,42 @@ class _Tally:
                     subset_size=opts.kid_subset_size,
                     seed=opts.seed,
                 )
-                out["kid"] = {
-                    "mean": mean,
-                    "std": std,
-                    "subsets": opts.kid_subsets,
-                    "subset_size": min(opts.kid_subset_size, len(fake)),
-                }
+                kid = Kid(mean, std, opts.kid_subsets, min(opts.kid_subset_size, len(fake)))
         elif opts.inception is None:
             notes.append(
                 "FID and KID skipped: pass --inception "
                 "pt_inception-2015-12-05-6726825d.pth (pytorch-fid's FID Inception weights)"
             )
-        psnrs = [v["psnr"] for v in self.per_image.values() if np.isfinite(v.get("psnr", np.nan))]
-        if psnrs:
-            out["psnr"] = float(np.mean(psnrs))
-        for kind, name in (("fake", "segmentation"), ("real", "segmentation_real")):
-            if kind in self.confusion:
-                out[name] = metrics.segmentation_scores(self.confusion[kind]).to_dict()
+        psnrs = [v.psnr for v in self.per_image if v.psnr is not None and np.isfinite(v.psnr)]
+        segmentation = {
+            kind: metrics.segmentation_scores(matrix) for kind, matrix in self.confusion.items()
+        }
         if self.segmenter is None:
             notes.append(
                 "segmentation accuracy skipped: pass --segmenter FILE (p2phd toy writes "
                 "one for toy scenes)"
             )
-        out["notes"] = notes
-        out["per_image"] = sorted(
-            self.per_image.values(), key=lambda v: (v.get("miou", 1.0), v.get("psnr", 0.0))
+        worst_first = sorted(
+            self.per_image,
+            key=lambda v: (
+                v.miou if v.miou is not None else 1.0,
+                v.psnr if v.psnr is not None else 0.0,
+            ),
         )
-        return out
+        return Scores(
+            version="",
+            context={},
+            count=0,
+            options={},
+            weights={},
+            fid=fid,
+            kid=kid,
+            psnr=float(np.mean(psnrs)) if psnrs else None,
+            segmentation=segmentation.get("fake"),
+            segmentation_real=segmentation.get("real"),
+            notes=notes,
+            per_image=worst_first,
+        )
 
 
 def _sized(
@@ -304,30 +292,8 @@ def _sized(
     return resizer(image, size[1], size[0])
 
 
-def _json(scores: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(scores, indent=2, sort_keys=True, default=str) + "\n"
-
-
 def _options(opts: EvalOptions) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
-
-
-def _inception(opts: EvalOptions, device: torch.device, scores: dict[str, Any]) -> Any:
-    if opts.inception is None:
-        return None
-    scores["weights"]["inception_sha256"] = sha256_file(Path(opts.inception))
-    return load_fid_inception(Path(opts.inception)).to(device)
-
-
-def _segmenter(opts: EvalOptions, device: torch.device, scores: dict[str, Any]) -> Segmenter | None:
-    if opts.segmenter is None:
-        return None
-    segmenter = Segmenter(Path(opts.segmenter), opts.convention, device)
-    scores["weights"]["segmenter_sha256"] = sha256_file(Path(opts.segmenter))
-    scores["segmenter_classes"] = segmenter.num_classes
-    return segmenter
 
 
 def _mapping(label_map: str, names: tuple[str, ...], label_nc: int) -> np.ndarray:

@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from p2phd.atomic import atomic_path
-from p2phd.checkpoint import load_net, require_checkpoint
 from p2phd.config import NetConfig
 from p2phd.errors import ConfigError
 from p2phd.ops import encode_input
+from p2phd.synth.run import Run
 
 
 class Deployable(nn.Module):
@@ -53,8 +53,8 @@ class ExportReport:
         return {"path": str(self.path), "inputs": self.inputs, "outputs": self.outputs}
 
 
-def export_onnx(run: Path, out: Path, *, raw_input: bool = False, opset: int = 18) -> ExportReport:
-    """Write the run's newest G as ONNX (torch's dynamo exporter) to `out`."""
+def export_onnx(run: Run, out: Path, *, raw_input: bool = False, opset: int = 18) -> ExportReport:
+    """Write the run's G as ONNX (torch's dynamo exporter) to `out`."""
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(
@@ -62,9 +62,8 @@ def export_onnx(run: Path, out: Path, *, raw_input: bool = False, opset: int = 1
         )
     if opset < 18:
         raise ConfigError(f"--opset {opset}: the exporter writes opset 18 or newer")
-    ckpt = require_checkpoint(run)
-    net = ckpt.config.net
-    G = load_net(ckpt, "G", torch.device("cpu"))
+    net = run.net
+    G = run.generator(torch.device("cpu"))
     m = net.size_multiple  # H and W: multiples of it
     dims = (
         torch.export.Dim("n", min=1, max=1024),

@@ -13,34 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor
 
-from p2phd.atomic import save_tensors
-from p2phd.checkpoint import load_net, require_checkpoint, write_json_atomic
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset, check_fits, size_batches
 from p2phd.data.names import class_name
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.ops import instance_class, segment_mean, unit_image
-from p2phd.runtime import autocast, resolve_device, resolve_precision
-
-FEATURES, CLUSTERS = "features.safetensors", "clusters.safetensors"
-
-
-def bank_key(kind: str, label: int) -> str:
-    """`label_026`, `mean_026`, `source_026`: per-class tensor names in the bank files."""
-    return f"{kind}_{label:03d}"
-
-
-def save_bank(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> None:
-    """Write a feature or cluster file (safetensors) and its JSON summary beside it."""
-    save_tensors(path, tensors)
-    write_json_atomic(path.with_suffix(".json"), meta)
+from p2phd.runtime import DeviceOptions, autocast
+from p2phd.synth.bank import CLUSTERS, FEATURES, bank_key, key_class, load_bank_file, save_bank
+from p2phd.synth.run import Run
 
 
 def region_rows(features: Tensor, pool_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,7 +45,7 @@ def _collect(
 ) -> None:
     """Append one image's region rows, [features, area], to its classes' lists."""
     ids, means, areas = (t.cpu() for t in region_rows(feats, pool_map))
-    classes = ids if net.label_feat else instance_class(ids, net.class_divisor)
+    classes = ids if net.style_pool == "label" else instance_class(ids, net.class_divisor)
     table = torch.cat([means, areas[:, None]], 1)
     for c in classes.unique().tolist():  # a handful of classes per image
         mask = classes == c
@@ -86,32 +70,29 @@ class FeatureReport:
 
 
 def encode_features(
-    run: Path,
+    run: Run,
     data: Path,
     *,
     split: str = "train",
     batch_size: int = 4,
-    device: str = "auto",
-    precision: str = "auto",
+    device: DeviceOptions | None = None,
     width: int | None = None,
-    compile: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureReport:
     """Encode every instance of a prepped split with the run's E (torch.compile'd as one graph
-    with `compile`); write features.safetensors.
+    with `device.compile`); write features.safetensors.
 
     Images are resized as training resized them (to its --load-width), or to `width`."""
     if batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    ckpt = require_checkpoint(run)
-    net, cfg = ckpt.config.net, ckpt.config
-    encoder: Callable[..., Tensor] = load_net(ckpt, "E", dev)
-    if compile:
-        encoder = torch.compile(encoder, fullgraph=True)
+    options = device or DeviceOptions()
+    dev, prec = options.resolve()
+    net, cfg = run.net, run.config
     if width is not None and width < net.size_multiple:
         raise ConfigError(f"--width {width}: must be at least {net.size_multiple}")
+    encoder: Callable[..., Tensor] = run.encoder(dev)
+    if options.compile:
+        encoder = torch.compile(encoder, fullgraph=True)
     load_width = width if width is not None else cfg.data.load_width
     augment = Augment(load_width, None, False, net.size_multiple)  # the training size
     dataset = PreppedDataset(
@@ -126,7 +107,7 @@ def encode_features(
         for indices in size_batches(range(len(dataset)), sizes.__getitem__, batch_size):
             samples = [dataset[(0, i)] for i in indices]
             image = unit_image(torch.stack([s["image"] for s in samples]).to(dev))
-            pool = torch.stack([s["inst" if net.instance_feat else "label"] for s in samples])
+            pool = torch.stack([net.pool_map(s["label"], s.get("inst")) for s in samples])
             with autocast(prec, dev):
                 pooled = encoder(image, pool.to(dev))
             for i, feats, ids_map in zip(indices, pooled, pool, strict=True):
@@ -142,13 +123,13 @@ def encode_features(
         "feat_num": net.feat_num,
         "split": split,
         "images": len(dataset),
-        "pool": "instance" if net.instance_feat else "label",
+        "pool": net.style_pool,
         "columns": "feat_num features, then the area as a fraction of the image",
         "source_columns": "image index in the split, region id",
-        "checkpoint": str(ckpt.path.resolve()),
+        "checkpoint": str(run.checkpoint.path.resolve()),
         "classes": {str(c): n for c, n in counts.items()},
     }
-    path = Path(run) / FEATURES
+    path = run.features_path
     save_bank(tensors, path, meta)
     return FeatureReport(path, len(dataset), counts)
 
@@ -171,7 +152,8 @@ class ClusterReport:
 def cluster_features(
     run: Path, *, k: int = 10, min_area: float = 1 / 64, n_init: int = 10, seed: int = 0
 ) -> ClusterReport:
-    """k-means per class (k = min(instances, k)) over instances larger than `min_area`."""
+    """k-means per class (k = min(instances, k)) over instances larger than `min_area`, of
+    the features.safetensors in the folder `run` (named with the run's class names)."""
     import sklearn
     from sklearn.cluster import KMeans
 
@@ -180,13 +162,13 @@ def cluster_features(
     path = Path(run) / FEATURES
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; run p2phd encode-features {run} DATA first")
-    features = _load(path)
-    names = _class_names(Path(run))
+    features = load_bank_file(path)
+    names = Run.open(run).class_names if (Path(run) / "config.json").is_file() else ()
     tensors: dict[str, Tensor] = {}
     clusters: dict[int, dict[str, Any]] = {}
     skipped: dict[int, str] = {}
     for name in sorted(n for n in features if n.startswith("label_")):
-        c, rows = int(name.removeprefix("label_")), features[name].double()
+        c, rows = key_class(name), features[name].double()
         tensors[bank_key("mean", c)] = rows[:, :-1].mean(0).float()
         kept = rows[rows[:, -1] > min_area, :-1].numpy()
         if len(kept) == 0:
@@ -219,52 +201,3 @@ def cluster_features(
     save_bank(tensors, out, meta)
     named = {c: class_name(c, names) for c in [*clusters, *skipped]}
     return ClusterReport(out, clusters, skipped, named)
-
-
-def _class_names(run: Path) -> tuple[str, ...]:
-    """The run's class names (none for a folder that is not a run)."""
-    return require_checkpoint(run).config.net.class_names if (run / "config.json").is_file() else ()
-
-
-def _load(path: Path) -> dict[str, Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc}); write it again") from exc
-
-
-@dataclass(frozen=True)
-class FeatureBank:
-    """Cluster centres and class means as lookup tables for vectorised style sampling.
-
-    `centers` `[total clusters, F]`; `offset[c]` where class c's centres start and `count[c]`
-    how many it has (0: none); `means[c]` its mean feature (zeros for unseen classes).
-    """
-
-    centers: Tensor
-    offset: np.ndarray
-    count: np.ndarray
-    means: Tensor
-
-    @classmethod
-    def load(cls, run: Path, label_nc: int, feat_num: int) -> FeatureBank:
-        path = Path(run) / CLUSTERS
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path}: missing; run p2phd encode-features {run} DATA, then p2phd cluster "
-                f"{run} (or give --style-from PHOTO)"
-            )
-        data = _load(path)
-        size = max(label_nc, 1 + max((int(k[-3:]) for k in data), default=0))
-        count, offset = np.zeros(size, np.int64), np.zeros(size, np.int64)
-        means, centers = torch.zeros(size, feat_num), []
-        total = 0
-        for c in range(size):
-            if bank_key("mean", c) in data:
-                means[c] = data[bank_key("mean", c)]
-            if bank_key("label", c) in data:
-                centers.append(data[bank_key("label", c)])
-                offset[c], count[c] = total, len(centers[-1])
-                total += count[c]
-        table = torch.cat(centers) if centers else torch.zeros(0, feat_num)
-        return cls(table, offset, count, means)

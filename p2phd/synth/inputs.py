@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from p2phd.checkpoint import Checkpoint
 from p2phd.config import NetConfig
 from p2phd.data.augment import scaled_size
 from p2phd.data.io import (
@@ -24,7 +23,7 @@ from p2phd.data.io import (
 )
 from p2phd.data.names import KEY_RULE, name_key
 from p2phd.errors import DatasetError
-from p2phd.synth.styles import relabel
+from p2phd.synth.edits import relabel
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +95,18 @@ def collect_items(
 
 def target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[int, int]:
     """(width, height) the generator will see: the file's size, or resized to `width`."""
-    w, h = image_size(item.label)
+    return fit_size(*image_size(item.label), net, width, item.label)
+
+
+def fit_size(w: int, h: int, net: NetConfig, width: int | None, where: Path) -> tuple[int, int]:
+    """A `w` x `h` map's size for G: resized to `width` by the one size rule, or as it is
+    when it is a multiple of the run's 2^downsamplings."""
     m = net.size_multiple
     if width is not None:
         return scaled_size(w, h, width, m)
     if w % m or h % m:
         raise DatasetError(
-            f"{item.label}: {w}x{h} is not a multiple of {m} for this run; "
+            f"{where}: {w}x{h} is not a multiple of {m} for this run; "
             f"pass --width {max(m, round(w / m) * m)} to resize"
         )
     return w, h
@@ -110,10 +114,12 @@ def target_size(item: SynthItem, net: NetConfig, width: int | None) -> tuple[int
 
 @dataclass
 class Input:
+    """One input as G sees it: the maps (and photo) at the size G works at, edits applied."""
+
     item: SynthItem
-    label: np.ndarray  # [H, W] ids, or [H, W, 3] for RGB-input runs
+    label: np.ndarray  # [H, W] ids, or [H, W, C] uint8 for RGB-input runs
     inst: np.ndarray | None
-    photo: np.ndarray | None
+    photo: np.ndarray | None  # [H, W, C] uint8: E encodes its regions' styles
     missing: list[int] = field(default_factory=list)  # --relabel-instance ids not in this map
 
 
@@ -126,41 +132,45 @@ def read_input(
 ) -> Input:
     """Read, check, resize and edit one input."""
     if net.label_nc == 0:
-        rgb = resize_rgb(read_rgb(item.label), *size)
-        return Input(item, to_channels(rgb, net.input_nc), None, None)
+        return prepare_input(item, read_rgb(item.label), None, None, net, size)
+    label = read_id_map(item.label)
+    inst = read_id_map(item.inst, "instance map") if item.inst is not None else None
+    photo = read_rgb(item.photo) if item.photo else None
+    return prepare_input(item, label, inst, photo, net, size, classes, instances)
+
+
+def prepare_input(
+    item: SynthItem,
+    label: np.ndarray,
+    inst: np.ndarray | None,
+    photo: np.ndarray | None,
+    net: NetConfig,
+    size: tuple[int, int],
+    classes: Sequence[tuple[int, int]] = (),
+    instances: Sequence[tuple[int, int]] = (),
+) -> Input:
+    """Check, resize and edit one input's maps (read from files or given as arrays)."""
+    if net.label_nc == 0:
+        return Input(item, to_channels(resize_rgb(label, *size), net.input_nc), None, None)
     label = check_ids(
-        item.label,
-        read_id_map(item.label),
-        "label",
-        net.label_nc,
-        "use label maps of this run's classes",
+        item.label, label, "label", net.label_nc, "use label maps of this run's classes"
     )
-    inst = None
-    if item.inst is not None:
-        inst = check_ids(item.inst, read_id_map(item.inst, "instance map"), "inst")
-    if inst is not None and inst.shape != label.shape:
-        raise DatasetError(
-            f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
-            f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
-            "one size"
-        )
+    if inst is not None:
+        inst = check_ids(item.inst or item.label, inst, "inst")
+        if inst.shape != label.shape:
+            raise DatasetError(
+                f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "
+                f"{item.label} is {label.shape[1]}x{label.shape[0]}; use maps of "
+                "one size"
+            )
     label = resize_ids(label, *size)
     inst = resize_ids(inst, *size) if inst is not None else None
     label, inst, missing = relabel(
         label, inst, list(classes), list(instances), net.class_divisor, item.label
     )
-    photo = None
-    if item.photo:
-        photo = to_channels(resize_rgb(read_rgb(item.photo), *size), net.output_nc)
+    if photo is not None:
+        photo = to_channels(resize_rgb(photo, *size), net.output_nc)
     return Input(item, label, inst, photo, missing)
-
-
-def training_size(ckpt: Checkpoint) -> tuple[int, int] | None:
-    """(width, height) of the images the run was trained on, when they had one size."""
-    size = ckpt.state.get("train_size")
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        return size[0], size[1]
-    return None
 
 
 def size_notes(

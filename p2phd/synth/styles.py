@@ -1,4 +1,5 @@
-"""Semantic manipulation at synthesis: each region's style, and class edits (paper §3.4, §4).
+"""Semantic manipulation at synthesis: each region's style (paper §3.4; class edits are in
+`synth.edits`).
 
 A region is an instance (runs with --instance-feat) or a class (--label-feat). Its style is a
 feature vector: a k-means centre of its class (random, chosen, or from a style map), an
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from p2phd.data.names import class_id
-from p2phd.errors import ConfigError, DatasetError
-from p2phd.synth.features import FeatureBank
+from p2phd.data.names import class_id, class_name
+from p2phd.errors import ConfigError
+from p2phd.synth.bank import FeatureBank
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +56,6 @@ def parse_style(text: str) -> tuple[Literal["random", "cluster"], int]:
     if name == "cluster" and value.isdigit():
         return "cluster", int(value)
     raise ConfigError(f"--style {text}: use random or cluster=I (I a cluster index)")
-
-
-def parse_relabel(text: str, names: Sequence[str], label_nc: int) -> tuple[int, int]:
-    """`SRC:DST`, each class a number or a name: `21:11`, `tree:building`."""
-    src, sep, dst = text.partition(":")
-    if not (sep and src and dst):
-        raise ConfigError(f"--relabel {text}: use SRC:DST, e.g. 21:11 or vegetation:building")
-    option = f"--relabel {text}"
-    return class_id(src, names, label_nc, option), class_id(dst, names, label_nc, option)
-
-
-def parse_relabel_instance(text: str, names: Sequence[str], label_nc: int) -> tuple[int, int]:
-    """`ID:DST`: an instance id (see p2phd inspect) and a class number or name."""
-    ident, sep, dst = text.partition(":")
-    if not (sep and ident.isdigit() and dst):
-        raise ConfigError(f"--relabel-instance {text}: use ID:DST, e.g. 26001:truck")
-    return int(ident), class_id(dst, names, label_nc, f"--relabel-instance {text}")
 
 
 def parse_vary(
@@ -136,63 +120,6 @@ def _style_value(value: object, feat_num: int, where: str) -> int | tuple[float,
     return vector
 
 
-def relabel(
-    label: np.ndarray,
-    inst: np.ndarray | None,
-    classes: list[tuple[int, int]],
-    instances: list[tuple[int, int]],
-    divisor: int,
-    where: Path,
-) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
-    """Class edits on one map pair: every pixel of class SRC becomes DST (`classes`), or one
-    instance becomes class DST (`instances`); instance ids follow, so boundaries and styles
-    follow: a relabelled "thing" gets fresh ids of class DST, "stuff" merges into DST.
-
-    Returns the edited maps and the instance ids this map does not have (left as they are:
-    one edit over a folder of maps applies where the object is)."""
-    label, inst = label.copy(), None if inst is None else inst.copy()
-    for src, dst in classes:
-        mask = label == src
-        label[mask] = dst
-        if inst is not None:
-            stuff = inst == src
-            things = (inst >= divisor) & (inst // divisor == src)
-            k = inst[things] % divisor + _next_k(inst, dst, divisor)
-            if k.size and k.max() >= divisor:
-                raise DatasetError(
-                    f"{where}: too many instances of classes {src} and {dst} together for "
-                    f"ids class * {divisor} + k"
-                )
-            inst[things] = dst * divisor + k
-            inst[stuff] = dst
-    missing = []
-    for ident, dst in instances:
-        if inst is None:
-            raise DatasetError(f"{where}: --relabel-instance needs instance maps (--inst)")
-        mask = inst == ident
-        if not mask.any():
-            missing.append(ident)
-            continue
-        label[mask] = dst
-        inst[mask] = fresh_instance_id(inst, dst, divisor)
-    return label, inst, missing
-
-
-def fresh_instance_id(inst: np.ndarray, cls: int, divisor: int) -> int:
-    """An id no pixel of `inst` has, for a new object of class `cls`: the next
-    cls * divisor + k where that convention holds, else one above the largest id."""
-    new = cls * divisor + _next_k(inst, cls, divisor)
-    if cls == 0 or new >= (cls + 1) * divisor or (inst == new).any():
-        new = int(inst.max()) + 1  # any unused id keeps it a separate object
-    return new
-
-
-def _next_k(inst: np.ndarray, cls: int, divisor: int) -> int:
-    """The first free instance number of class `cls` (ids cls * divisor + k)."""
-    ks = inst[(inst >= divisor) & (inst // divisor == cls)] % divisor
-    return int(ks.max()) + 1 if ks.size else 0
-
-
 def regions(pool_map: Tensor, label_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Region ids `[U]`, each pixel's region index `[H*W]`, each region's class `[U]` (the
     label under its first pixel: edits keep labels and regions consistent)."""
@@ -202,16 +129,20 @@ def regions(pool_map: Tensor, label_map: Tensor) -> tuple[Tensor, Tensor, Tensor
     return ids, inverse, label_map.reshape(-1)[first]
 
 
-def region_features(
+Style = int | tuple[float, ...]  # a cluster index of the region's class, or a feature vector
+
+
+def region_styles(
     ids: np.ndarray,
     classes: np.ndarray,
     bank: FeatureBank,
     spec: StyleSpec,
     key: str,
     variation: int = 0,
-) -> Tensor:
-    """`[U, F]`: one feature vector per region under `spec`, deterministic for the seed, the
-    image key and the variation number."""
+) -> tuple[np.ndarray, dict[int, tuple[float, ...]]]:
+    """The style rule: each region's cluster `[U]` (meaningless where its class has none),
+    and the regions (by index) that take an explicit vector instead. Deterministic for the
+    seed, the image key and the variation number."""
     k = bank.count[classes]
     draw = variation if spec.vary is None else 0  # no target: each variation re-draws all
     choice = random_clusters(classes, bank, spec.seed, key, draw)
@@ -230,8 +161,25 @@ def region_features(
             if isinstance(value, int):
                 _check_index(value, classes[hit], k[hit], f"--style-map entry {ident}")
                 choice[hit] = value
+                for i in np.flatnonzero(hit).tolist():
+                    explicit.pop(i, None)
             else:
                 explicit |= dict.fromkeys(np.flatnonzero(hit).tolist(), value)
+    return choice, explicit
+
+
+def region_features(
+    ids: np.ndarray,
+    classes: np.ndarray,
+    bank: FeatureBank,
+    spec: StyleSpec,
+    key: str,
+    variation: int = 0,
+) -> Tensor:
+    """`[U, F]`: one feature vector per region under `spec` (`region_styles`): its cluster's
+    centre, or its class mean where the class has no clusters, or its explicit vector."""
+    choice, explicit = region_styles(ids, classes, bank, spec, key, variation)
+    k = bank.count[classes]
     clustered = bank.means[classes]
     if len(bank.centers):
         clustered = bank.centers[torch.from_numpy(bank.offset[classes] + choice)]
@@ -239,6 +187,81 @@ def region_features(
     for i, value in explicit.items():
         vectors[i] = torch.tensor(value)
     return vectors
+
+
+def pinned_styles(
+    ids: np.ndarray,
+    classes: np.ndarray,
+    bank: FeatureBank,
+    spec: StyleSpec,
+    key: str,
+    variation: int = 0,
+) -> dict[int, Style]:
+    """Region id -> its style under `spec`, for every region that has one (a cluster of its
+    class, or an explicit vector): `pinned` of this table renders the same image."""
+    choice, explicit = region_styles(ids, classes, bank, spec, key, variation)
+    k = bank.count[classes]
+    table: dict[int, Style] = {
+        int(ident): int(c) for ident, c, n in zip(ids, choice, k, strict=True) if n
+    }
+    return table | {int(ids[i]): value for i, value in explicit.items()}
+
+
+def pinned(table: dict[int, Style], pool: Literal["instance", "label"]) -> StyleSpec:
+    """A spec that gives every region of `table` its style: by instance id for runs that pool
+    per instance, by class for runs that pool per class (their regions are classes)."""
+    if pool == "instance":
+        return StyleSpec(style_map=StyleMap(instances=dict(table)))
+    return StyleSpec(style_map=StyleMap(classes=dict(table)))
+
+
+def style_caption(
+    spec: StyleSpec, variation: int, variations: int, clusters: int, names: Sequence[str]
+) -> str:
+    """What `region_styles` gives image `variation` of `variations`, in words (`clusters`:
+    how many the class `spec.vary` names has)."""
+    if spec.vary is not None and variations > 1:
+        kind, target = spec.vary
+        if kind == "class":
+            what = f"{class_name(target, names)} in its cluster"
+            return (
+                f"variation {variation}: {what} {variation % clusters}"
+                if clusters
+                else f"variation {variation}"
+            )
+        return (
+            f"variation {variation}: instance {target} in cluster {variation} of its class "
+            "(cycling)"
+        )
+    if spec.mode == "cluster":
+        base = f"cluster {spec.cluster} of every class"
+    else:
+        base = f"random styles (seed {spec.seed})"
+    return f"variation {variation}: {base}, draw {variation}" if variations > 1 else base
+
+
+def style_notes(
+    spec: StyleSpec, variations: int, bank: FeatureBank, names: Sequence[str]
+) -> list[str]:
+    """What `region_styles` does that a user would not guess, said once: variations beyond a
+    class's clusters repeat them."""
+    notes: list[str] = []
+    vary = spec.vary
+    if vary is None or vary[0] != "class" or variations <= 1:
+        return notes
+    target, count = vary[1], bank.clusters(vary[1])
+    name = class_name(target, names)
+    if count == 0:
+        notes.append(
+            f"--vary class:{target}: {name} has no clusters; every variation gives it its "
+            "mean feature"
+        )
+    elif variations > count:
+        notes.append(
+            f"--variations {variations}: {name} has {count} clusters; variations "
+            f"{count}..{variations - 1} repeat them in turn"
+        )
+    return notes
 
 
 def random_clusters(

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from p2phd.atomic import append_line, make_dirs
+from p2phd.atomic import append_line, make_dirs, write_json_atomic
 from p2phd.checkpoint import (
     RunDir,
     clean_partial,
@@ -38,7 +38,6 @@ from p2phd.checkpoint import (
     read_config_record,
     require_checkpoint,
     save_checkpoint,
-    write_json_atomic,
 )
 from p2phd.config import TrainConfig, schedule_growth
 from p2phd.data.augment import Augment
