@@ -54,7 +54,7 @@ from p2phd.data.toy_segmenter import toy_segmenter
 from p2phd.nets.generator import build_generator
 from p2phd.nets.inception import FIDInception
 from p2phd.nets.vgg import Vgg19Features
-from p2phd.ops import batch_inputs, encode_input, instance_mean
+from p2phd.ops import encode_input, instance_mean
 from p2phd.runtime import autocast, resolve_device, resolve_precision
 from p2phd.training.distributed import Dist
 from p2phd.training.gan import Pix2PixHD
@@ -139,16 +139,8 @@ def bench_train(
 ) -> tuple[float, float | None]:
     torch.manual_seed(0)
     model = Pix2PixHD(cfg, resolve_precision(cfg.run.precision, device), Dist(device=device))
-    pool = "inst" if cfg.net.instance_feat else None
-    inputs = batch_inputs(
-        scene(*size, device),
-        label_nc=35,
-        instance=True,
-        pool=pool,
-        device=device,
-        memory_format=model.memory_format,
-    )
-    return measure(lambda: model.train_step(*inputs), device, args.warmup, args.iters)
+    inputs = model.step_inputs(scene(*size, device))
+    return measure(lambda: model.step(*inputs), device, args.warmup, args.iters)
 
 
 def bench_infer(

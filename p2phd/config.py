@@ -282,7 +282,8 @@ class TrainConfig:
             _require(
                 self.data.crop_size % multiple == 0,
                 "--crop-size",
-                f"{self.data.crop_size} is not a multiple of {multiple} (2^n_downsample_global); "
+                f"{self.data.crop_size} is not a multiple of {multiple} (2^downsamplings of G, "
+                "and of E with features); "
                 f"use {max(multiple, self.data.crop_size // multiple * multiple)}",
             )
 
@@ -435,21 +436,3 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if not ok:
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
-
-
-def sort_flags(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Place command-line options into the config sections that own them."""
-    sections = {
-        "net": NetConfig,
-        "loss": LossConfig,
-        "data": DataConfig,
-        "optim": OptimConfig,
-        "run": RunOptions,
-    }
-    owner = {f.name: name for name, cls in sections.items() for f in dataclasses.fields(cls)}
-    out: dict[str, dict[str, Any]] = {name: {} for name in sections}
-    for key, value in flags.items():
-        if key not in owner:
-            raise ConfigError(f"unknown option {key!r}")
-        out[owner[key]][key] = value
-    return out

@@ -15,6 +15,7 @@ from p2phd.data.io import check_ids, read_id_map
 from p2phd.data.names import CITYSCAPES_CLASSES, class_name, is_cityscapes_name
 from p2phd.data.prep import MANIFEST, read_manifest
 from p2phd.errors import DatasetError
+from p2phd.loss_terms import active_terms
 from p2phd.synth.run import Run
 
 
@@ -147,6 +148,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
             "feature_matching": cfg.loss.ganfeat_loss,
             "vgg": cfg.loss.vgg_loss,
             "lambda_feat": cfg.loss.lambda_feat,
+            "terms": list(active_terms(cfg.loss)),
         },
         "data": {
             "root": cfg.run.data_root,

@@ -1,7 +1,10 @@
 """Tensor operations shared by training, feature encoding and synthesis.
 
-`encode_input` is the one place where the generator's input is built, so whatever training
-sees, synthesis sees the same way (docs/design.md §1).
+G's input is built by two functions and nowhere else: `encode_label` (one-hot labels and the
+boundary map: also D's condition) and `generator_input` (that, then E's feature maps);
+`encode_input` is the two in one, for synthesis. Training encodes the label once for G and D
+and appends E's features inside the step, so whatever training sees, synthesis sees the
+same way (docs/design.md §1).
 
 Shapes: label and instance maps are integer tensors `[N, H, W]`; images and feature maps are
 float tensors `[N, C, H, W]`.
@@ -90,6 +93,37 @@ def instance_class(instance_map: Tensor, divisor: int = 1000) -> Tensor:
     return torch.where(instance_map < divisor, instance_map, instance_map // divisor)
 
 
+def encode_label(
+    label_map: Tensor,
+    instance_map: Tensor | None,
+    *,
+    label_nc: int,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The encoded label: one-hot labels, then the boundary map (docs/design.md §4). D is
+    conditioned on it; G takes it with the features appended (`generator_input`).
+
+    `label_map`: `[N, H, W]` integer class ids, or for label_nc 0 an `[N, C, H, W]` image in
+    [-1, 1] used as it is. `instance_map`: `[N, H, W]` ids, or None for runs without instance
+    maps. Returns `[N, NetConfig.label_channels, H, W]`.
+    """
+    if label_nc == 0:
+        parts = [label_map.to(dtype)]
+    else:
+        parts = [one_hot(label_map, label_nc, dtype)]
+    if instance_map is not None:
+        parts.append(boundary_map(instance_map).to(dtype))
+    return torch.cat(parts, dim=1)
+
+
+def generator_input(encoded_label: Tensor, feature_map: Tensor | None) -> Tensor:
+    """G's input: the encoded label, then (runs with features) the `[N, feat_num, H, W]`
+    feature maps in its dtype."""
+    if feature_map is None:
+        return encoded_label
+    return torch.cat([encoded_label, feature_map.to(encoded_label.dtype)], dim=1)
+
+
 def encode_input(
     label_map: Tensor,
     instance_map: Tensor | None,
@@ -98,44 +132,6 @@ def encode_input(
     label_nc: int,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Build the generator input: one-hot labels, the boundary map, then instance features
-    (docs/design.md §4).
-
-    `label_map`: `[N, H, W]` integer class ids, or for label_nc 0 an `[N, C, H, W]` image in
-    [-1, 1] used as it is. `instance_map`: `[N, H, W]` ids, or None for runs without instance
-    maps. `feature_map`: `[N, feat_num, H, W]` or None. The first `NetConfig.label_channels`
-    channels (all but the features) are what D is conditioned on.
-    """
-    if label_nc == 0:
-        parts = [label_map.to(dtype)]
-    else:
-        parts = [one_hot(label_map, label_nc, dtype)]
-    if instance_map is not None:
-        parts.append(boundary_map(instance_map).to(dtype))
-    if feature_map is not None:
-        parts.append(feature_map.to(dtype))
-    return torch.cat(parts, dim=1)
-
-
-def batch_inputs(
-    batch: dict[str, Tensor],
-    *,
-    label_nc: int,
-    instance: bool,
-    pool: str | None,
-    device: torch.device,
-    memory_format: torch.memory_format | None = None,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """A loader batch on the device, as the step takes it: (the encoded label: G's input
-    without features and D's condition; the real image in [-1, 1]; the map E's features are
-    pooled over: "inst" or "label", or None without features)."""
-    label = batch["label"].to(device, non_blocking=True)
-    if label_nc == 0:
-        label = unit_image(label)
-    inst = batch["inst"].to(device, non_blocking=True) if instance else None
-    x = encode_input(label, inst, label_nc=label_nc)
-    real = unit_image(batch["image"].to(device, non_blocking=True))
-    if memory_format is not None:
-        x, real = (t.contiguous(memory_format=memory_format) for t in (x, real))
-    pooled = {"inst": inst, "label": label, None: None}[pool]
-    return x, real, pooled
+    """G's input from the maps: `generator_input(encode_label(...), feature_map)`."""
+    encoded = encode_label(label_map, instance_map, label_nc=label_nc, dtype=dtype)
+    return generator_input(encoded, feature_map)

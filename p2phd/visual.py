@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from p2phd.atomic import write_text
+from p2phd.loss_terms import LossTerms
 
 # Cityscapes labelIds 0..34 (cityscapesScripts' colours), used when label_nc == 35.
 _CITYSCAPES = [
@@ -184,9 +185,6 @@ def relative_url(path: str) -> str:
     return html.escape(urllib.parse.quote(path, safe="/"))
 
 
-CURVE_TERMS = ("g_gan", "g_feat", "g_vgg", "d_real", "d_fake")
-
-
 def loss_curves_svg(
     records: Sequence[dict[str, float]], width: int = 300, height: int = 130
 ) -> str:
@@ -194,7 +192,7 @@ def loss_curves_svg(
     per term that is on: a term that stays 0, such as g_vgg without the VGG loss, is left
     out). Each panel is scaled to its own range, written beside it."""
     panels = []
-    for term in CURVE_TERMS:
+    for term in LossTerms._fields:
         points = [(r["step"], r[term]) for r in records if term in r and math.isfinite(r[term])]
         if not points or all(v == 0 for _, v in points):
             continue

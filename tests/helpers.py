@@ -128,15 +128,4 @@ def write_reference_checkpoint(folder: Path) -> Path:
 
 def model_inputs(model, batch):  # type: ignore[no-untyped-def]
     """A batch as `model`'s step takes it, as the trainer makes it."""
-    from p2phd.ops import batch_inputs
-
-    net = model.cfg.net
-    pool = ("inst" if net.instance_feat else "label") if net.use_features else None
-    return batch_inputs(
-        batch,
-        label_nc=net.label_nc,
-        instance=net.instance,
-        pool=pool,
-        device=model.device,
-        memory_format=model.memory_format,
-    )
+    return model.step_inputs(batch)

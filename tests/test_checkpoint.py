@@ -45,7 +45,7 @@ def save(model: Pix2PixHD, run: RunDir, step: int, keep_last: int = 3) -> Path:
 def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
     a = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
-    a.train_step(*model_inputs(a, random_batch(seed=0)))
+    a.step(*model_inputs(a, random_batch(seed=0)))
     save(a, run, 1)
     b = Pix2PixHD(CFG, "fp32", Dist(device=torch.device("cpu")))
     with torch.no_grad():  # make b differ first, so the load must do the work
@@ -59,8 +59,8 @@ def test_save_then_load_gives_identical_outputs_and_next_step(tmp_path: Path) ->
         for su, sv in zip(a.D(torch.cat([x, real], 1)), b.D(torch.cat([x, real], 1)), strict=True)
         for u, v in zip(su, sv, strict=True)
     )
-    a.train_step(x, real)
-    b.train_step(x, real)  # Adam moments were restored too: the next step is identical
+    a.step(x, real)
+    b.step(x, real)  # Adam moments were restored too: the next step is identical
     for (name, p), q in zip(a.G.named_parameters(), b.G.parameters(), strict=True):
         assert torch.equal(p, q), name
 

@@ -65,10 +65,10 @@ def compare(stage: str, features: bool, vgg: Path | None, steps: int = 3) -> Non
     compiled = Pix2PixHD(config(stage, features, vgg, True), "fp32", Dist())
     for step in range(steps):
         batch = random_batch(seed=step, height=16, width=32)
-        _, te, _ = eager.train_step(*model_inputs(eager, batch))
-        _, tc, _ = compiled.train_step(*model_inputs(compiled, batch))
-        for k in te:
-            assert float(tc[k]) == pytest.approx(float(te[k]), rel=1e-4, abs=1e-6), (step, k)
+        _, te, _ = eager.step(*model_inputs(eager, batch))
+        _, tc, _ = compiled.step(*model_inputs(compiled, batch))
+        for k, (e, c) in zip(te._fields, zip(te, tc, strict=True), strict=True):
+            assert float(c) == pytest.approx(float(e), rel=1e-4, abs=1e-6), (step, k)
         if step == 0:
             moments = [
                 (eager.opt_g.state[p]["exp_avg"], compiled.opt_g.state[q]["exp_avg"])

@@ -273,8 +273,9 @@ def test_the_bar_fits_80_columns_and_shows_what_matters() -> None:
     from rich.progress import Progress
 
     from p2phd.cli.train import loss_texts, training_columns
+    from p2phd.loss_terms import LossTerms
 
-    losses = {"g_gan": 0.52, "g_feat": 0.71, "g_vgg": 0.0, "d_real": 0.2, "d_fake": 0.25}
+    losses = LossTerms(g_gan=0.52, g_feat=0.71, g_vgg=0.0, d_real=0.2, d_fake=0.25)
     totals, terms = loss_texts(losses, ("g_gan", "g_feat", "d_real", "d_fake"))
     assert totals == "G 1.230 D 0.225" and "vgg" not in terms  # terms that are off: hidden
     for width, wanted in (

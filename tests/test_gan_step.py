@@ -68,7 +68,7 @@ def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
     twin = copy.deepcopy(model)
     x, real, _ = model_inputs(model, random_batch())
     g_ref, d_ref = reference_grads(twin, x, real, mode)
-    model.train_step(x, real)  # leaves the pre-update gradients in .grad
+    model.step(x, real)  # leaves the pre-update gradients in .grad
     for net, refs in (("G", g_ref), ("D", d_ref)):
         atol = 5e-5 * max(float(r.abs().max()) for r in refs)
         for (name, p), ref in zip(getattr(model, net).named_parameters(), refs, strict=True):
@@ -79,7 +79,7 @@ def test_step_gradients_equal_the_reference_computation(mode: str) -> None:
 def test_without_feature_matching_the_g_loss_has_no_feat_term() -> None:
     model = Pix2PixHD(tiny_cfg(ganfeat_loss=False), "fp32", Dist(device=torch.device("cpu")))
     _, terms = model.compute_losses(*model_inputs(model, random_batch()))
-    assert terms["g_feat"] == 0 and terms["g_gan"] > 0
+    assert terms.g_feat == 0 and terms.g_gan > 0
 
 
 def mean_l1(run: Path, data: Path) -> float:

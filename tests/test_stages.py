@@ -81,8 +81,8 @@ def test_activation_checkpointing_keeps_the_gradients() -> None:
     set_activation_checkpointing(saving.G, True)
     set_activation_checkpointing(saving.D, True)
     x, real, _ = model_inputs(plain, random_batch(height=32, width=64))
-    plain.train_step(x, real)
-    saving.train_step(x, real)
+    plain.step(x, real)
+    saving.step(x, real)
     for (name, a), b in zip(plain.G.named_parameters(), saving.G.parameters(), strict=True):
         assert torch.equal(a.grad, b.grad), name  # type: ignore[arg-type]
 

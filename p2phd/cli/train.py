@@ -34,6 +34,7 @@ from p2phd.cli.app import (
     user_errors,
 )
 from p2phd.cli.flags import sort_given, with_signature
+from p2phd.loss_terms import TERM_LABELS, LossTerms, active_terms
 
 Data = Annotated[Path, typer.Argument(help="Prepped dataset folder (p2phd prep).")]
 Run = Annotated[
@@ -121,13 +122,12 @@ def training_columns(width: int) -> list[ProgressColumn]:
     return columns
 
 
-def loss_texts(losses: dict[str, float], shown: tuple[str, ...]) -> tuple[str, str]:
+def loss_texts(losses: LossTerms[float], shown: tuple[str, ...]) -> tuple[str, str]:
     """("G 1.23 D 0.45", "gan 0.52 feat 0.71 real 0.20 fake 0.25"): the totals the step
     minimises, and the terms that are on (`shown`)."""
-    g = sum(losses.get(k, 0.0) for k in ("g_gan", "g_feat", "g_vgg"))
-    d = 0.5 * (losses.get("d_real", 0.0) + losses.get("d_fake", 0.0))
-    terms = " ".join(f"{k.split('_')[1]} {losses[k]:.3f}" for k in shown if k in losses)
-    return f"G {g:.3f} D {d:.3f}", terms
+    values = losses._asdict()
+    terms = " ".join(f"{TERM_LABELS[k]} {values[k]:.3f}" for k in shown)
+    return f"G {losses.g_total():.3f} D {losses.d_total():.3f}", terms
 
 
 def run_training(
@@ -146,17 +146,7 @@ def run_training(
     if dry_run:
         emit_json(cfg.to_dict())
         return
-    shown = tuple(
-        k
-        for k, on in (
-            ("g_gan", True),
-            ("g_feat", cfg.loss.ganfeat_loss),
-            ("g_vgg", cfg.loss.vgg_loss),
-            ("d_real", True),
-            ("d_fake", True),
-        )
-        if on
-    )
+    shown = active_terms(cfg.loss)
     out = console or err
     columns = training_columns(out.width)
     with progress_bar(quiet, columns=columns, console=out) as bar:

@@ -99,25 +99,27 @@ def check_fits(dataset: PreppedDataset, net: NetConfig) -> None:
     if (net.label_nc == 0) != (prepped == 0):
         kinds = {True: "RGB input images (label_nc 0)", False: "label maps"}
         raise DatasetError(
-            f"{root}: holds {kinds[prepped == 0]} but the run takes "
-            f"{kinds[net.label_nc == 0]}; use data like its training data"
+            f"--label-nc {net.label_nc}: {root} holds {kinds[prepped == 0]} but the run takes "
+            f"{kinds[net.label_nc == 0]}; use data like its training data (a new run: "
+            f"--label-nc {prepped}, or leave it out)"
         )
     if prepped > net.label_nc:
         raise DatasetError(
-            f"{root}: prepped with label_nc {prepped}, more classes than the "
-            f"run's {net.label_nc}; use data with the run's classes"
+            f"--label-nc {net.label_nc}: {root} was prepped with label_nc {prepped}, more "
+            f"classes than the run's {net.label_nc}; use data with the run's classes (a new "
+            f"run: --label-nc {prepped}, or leave it out)"
         )
     if net.instance and not dataset.instance:
         raise DatasetError(
-            f"{root}: has no instance maps, and the run takes them; prep a "
-            "source with *_inst/ folders"
+            f"--instance: {root} has no instance maps, and the run takes them; prep a "
+            "source with *_inst/ folders (a new run: --no-instance)"
         )
     multiple = net.size_multiple
     bad = sorted(s for s in dataset.sample_sizes() if s[0] % multiple or s[1] % multiple)
     if bad:
         raise DatasetError(
             f"{root}: images of {bad[0][0]}x{bad[0][1]} are not multiples of {multiple} "
-            "(2^(n_downsample_global + n_local_enhancers)); prep with --multiple "
+            "(2^downsamplings of G, and of E with features); prep with --multiple "
             f"{multiple}, or pick --load-width / --crop-size accordingly"
         )
 
@@ -131,6 +133,17 @@ def size_batches(
     for key in keys:
         groups.setdefault(size(key), []).append(key)
     return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+
+
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Steps of one epoch: the full global batches of `n` items (the tail is dropped)."""
+    steps = n // (batch_size * world_size)
+    if steps == 0:
+        raise ConfigError(
+            f"--batch-size {batch_size} x {world_size} process(es) is more than the "
+            f"{n} training items; use a smaller batch"
+        )
+    return steps
 
 
 class EpochBatchSampler(Sampler[list[SampleKey]]):
@@ -154,13 +167,7 @@ class EpochBatchSampler(Sampler[list[SampleKey]]):
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start_step, self.rank, self.world_size = start_step, rank, world_size
-        global_batch = batch_size * world_size
-        self.steps_per_epoch = n // global_batch
-        if self.steps_per_epoch == 0:
-            raise ConfigError(
-                f"--batch-size {batch_size} x {world_size} process(es) is more than the "
-                f"{n} training items; use a smaller batch"
-            )
+        self.steps_per_epoch = steps_per_epoch(n, batch_size, world_size)
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         step = self.start_step

@@ -23,11 +23,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from p2phd import losses
 from p2phd.config import TrainConfig
+from p2phd.loss_terms import LossTerms
 from p2phd.nets.blocks import set_activation_checkpointing
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
+from p2phd.ops import encode_label, generator_input, unit_image
 from p2phd.runtime import autocast
 from p2phd.training.distributed import Dist
 
@@ -46,9 +48,8 @@ class Pix2PixHD:
         self.D = build_discriminator(cfg.net).to(device)
         self.E = build_encoder(cfg.net).to(device) if cfg.net.use_features else None
         self.vgg = None
-        if cfg.loss.vgg_loss:
-            assert cfg.run.vgg_weights is not None  # checked before training starts
-            self.vgg = load_vgg19(cfg.run.vgg_weights).to(device)
+        if cfg.loss.vgg_loss:  # training_config checked the file (run_config._with_vgg_hash)
+            self.vgg = load_vgg19(str(cfg.run.vgg_weights)).to(device)
         if cfg.stage == "local":
             assert isinstance(self.G, LocalEnhancer)
             self.G.global_generator.requires_grad_(False)
@@ -89,16 +90,16 @@ class Pix2PixHD:
 
     def compute_losses(
         self, x: Tensor, real: Tensor, pool: Tensor | None = None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    ) -> tuple[Tensor, LossTerms[Tensor]]:
         """The fake and the five loss terms with their weights applied. With features, E
         encodes the real image, pooled per region of `pool`, and its maps join G's input."""
         cfg = self.cfg
         with autocast(self.precision, self.device):
-            g_in = x
+            features = None
             if self.e_fwd is not None:
                 assert pool is not None
-                g_in = torch.cat([x, self.e_fwd(real, pool).to(x.dtype)], 1)
-            fake = self.g_fwd(g_in)
+                features = self.e_fwd(real, pool)
+            fake = self.g_fwd(generator_input(x, features))
             both = torch.cat([torch.cat([x, fake], 1), torch.cat([x, real], 1)], 0)
             outs = self.d_fwd(both)
         n = x.shape[0]
@@ -114,17 +115,15 @@ class Pix2PixHD:
             with autocast(self.precision, self.device):
                 g_vgg = losses.vgg_loss(self.vgg, fake, real) * cfg.loss.lambda_feat
         g_gan = losses.gan_g_loss(cfg.loss.gan_mode, fake_outs)
-        terms = {"g_gan": g_gan, "g_feat": g_feat, "g_vgg": g_vgg}
-        return fake, {**terms, "d_real": d_real, "d_fake": d_fake}
+        return fake, LossTerms(g_gan, g_feat, g_vgg, d_real, d_fake)
 
     def backward(
         self, x: Tensor, real: Tensor, pool: Tensor | None = None
-    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    ) -> tuple[Tensor, LossTerms[Tensor], Tensor]:
         """Losses and gradients of one step, weights untouched: (the fake, the loss terms,
         whether every loss is finite, as a 0-d bool tensor on the device: no host sync)."""
         fake, terms = self.losses(x, real, pool)
-        loss_g = terms["g_gan"] + terms["g_feat"] + terms["g_vgg"]
-        loss_d = 0.5 * (terms["d_real"] + terms["d_fake"])
+        loss_g, loss_d = terms.g_total(), terms.d_total()
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
         torch.autograd.backward(
@@ -132,7 +131,7 @@ class Pix2PixHD:
         )
         torch.autograd.backward(loss_d, inputs=self.opt_d.param_groups[0]["params"])
         finite = torch.isfinite(loss_g + loss_d)
-        return fake.detach(), {k: v.detach() for k, v in terms.items()}, finite
+        return fake.detach(), LossTerms(*(v.detach() for v in terms)), finite
 
     def update(self, skip: Tensor | None = None) -> None:
         """Adam steps for G (+ E) and D with the gradients `backward` left. `skip`, a 0-d
@@ -143,11 +142,33 @@ class Pix2PixHD:
             opt.grad_scale = None  # type: ignore[attr-defined]
             opt.step()
 
-    def train_step(
-        self, x: Tensor, real: Tensor, pool: Tensor | None = None
-    ) -> tuple[Tensor, dict[str, Tensor], bool]:
-        """One G and one D update in one process, skipped (weights untouched) if a loss is not
-        finite: (the fake, the loss terms, finite). The trainer decides across ranks instead."""
+    def step(
+        self, x: Tensor, real: Tensor, pool: Tensor | None = None, *, stop: bool = False
+    ) -> tuple[Tensor, LossTerms[Tensor], Tensor]:
+        """One training step, as the trainer runs it: losses and gradients, then the Adam
+        updates, skipped on every rank alike if any rank's losses are not finite. Returns the
+        fake, the loss terms and the step's flags `[skipped, stop asked]` (0-d floats on the
+        device, maxed over the ranks: whether any rank skipped, any rank was asked to stop),
+        which the host reads when it needs them, never at once."""
         fake, terms, finite = self.backward(x, real, pool)
-        self.update(skip=(~finite).float())
-        return fake, terms, bool(finite)
+        flags = torch.stack(
+            [(~finite).float(), finite.new_tensor(float(stop), dtype=torch.float32)]
+        )
+        self.dist.max_(flags)  # every rank skips and stops alike
+        self.update(skip=flags[0])
+        return fake, terms, flags
+
+    def step_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """A loader batch on the device, as the step takes it: (the encoded label: G's input
+        without features and D's condition; the real image in [-1, 1]; the map E's features
+        are pooled over, or None without features)."""
+        net, device = self.cfg.net, self.device
+        label = batch["label"].to(device, non_blocking=True)
+        if net.label_nc == 0:
+            label = unit_image(label)
+        inst = batch["inst"].to(device, non_blocking=True) if net.instance else None
+        x = encode_label(label, inst, label_nc=net.label_nc)
+        real = unit_image(batch["image"].to(device, non_blocking=True))
+        if self.memory_format is not None:
+            x, real = (t.contiguous(memory_format=self.memory_format) for t in (x, real))
+        return x, real, net.pool_map(label, inst) if net.use_features else None

@@ -67,10 +67,8 @@ def training_config(
     return _config("global", _with_dataset(dict(flags.get("net", {})), data_root), data_root, flags)
 
 
-def check_continues(stored: TrainConfig, cfg: TrainConfig, run: Path) -> None:
-    """`cfg` may continue the run trained with `stored`: the stages go global, or local then
-    joint, never back; what is trained stays (the schedule may grow)."""
-    _check_stage(stored.stage, cfg.stage, run)
+def _check_conflicts(stored: TrainConfig, cfg: TrainConfig, run: Path) -> None:
+    """What is trained stays when a run continues (the schedule may grow)."""
     conflicts = resume_conflicts(stored, cfg)
     if conflicts:
         raise CheckpointError(
@@ -80,6 +78,7 @@ def check_continues(stored: TrainConfig, cfg: TrainConfig, run: Path) -> None:
 
 
 def _check_stage(was: Stage, stage: Stage, run: Path) -> None:
+    """The stages go global, or local then joint, never back."""
     if stage == "joint" and was == "global":
         raise ConfigError(
             f"--run {run}: is a train-global run; train-joint fine-tunes a "
@@ -105,15 +104,22 @@ def _resumed(stage: Stage, data_root: Path, run: Path, flags: Flags) -> TrainCon
     runtime = RunOptions(**{**inherited, **flags.get("run", {}), "data_root": str(data_root)})
     loss = _with_vgg_hash(sections["loss"], runtime, stored.loss.vgg_sha256)
     cfg = dataclasses.replace(stored, stage=stage, **{**sections, "loss": loss}, run=runtime)
-    check_continues(stored, cfg, run)
+    _check_conflicts(stored, cfg, run)
     return cfg
 
 
 def _with_vgg_hash(loss: LossConfig, run: RunOptions, recorded: str | None) -> LossConfig:
-    """The VGG weights file's content hash in the loss config; a different file than the
-    run was trained with is refused, a moved one is fine."""
-    if not loss.vgg_loss or run.vgg_weights is None:
+    """The one check of the VGG weights: given when the loss is on, there, and the run's own
+    (known by content: a moved file is fine, another is refused); their hash goes into the
+    loss config."""
+    if not loss.vgg_loss:
         return loss
+    if run.vgg_weights is None:
+        raise ConfigError(
+            "--vgg-weights: the VGG loss needs VGG19 ImageNet weights from a local file "
+            "(torchvision's vgg19-dcbb9e9d.pth, or a .safetensors of it); pass the file, "
+            "or train without the loss: --no-vgg-loss"
+        )
     path = Path(run.vgg_weights)
     if not path.is_file():
         moved = " (the run's file moved?)" if recorded else ""
@@ -132,22 +138,14 @@ def _with_vgg_hash(loss: LossConfig, run: RunOptions, recorded: str | None) -> L
 
 def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
     """`label_nc`, `instance`, the class divisor and the class names default to the prepped
-    dataset's; contradictions are refused."""
+    dataset's."""
     manifest = read_manifest(Path(data_root))
     dataset = {k: manifest[k] for k in ("label_nc", "instance", "class_divisor")}
     net = {**dataset, **net}
-    prepped = manifest["label_nc"]
     if "class_names" not in net:  # the data's names name the data's classes
         names = tuple(manifest.get("class_names") or ())
-        net["class_names"] = names if net["label_nc"] == prepped else ()
-    if 0 < net["label_nc"] < prepped or (net["label_nc"] == 0) != (prepped == 0):
-        raise ConfigError(
-            f"--label-nc {net['label_nc']}: {data_root} was prepped with label_nc {prepped}; "
-            f"pass --label-nc {prepped}"
-        )
-    if net["instance"] and not manifest["instance"]:
-        raise ConfigError(f"--instance: {data_root} has no instance maps; pass --no-instance")
-    return net
+        net["class_names"] = names if net["label_nc"] == manifest["label_nc"] else ()
+    return net  # whether the data fits these nets is checked where it is read (check_fits)
 
 
 def _config(stage: Stage, net: dict[str, Any], data_root: Path, flags: Flags) -> TrainConfig:

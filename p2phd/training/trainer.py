@@ -41,14 +41,13 @@ from p2phd.checkpoint import (
 )
 from p2phd.config import TrainConfig, schedule_growth
 from p2phd.data.augment import Augment
-from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits
+from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits, steps_per_epoch
 from p2phd.errors import ConfigError, TrainingAborted
-from p2phd.ops import batch_inputs
+from p2phd.loss_terms import LossTerms
 from p2phd.runtime import resolve_precision, seed_everything, use_fast_kernels
 from p2phd.training.distributed import Dist, setup, teardown
 from p2phd.training.gan import Pix2PixHD
 from p2phd.training.process import RunLock, StopSignals, worker_init
-from p2phd.training.run_config import check_continues
 from p2phd.training.samples import write_sample
 from p2phd.training.state import restore, start_from_global, training_tensors
 
@@ -64,7 +63,7 @@ class TrainingEvent:
     epoch: int
     total_epochs: int
     lr: float = 0.0
-    losses: dict[str, float] | None = None
+    losses: LossTerms[float] | None = None
     nonfinite_skipped: int = 0
     resumed_from: int | None = None
 
@@ -89,14 +88,10 @@ def train(
 ) -> TrainResult:
     """Train (or resume) the run in `run_path` until its stage's last step or a signal.
 
-    `init_from`: for the local stage, the global run whose G1 and D start a new run.
+    `cfg` comes from `training_config`, which checked it against the run it continues (its
+    stage and what it trains), the VGG weights and the options. `init_from`: for the local
+    stage, the global run whose G1 and D start a new run.
     """
-    if cfg.loss.vgg_loss and cfg.run.vgg_weights is None:
-        raise ConfigError(
-            "--vgg-weights: the VGG loss needs VGG19 ImageNet weights from a local file "
-            "(torchvision's vgg19-dcbb9e9d.pth, or a .safetensors of it); pass the file, "
-            "or train without the loss: --no-vgg-loss"
-        )
     dist = setup(cfg.run.device)
     run = RunDir(Path(run_path))
     try:
@@ -172,7 +167,7 @@ class Trainer:
         self.cfg, self.run, self.dist, self.report = cfg, run, dist, report
         self.precision = resolve_precision(cfg.run.precision, dist.device)
         self.extended: dict[str, int] = {}
-        self.history = self._check_resume()
+        self.history = self._history()
         dist.barrier()  # rank 0 has cleaned up after any crash before anyone reads
         augment = Augment(
             cfg.data.load_width, cfg.data.crop_size, cfg.data.flip, cfg.net.size_multiple
@@ -187,12 +182,14 @@ class Trainer:
             output_nc=net.output_nc,
         )
         self._check_sizes()
+        self.steps_per_epoch = steps_per_epoch(
+            len(self.dataset), cfg.optim.batch_size, dist.world_size
+        )
         loaded = {augment.load_size(it["width"], it["height"]) for it in self.dataset.items}
         self.train_size = list(loaded.pop()) if len(loaded) == 1 else None
         use_fast_kernels(dist.device)
         seed_everything(cfg.optim.seed)  # the nets' initial weights
         self.model = Pix2PixHD(cfg, self.precision, dist)
-        self.pool = ("inst" if cfg.net.instance_feat else "label") if cfg.net.use_features else None
         self.step = self.saved_step = self.nonfinite_skipped = 0
         event: dict[str, Any] = {"stage": cfg.stage, "event": "start"}
         if self._resume():
@@ -209,13 +206,11 @@ class Trainer:
             write_json_atomic(run.config, config_record(cfg, self.history))
 
     # ---- set-up checks -------------------------------------------------------------------
-    def _check_resume(self) -> list[dict[str, Any]]:
-        """A run folder continues only with what it trains (its stage may go on from local
-        to joint, its schedule may grow); returns its stage history."""
+    def _history(self) -> list[dict[str, Any]]:
+        """The run's stage history (empty for a new run); notes how the schedule grew."""
         if not self.run.config.is_file():
             return []
         stored, history = read_config_record(self.run.config)
-        check_continues(stored, self.cfg, self.run.root)
         self.extended = schedule_growth(stored, self.cfg)
         if self.dist.is_main:
             clean_partial(self.run)
@@ -261,6 +256,7 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def loader(self) -> DataLoader[dict[str, Any]]:
+        """Batches from the current step on, in the order an uninterrupted run sees them."""
         sampler = EpochBatchSampler(
             len(self.dataset),
             self.cfg.optim.batch_size,
@@ -269,7 +265,6 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
-        self.steps_per_epoch = sampler.steps_per_epoch
         workers = self.cfg.run.num_workers
         return DataLoader(
             self.dataset,
@@ -338,20 +333,18 @@ class Trainer:
             lr = self.cfg.optim.lr_at(epoch)
             self.model.set_lr(lr)
             batch = next(batches)
-            fake, terms, finite = self.model.backward(*self._inputs(batch))
-            stop_here = float(signals.signum is not None)
-            now = torch.stack(
-                [(~finite).float(), finite.new_tensor(stop_here, dtype=torch.float32)]
-            )
-            self.dist.max_(now)  # every rank skips and stops alike
-            self.model.update(skip=now[0])
+            x, real, pool = self.model.step_inputs(batch)
+            fake, terms, now = self.model.step(x, real, pool, stop=signals.signum is not None)
             self.step += 1
             flags.push(self.step, now)
             logging = self.step % opts.log_every == 0 or self.step == total
             saving = self.step % opts.save_every == 0
             stopping = self._read(flags, self.step if logging or saving else self.step - 1)
+            values = None
             if logging:
-                values = self.dist.mean({k: float(v) for k, v in terms.items()})
+                values = LossTerms(
+                    **self.dist.mean({k: float(v) for k, v in terms._asdict().items()})
+                )
                 self._log(epoch, lr, values, self._streak == 0)
             self.report(
                 TrainingEvent(
@@ -361,7 +354,7 @@ class Trainer:
                     epoch + 1,
                     self.total_epochs(),
                     lr,
-                    values if logging else None,
+                    values,
                     self.nonfinite_skipped,
                 )
             )
@@ -390,18 +383,7 @@ class Trainer:
                 )
         return stop
 
-    def _inputs(self, batch: dict[str, Any]) -> tuple[Any, ...]:
-        net = self.cfg.net
-        return batch_inputs(
-            batch,
-            label_nc=net.label_nc,
-            instance=net.instance,
-            pool=self.pool,
-            device=self.dist.device,
-            memory_format=self.model.memory_format,
-        )
-
-    def _log(self, epoch: int, lr: float, values: dict[str, float], finite: bool) -> None:
+    def _log(self, epoch: int, lr: float, values: LossTerms[float], finite: bool) -> None:
         if not self.dist.is_main:
             return
         now = time.perf_counter()
@@ -416,6 +398,6 @@ class Trainer:
             "nonfinite_skipped": self.nonfinite_skipped,
             "finite": finite,
             "time": time.time(),
-            **values,
+            **values._asdict(),
         }
         append_line(self.run.log, json.dumps(record))
