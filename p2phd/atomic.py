@@ -17,13 +17,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from safetensors import SafetensorError
-from safetensors.torch import save_file
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from p2phd.errors import WriteError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _FIXES = {
     errno.ENOSPC: "free some disk space",
@@ -171,6 +170,9 @@ def save_tensors(
     write as a `SafetensorError` quoting the OS error: the file gets the mode the umask gives
     a new file, and the error becomes that `OSError` again, so the caller sees the path and
     the cause."""
+    from safetensors import SafetensorError  # torch is imported by those who write tensors
+    from safetensors.torch import save_file
+
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)

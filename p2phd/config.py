@@ -327,9 +327,6 @@ class TrainConfig:
         return full
 
 
-PREP_LAYOUTS = ("auto", "reference", "cityscapes", "ade20k", "celebamask-hq", "coco-stuff")
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PrepConfig:
     """Options of `p2phd prep`."""
@@ -341,7 +338,7 @@ class PrepConfig:
     skip_bad: bool = False
     workers: int = 0  # processes; 0: one per CPU core (in this process for a few items)
     overwrite: bool = False
-    layout: str = "auto"  # one of PREP_LAYOUTS (see data/sources.py)
+    layout: str = "auto"  # auto, reference, or a known dataset's (checked in data/sources.py)
     coco_instances: tuple[str, ...] = ()  # COCO instance annotation files (data/coco.py)
 
     def __post_init__(self) -> None:
@@ -349,9 +346,6 @@ class PrepConfig:
         _require(self.multiple >= 1, "--multiple", "must be >= 1")
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")
         _require(self.workers >= 0, "--workers", "must be >= 0 (0: one per CPU core)")
-        _require(
-            self.layout in PREP_LAYOUTS, "--layout", f"must be one of {', '.join(PREP_LAYOUTS)}"
-        )
 
 
 def resume_conflicts(stored: TrainConfig, new: TrainConfig) -> list[str]:

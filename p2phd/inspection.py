@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from p2phd.data.io import check_ids, read_id_map
-from p2phd.data.names import CITYSCAPES_CLASSES, class_name, is_cityscapes_name
+from p2phd.data.names import class_name
 from p2phd.data.prep import MANIFEST, read_manifest
+from p2phd.datasets.cityscapes import CLASSES as CITYSCAPES_CLASSES
+from p2phd.datasets.cityscapes import is_cityscapes_name
 from p2phd.errors import DatasetError
 from p2phd.loss_terms import active_terms
 from p2phd.synth.run import Run

@@ -30,7 +30,7 @@ from p2phd.checkpoint import (
     save_checkpoint,
 )
 from p2phd.config import LossConfig, NetConfig, RunOptions, Stage, TrainConfig
-from p2phd.data.names import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_NC
+from p2phd.datasets import cityscapes
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
@@ -50,8 +50,8 @@ def reference_config(netg: str, flags: dict[str, dict[str, Any]]) -> TrainConfig
         net.setdefault("n_local_enhancers", 1)
     elif net.get("n_local_enhancers"):
         raise ConfigError("--n-local-enhancers: only with --netg local")
-    if net.get("label_nc", NetConfig().label_nc) == CITYSCAPES_LABEL_NC:
-        net.setdefault("class_names", CITYSCAPES_CLASSES)
+    if net.get("label_nc", NetConfig().label_nc) == cityscapes.DATASET.label_nc:
+        net.setdefault("class_names", cityscapes.CLASSES)
     stage: Stage = "joint" if net.get("n_local_enhancers") else "global"
     run = RunOptions(**flags.get("run", {}))
     loss = LossConfig(**flags.get("loss", {}))

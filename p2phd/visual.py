@@ -12,53 +12,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from p2phd import datasets
 from p2phd.atomic import write_text
 from p2phd.loss_terms import LossTerms
 
-# Cityscapes labelIds 0..34 (cityscapesScripts' colours), used when label_nc == 35.
-_CITYSCAPES = [
-    (0, 0, 0),
-    (0, 0, 0),
-    (0, 0, 0),
-    (0, 0, 0),
-    (0, 0, 0),
-    (111, 74, 0),
-    (81, 0, 81),
-    (128, 64, 128),
-    (244, 35, 232),
-    (250, 170, 160),
-    (230, 150, 140),
-    (70, 70, 70),
-    (102, 102, 156),
-    (190, 153, 153),
-    (180, 165, 180),
-    (150, 100, 100),
-    (150, 120, 90),
-    (153, 153, 153),
-    (153, 153, 153),
-    (250, 170, 30),
-    (220, 220, 0),
-    (107, 142, 35),
-    (152, 251, 152),
-    (70, 130, 180),
-    (220, 20, 60),
-    (255, 0, 0),
-    (0, 0, 142),
-    (0, 0, 70),
-    (0, 60, 100),
-    (0, 0, 90),
-    (0, 0, 110),
-    (0, 80, 100),
-    (0, 0, 230),
-    (119, 11, 32),
-    (0, 0, 142),
-]
-
 
 def palette(label_nc: int) -> np.ndarray:
-    """`[label_nc, 3]` uint8 colours: Cityscapes' for 35 classes, else PASCAL's bit pattern."""
-    if label_nc == 35:
-        return np.array(_CITYSCAPES, dtype=np.uint8)
+    """`[label_nc, 3]` uint8 colours: a known dataset's own for its number of classes
+    (Cityscapes' for 35), else PASCAL's bit pattern."""
+    for known in datasets.known():
+        if known.colours is not None and len(known.colours) == label_nc:
+            return np.array(known.colours, dtype=np.uint8)
     ids = np.arange(label_nc)
     colours = np.zeros((label_nc, 3), dtype=np.int64)
     for bit in range(8):  # 8 rounds of bit interleaving, not a loop over pixels

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2phd.data.names import COCO_STUFF_CLASSES
+from p2phd.datasets.coco_stuff import CLASSES as COCO_STUFF_CLASSES
 
 from helpers import TINY, cli, run_recipe
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2phd.data.names import ADE20K_CLASSES
+from p2phd.datasets.ade20k import CLASSES as ADE20K_CLASSES
 
 from helpers import TINY, cli, run_recipe
 

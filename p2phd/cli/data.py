@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from p2phd import datasets
 from p2phd.cli.app import (
     AsJson,
     Quiet,
@@ -85,8 +86,7 @@ def prep(
     layout: Annotated[
         str | None,
         typer.Option(
-            help="auto (recognised by its folders) | reference | cityscapes | ade20k | "
-            "celebamask-hq | coco-stuff."
+            help=" | ".join(["auto (recognised by its folders)", *datasets.layouts()]) + "."
         ),
     ] = None,
     coco_instances: Annotated[

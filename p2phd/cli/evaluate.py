@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from p2phd import datasets
 from p2phd.cli.app import (
     AsJson,
     Compile,
@@ -65,8 +66,10 @@ def evaluate(
     label_map: Annotated[
         str,
         Opt(
-            help="auto (the known dataset's) | identity | cityscapes (labelIds->trainIds) | "
-            "ade20k | coco-stuff (their unlabeled ids ignored) | JSON file."
+            help="auto (the known dataset's) | identity | "
+            + " | ".join(d.name for d in datasets.known() if d.label_table is not None)
+            + " (the dataset's own scoring: Cityscapes' labelIds->trainIds, unlabeled ids "
+            "ignored) | JSON file."
         ),
     ] = "auto",
     label_nc: Annotated[int | None, Opt(help="Classes of --labels (folder mode).")] = None,

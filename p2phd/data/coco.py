@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from p2phd.data.names import COCO_STUFF_CLASSES, name_key
+from p2phd.data.names import name_key
 from p2phd.errors import DatasetError
 
 COCO_DIVISOR = 256
-FILE_UNLABELED = 255  # the stuffthingmaps' value for unlabeled (class 0)
 LAST_THING = 91  # category ids above are COCO-Stuff's stuff classes, which are no objects
 _NEED_PYCOCOTOOLS = "pip install 'p2phd[coco]' (pycocotools) to draw COCO's instance maps"
 
@@ -41,19 +40,6 @@ class ImageObjects:
     height: int
     width: int
     objects: tuple[tuple[int, Any], ...]  # (category id, segmentation) in annotation order
-
-
-def class_ids(path: Path, values: np.ndarray) -> np.ndarray:
-    """A stuffthingmaps PNG's values as class ids (value + 1, 255 -> 0 unlabeled); values
-    that are no COCO-Stuff id are refused."""
-    count = len(COCO_STUFF_CLASSES) - 1
-    stray = values[(values >= count) & (values != FILE_UNLABELED)]
-    if stray.size:
-        raise DatasetError(
-            f"{path}: label value {int(stray[0])} is not a COCO-Stuff id (0..{count - 1}, or "
-            f"{FILE_UNLABELED} for unlabeled); fix the map"
-        )
-    return np.where(values == FILE_UNLABELED, 0, values + 1)
 
 
 def load_instances(paths: tuple[str, ...]) -> dict[str, ImageObjects]:

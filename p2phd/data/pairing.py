@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p2phd.data import coco
 from p2phd.data.io import IMAGE_SUFFIXES
 from p2phd.data.names import KEY_RULE, name_key
 from p2phd.errors import DatasetError
@@ -28,8 +27,8 @@ class Item:
     split: str
     key: str
     files: dict[str, Path]
-    coco_values: bool = False  # its label values are COCO-Stuff's (id - 1, 255 unlabeled)
-    objects: coco.ImageObjects | None = None  # COCO's objects on it (--coco-instances)
+    reader: str = ""  # the known dataset whose read_item reads it ("": plain files)
+    extra: object = None  # what that reader needs besides the files (COCO: its objects)
 
     @property
     def name(self) -> str:
@@ -63,7 +62,7 @@ class Source:
     """A discovered source dataset."""
 
     root: Path
-    layout: str  # one of config.PREP_LAYOUTS but "auto"
+    layout: str  # "reference", or the known dataset whose download it is
     kind: str  # "labels" | "rgb"
     instance: bool
     splits: dict[str, Split] = field(default_factory=dict)
@@ -188,3 +187,20 @@ def _unmatched(
         f"add the partner or remove the {NOUN[have.role]} ({len(unmatched)} of {n_keys} "
         "keys unmatched)"
     )
+
+
+def folder_roles(folders: dict[str, tuple[Path, Path]], missing: str) -> dict[str, list[Role]]:
+    """Split -> roles for layouts with one folder of label maps and one of photos per split
+    (ADE20K, COCO-Stuff): the labels, then the photos (required for train)."""
+    roles: dict[str, list[Role]] = {}
+    for split, (labels, photos) in folders.items():
+        if not labels.is_dir():
+            continue
+        roles[split] = [Role("label", labels, None)]
+        if photos.is_dir():
+            roles[split].append(Role("img", photos, None))
+        elif split == "train":
+            raise DatasetError(f"{photos}/ is missing; training needs the photos")
+    if not roles:
+        raise DatasetError(missing)
+    return roles

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from p2phd import datasets
 from p2phd.atomic import atomic_dir, write_text
 from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.augment import scaled_size
-from p2phd.data.names import UNLABELED
 from p2phd.data.pairing import SPLITS, Item, Source
 from p2phd.data.sources import discover, read_item
 from p2phd.errors import DatasetError
@@ -55,11 +55,6 @@ _MANIFEST_FIELDS = (
 FEW_ITEMS = 16
 _HOW = {
     "inferred": "inferred from the data: ",
-    "cityscapes": "Cityscapes' classes, ",
-    "toy": "the toy's classes, ",
-    "ade20k": "ADE20K's 150 classes and 0 unlabeled, ",
-    "celebamask-hq": "CelebAMask-HQ's 18 parts and background, ",
-    "coco-stuff": "COCO-Stuff's 182 classes and 0 unlabeled, ",
     "class names": "from --class-names, ",
 }
 
@@ -70,7 +65,7 @@ class PrepReport:
 
     out: Path
     source: Path
-    source_layout: str  # one of config.PREP_LAYOUTS but "auto"
+    source_layout: str  # "reference" or a known dataset's
     kind: str  # "labels" | "rgb"
     label_nc: int
     label_nc_inferred: bool
@@ -103,7 +98,8 @@ class PrepReport:
         if self.kind == "rgb":
             classes = "RGB inputs (label_nc 0)"
         else:
-            how = _HOW.get(self.label_nc_from, "")
+            known = datasets.get(self.label_nc_from)
+            how = f"{known.summary}, " if known else _HOW.get(self.label_nc_from, "")
             classes = f"label_nc {self.label_nc} ({how}max label {self.max_label})"
         inst = "with instance maps" if self.instance else "no instance maps"
         return (
@@ -134,7 +130,7 @@ def prepare_dataset(
     """
     src, out = Path(src), Path(out)
     _check_out(src, out, cfg.overwrite)
-    source = discover(src, cfg.label_nc, cfg.layout, cfg.coco_instances)
+    source = discover(src, cfg)
     cfg, label_nc_from, class_names = _decide_classes(cfg, source)
     bad = [b for split in source.splits.values() for b in split.bad]
     if bad and not cfg.skip_bad:
@@ -304,7 +300,7 @@ def _report(
         label_nc_from=label_nc_from,
         class_names=class_names,
         dataset=source.dataset,
-        unlabeled=UNLABELED.get(source.dataset) if class_names == source.classes else None,
+        unlabeled=_unlabeled(source) if class_names == source.classes else None,
         max_label=max_label,
         instance=source.instance,
         class_divisor=source.class_divisor,
@@ -313,6 +309,12 @@ def _report(
         skipped=skipped,
         sizes=sizes,
     )
+
+
+def _unlabeled(source: Source) -> int | None:
+    """The known dataset's unlabeled id (a class of its own, not scored), if it has one."""
+    known = datasets.get(source.dataset)
+    return known.unlabeled if known else None
 
 
 def _run(

@@ -19,20 +19,16 @@ import numpy as np
 import torch
 
 import p2phd
+from p2phd import datasets
 from p2phd.atomic import make_dirs, write_text
 from p2phd.data.io import read_id_map, read_rgb, resize_ids, resize_rgb
-from p2phd.data.names import (
-    ADE20K_CLASSES,
-    CITYSCAPES_CLASSES,
-    COCO_STUFF_CLASSES,
-    class_name,
-)
+from p2phd.data.names import class_name
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.eval import metrics
 from p2phd.eval.page import write_page
 from p2phd.eval.pairing import Pair, pair_folders
 from p2phd.eval.scores import ImageScore, Kid, Scores
-from p2phd.eval.segmenter import CITYSCAPES_TRAIN_IDS, IGNORE, Convention, Segmenter, label_lookup
+from p2phd.eval.segmenter import IGNORE, Convention, Segmenter, label_lookup
 from p2phd.nets.inception import load_fid_inception
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.folder import SynthOptions, synthesize
@@ -297,26 +293,21 @@ def _options(opts: EvalOptions) -> dict[str, Any]:
 
 
 def _mapping(label_map: str, names: tuple[str, ...], label_nc: int) -> np.ndarray:
-    if label_map == "auto":  # the known datasets' own scoring, unlabeled ids ignored
-        known = {
-            CITYSCAPES_CLASSES: "cityscapes",
-            ADE20K_CLASSES: "ade20k",
-            COCO_STUFF_CLASSES: "coco-stuff",
-        }
-        label_map = known.get(tuple(names), "identity")
+    """`--label-map`'s table; `auto`: the known dataset's own (by the run's class names)."""
+    if label_map == "auto":
+        known = datasets.by_classes(names)
+        label_map = known.name if known is not None else "identity"
     return label_lookup(label_map, label_nc)
 
 
 def _class_names(mapping: np.ndarray, names: tuple[str, ...], label_nc: int) -> dict[str, str]:
-    """Each scored class's name: the label's name when one label maps to it (Cityscapes'
-    trainIds take their labelIds' names)."""
+    """Each scored class's name: that of the first label mapped to it (Cityscapes' trainIds
+    take their labelIds' names)."""
     out: dict[str, str] = {}
     for label in range(max(label_nc, 1)):
         cls = int(mapping[label])
         if cls != IGNORE:
             out.setdefault(str(cls), class_name(label, names))
-    if tuple(names) == CITYSCAPES_CLASSES:
-        out |= {str(t): CITYSCAPES_CLASSES[lab] for lab, t in CITYSCAPES_TRAIN_IDS.items()}
     return out
 
 

@@ -1,7 +1,7 @@
 """The segmentation net of pix2pixHD's metric: a file the user provides (TorchScript, or a
 `torch.export` program `.pt2`) mapping `[N, 3, H, W]` images to `[N, C, h, w]` logits, with
-its input convention given as options; and the label maps' mapping onto its classes (for
-Cityscapes, labelIds to the 19 trainIds, the others ignored).
+its input convention given as options; and the label maps' mapping onto its classes (a
+known dataset's own table: for Cityscapes, labelIds to the 19 trainIds, the others ignored).
 
 A TorchScript file runs TorchScript, not Python, and is loaded only from the path the user
 names: load segmenters you trust, as you would any model.
@@ -19,31 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from p2phd import datasets
 from p2phd.errors import CheckpointError, ConfigError
 
 IGNORE = 255
-# Cityscapes labelIds -> trainIds (cityscapesScripts' table); every other id is ignored.
-CITYSCAPES_TRAIN_IDS = {
-    7: 0,
-    8: 1,
-    11: 2,
-    12: 3,
-    13: 4,
-    17: 5,
-    19: 6,
-    20: 7,
-    21: 8,
-    22: 9,
-    23: 10,
-    24: 11,
-    25: 12,
-    26: 13,
-    27: 14,
-    28: 15,
-    31: 16,
-    32: 17,
-    33: 18,
-}
 
 
 @dataclass(frozen=True)
@@ -131,31 +110,25 @@ def _load(path: Path, device: torch.device) -> Any:
 
 
 def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
-    """An id -> segmenter class table (IGNORE where a label is not scored): `identity`,
-    `cityscapes` (labelIds -> trainIds), `ade20k` (0 unlabeled ignored, 1..150 -> the 150
-    classes ADE20K segmenters predict), `coco-stuff` (0 unlabeled ignored, 1..182 -> the
-    182 classes COCO-Stuff segmenters predict, its stuffthingmaps' values), or a JSON file
-    `{"label id": class or 255}`."""
+    """An id -> segmenter class table (IGNORE where a label is not scored): `identity`, a
+    known dataset's own table by its name (`cityscapes`: labelIds -> trainIds; `ade20k`,
+    `coco-stuff`: 0 unlabeled ignored, the others -> the classes their segmenters predict;
+    see `p2phd.datasets`), or a JSON file `{"label id": class or 255}`."""
     table = np.full(max(label_nc, 256), IGNORE, np.int64)
-    if mapping == "identity":
+    known = datasets.get(mapping)
+    if mapping == "identity" or (known is not None and known.label_table is None):
         table[:label_nc] = np.arange(label_nc)
         return table
-    if mapping == "ade20k":
-        table[1:151] = np.arange(150)
-        return table
-    if mapping == "coco-stuff":
-        table[1:183] = np.arange(182)
-        return table
-    if mapping == "cityscapes":
-        pairs = CITYSCAPES_TRAIN_IDS
+    if known is not None and known.label_table is not None:
+        pairs = dict(known.label_table)
     else:
         try:
             loaded = json.loads(Path(mapping).read_text())
             pairs = {int(k): int(v) for k, v in loaded.items()}
         except (OSError, ValueError, AttributeError, TypeError) as exc:
+            names = ", ".join(d.name for d in datasets.known() if d.label_table is not None)
             raise ConfigError(
-                f"--label-map {mapping}: use identity, cityscapes, ade20k, coco-stuff or a "
-                "JSON file "
+                f"--label-map {mapping}: use identity, {names} or a JSON file "
                 f'{{"label id": class}} ({exc})'
             ) from None
     for label, cls in pairs.items():
