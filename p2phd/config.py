@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from p2phd.errors import ConfigError
+from p2phd.jsonfile import SchemaError, decode, parse
 
 M = TypeVar("M")  # a label or instance map: numpy array or tensor
 
@@ -314,11 +314,17 @@ class TrainConfig:
             raise ConfigError(
                 f"config schema_version {version} is not supported (expected {SCHEMA_VERSION})"
             )
-        return _build(cls, data, "config")
+        try:
+            return decode(cls, data, "config")
+        except SchemaError as exc:
+            raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        return cls.from_dict(json.loads(text))
+        try:
+            return cls.from_dict(parse(text))
+        except SchemaError as exc:
+            raise ConfigError(str(exc)) from None
 
     def fixed_part(self) -> dict[str, Any]:
         """The sections that must be equal for a run to resume: all but `run`."""
@@ -382,51 +388,3 @@ def diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(f"{name}: {va!r} != {vb!r}")
     return out
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from plain JSON data, rejecting unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    kwargs = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in data.items()}
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)  # type: ignore[arg-type]
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(hint)}")
-        return value
-    if origin is tuple:
-        (item, _) = typing.get_args(hint)  # tuple[T, ...]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where)
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif hint is str:
-        ok = isinstance(value, str)
-    else:
-        raise ConfigError(f"{where}: unsupported field type {hint}")
-    if not ok:
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value

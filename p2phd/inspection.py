@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from p2phd.data.io import check_ids, read_id_map
+from p2phd.data.manifest import MANIFEST, read_manifest
 from p2phd.data.names import class_name
-from p2phd.data.prep import MANIFEST, read_manifest
 from p2phd.datasets.cityscapes import CLASSES as CITYSCAPES_CLASSES
 from p2phd.datasets.cityscapes import is_cityscapes_name
 from p2phd.errors import DatasetError
@@ -47,7 +47,7 @@ def _names_for(label: Path, classes: Path | None) -> tuple[tuple[str, ...], int]
             return net.class_names, net.class_divisor
         if (folder / MANIFEST).is_file():
             manifest = read_manifest(folder)
-            return tuple(manifest["class_names"]), manifest["class_divisor"]
+            return manifest.class_names, manifest.class_divisor
         if classes:
             raise DatasetError(f"--classes {classes}: not a run folder or a prepped dataset")
     return (CITYSCAPES_CLASSES if is_cityscapes_name(label.name) else ()), 1000
@@ -179,22 +179,22 @@ def inspect_data(data: Path) -> dict[str, Any]:
     """The manifest's summary: items and sizes per split, label_nc, names, instance maps."""
     manifest = read_manifest(data)
     splits = {}
-    for split, entry in manifest["splits"].items():
-        sizes = sorted({(i["width"], i["height"]) for i in entry["items"]})
+    for split, entry in manifest.splits.items():
+        sizes = sorted({(i.width, i.height) for i in entry.items})
         splits[split] = {
-            "items": len(entry["items"]),
+            "items": len(entry.items),
             "sizes": [list(s) for s in sizes[:5]],
-            "photos": entry.get("has_images", False),
+            "photos": entry.has_images,
         }
     return {
         "kind": "dataset",
         "path": str(data),
-        "dataset": manifest.get("dataset", ""),
-        "source_layout": manifest.get("source_layout", ""),
-        "label_nc": manifest["label_nc"],
-        "class_names": manifest["class_names"],
-        "instance": manifest["instance"],
-        "class_divisor": manifest["class_divisor"],
+        "dataset": manifest.dataset,
+        "source_layout": manifest.source_layout,
+        "label_nc": manifest.label_nc,
+        "class_names": list(manifest.class_names),
+        "instance": manifest.instance,
+        "class_divisor": manifest.class_divisor,
         "splits": splits,
-        "skipped": len(manifest.get("skipped", [])),
+        "skipped": len(manifest.skipped),
     }

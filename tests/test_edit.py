@@ -292,6 +292,9 @@ def test_edit_command_serves_until_interrupted(tiny_feature_run: Path, toy_data:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal sends it, even when the suite runs with SIGINT ignored (a
+        # background job inherits that, and Python then keeps it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "p2phd"
 
 # module (or package prefix) -> p2phd modules it must not import
 FORBIDDEN = {
-    "config": ("p2phd.",),  # stdlib only, besides errors (allowed below)
+    "config": ("p2phd.",),  # stdlib only, besides errors and jsonfile (allowed below)
+    "jsonfile": ("p2phd.",),  # stdlib only, besides errors (allowed below)
     "errors": ("p2phd.",),
     "ops": ("p2phd.",),
     "nets.": (
@@ -40,8 +41,19 @@ FORBIDDEN = {
         "p2phd.data",
     ),
     "cli.": ("p2phd.nets", "p2phd.losses", "p2phd.ops", "p2phd.training.gan"),
+    # inference builds on the opened run; the editor and evaluate build on inference
+    "synth.": ("p2phd.edit", "p2phd.eval", "p2phd.training.trainer", "p2phd.training.gan"),
 }
-ALLOWED = {"config": ("p2phd.errors",), "errors": (), "ops": (), "weights": ("p2phd.errors",)}
+ALLOWED = {
+    "config": ("p2phd.errors", "p2phd.jsonfile"),
+    "errors": (),
+    "jsonfile": ("p2phd.errors",),
+    "ops": (),
+    "weights": ("p2phd.errors",),
+}
+# Who reads checkpoints: the training core writes and resumes them, the reference importer
+# writes one, and on the inference side only the opened run (synth.run) reads them.
+CHECKPOINT_READERS = ("checkpoint", "interop", "synth.run", "training.")
 
 
 def imports(path: Path) -> set[str]:
@@ -52,6 +64,11 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
     return found
+
+
+def _matches(name: str, prefix: str) -> bool:
+    """`name` is the module `prefix`, or inside the package `prefix` (which ends in a dot)."""
+    return name == prefix or (prefix.endswith(".") and name.startswith(prefix))
 
 
 def modules() -> list[tuple[str, Path]]:
@@ -67,10 +84,13 @@ def test_imports_follow_the_layering(name: str, path: Path) -> None:
     if name != "__main__" and not name.startswith("cli"):
         assert not any(m.startswith("p2phd.cli") for m in found), "only __main__ imports the CLI"
     for prefix, banned in FORBIDDEN.items():
-        if name == prefix or (prefix.endswith(".") and name.startswith(prefix)):
+        if _matches(name, prefix):
             allowed = ALLOWED.get(prefix, ())
             bad = sorted(m for m in found if m.startswith(banned) and m not in allowed)
             assert not bad, f"p2phd.{name} must not import {bad}"
+    if "p2phd.checkpoint" in found:
+        hint = "open the run with p2phd.synth.run.Run"
+        assert any(_matches(name, r) for r in CHECKPOINT_READERS), f"p2phd.{name}: {hint}"
 
 
 # The one reader of pickles: the restricted unpickler for the reference's cluster files (and
@@ -104,3 +124,41 @@ def test_no_hard_coded_cuda_or_prints() -> None:
         assert ".cuda()" not in text, name
         if name not in ("cli", "__main__"):
             assert not re.search(r"^\s*print\(", text, re.MULTILINE), f"{name} prints"
+
+
+def _module_imports(path: Path, names: set[str]) -> set[str]:
+    """The p2phd modules `path` imports anywhere (in functions too), `from pkg import mod`
+    counted as `pkg.mod`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            candidates = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        else:
+            continue
+        for module in candidates:
+            name = module.removeprefix("p2phd.")
+            if module.startswith("p2phd.") and name in names:
+                found.add(name)
+            elif module.startswith("p2phd.") and f"{name}.__init__" in names:
+                found.add(f"{name}.__init__")
+    return found
+
+
+def test_no_import_cycles() -> None:
+    """A cycle, even through an import inside a function, means two modules are one job."""
+    names = {name for name, _ in modules()}
+    graph = {name: _module_imports(path, names) - {name} for name, path in modules()}
+    cycles = []
+    for start in graph:
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join((*trail, start)))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, (*trail, nxt)))
+    assert not cycles, cycles[:3]

@@ -7,6 +7,7 @@ a 16-bit instance map with ids {0, 7, 26001, 33001}); nothing is downloaded.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from typer.testing import CliRunner
 from p2phd.cli import app
 from p2phd.config import PrepConfig
 from p2phd.data.augment import scaled_size
-from p2phd.data.prep import prepare_dataset, read_manifest
+from p2phd.data.manifest import read_manifest
+from p2phd.data.prep import prepare_dataset
 from p2phd.errors import DatasetError
 
 W, H = 40, 70  # source size: not a multiple of 8 or 32
@@ -143,7 +145,7 @@ def test_reference_layout(tmp_path: Path) -> None:
     assert Image.open(out / "test" / "img" / "d.png").size == (40, 72)
     assert is_photo(out / "test" / "img" / "d.png", 4)
 
-    manifest = read_manifest(out)
+    manifest = json.loads((out / "dataset.json").read_text())
     assert manifest["schema_version"] == 1 and manifest["kind"] == "labels"
     assert manifest["label_nc"] == 6 and manifest["multiple"] == 8
     assert manifest["source"] == str(src.resolve())
@@ -170,8 +172,7 @@ def test_cityscapes_layout(tmp_path: Path) -> None:
     assert report["source_layout"] == "cityscapes"
     assert report["counts"] == {"train": 2, "test": 1}  # Cityscapes val is our test
     assert report["label_nc"] == 35 and report["label_nc_inferred"] is False
-    manifest = read_manifest(out)
-    keys = [it["key"] for it in manifest["splits"]["train"]["items"]]
+    keys = [it.key for it in read_manifest(out).splits["train"].items]
     assert keys == ["aachen_000000_000019", "bochum_000000_000313"]
     for i, key in enumerate(keys, start=1):
         assert ids(out / "train" / "label" / f"{key}.png")[0, 0] == i
@@ -217,7 +218,7 @@ def test_rgb_inputs_and_wide_labels(tmp_path: Path) -> None:
     save(src / "test_A" / "t.png", photo(3))  # test photos (_B) are optional
     report = summary(src, tmp_path / "rgb_data", "--multiple", "8")
     assert report["kind"] == "rgb" and report["label_nc"] == 0 and report["instance"] is False
-    splits = read_manifest(tmp_path / "rgb_data")["splits"]
+    splits = json.loads((tmp_path / "rgb_data" / "dataset.json").read_text())["splits"]
     assert splits["train"]["has_images"] is True and splits["test"]["has_images"] is False
     assert is_photo(tmp_path / "rgb_data/train/input/y.png", 2)
     assert is_photo(tmp_path / "rgb_data/train/img/y.png", 4)
@@ -291,6 +292,69 @@ def test_read_manifest_errors(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text("{not json")
     with pytest.raises(DatasetError, match="run p2phd prep first"):
         read_manifest(tmp_path)
+
+
+ITEM = {"key": "a", "width": 16, "height": 8}
+GOOD_MANIFEST = {
+    "schema_version": 1,
+    "kind": "labels",
+    "label_nc": 3,
+    "instance": False,
+    "multiple": 8,
+    "class_names": ["sky", "road", "car"],
+    "unlabeled": 0,
+    "splits": {"train": {"has_images": True, "items": [{"key": "a", "width": 16, "height": 8}]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"splits": {"train": {"items": []}}}, "splits.train.has_images: missing"),
+        (
+            {
+                "splits": {
+                    "train": {
+                        "has_images": True,
+                        "items": [{"key": "a", "width": "abc", "height": 8}],
+                    }
+                }
+            },
+            "splits.train.items[0].width: expected int, got 'abc'",
+        ),
+        ({"splits": {"train": {"has_images": True, "items": ["a.png"]}}}, "items[0]: expected"),
+        (
+            {
+                "splits": {
+                    "train": {"has_images": True, "items": [{"key": "a", "width": 0, "height": 8}]}
+                }
+            },
+            "size 0x8 is not positive",
+        ),
+        ({"class_names": ["sky", "sky", "car"]}, "class_names: a name is listed twice"),
+        ({"unlabeled": 7}, "unlabeled: 7 is not a class of 3"),
+        ({"label_nc": True}, "label_nc: expected int, got True"),
+        ({"extra": 1}, "unknown key(s) extra"),
+        ({"label_nc": float("nan")}, "NaN is not a JSON number"),
+    ],
+)
+def test_read_manifest_checks_every_field(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    (tmp_path / "dataset.json").write_text(json.dumps({**GOOD_MANIFEST, **change}))
+    with pytest.raises(DatasetError, match=re.escape(message)) as caught:
+        read_manifest(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'dataset.json'}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_read_manifest_refuses_deep_nesting(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError, match="nested deeper than 64 levels"):
+        read_manifest(tmp_path)
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2 and "nested deeper" in result.output
+    assert "Traceback" not in result.output
 
 
 # --- bad inputs: exit 2, one line naming the file; --skip-bad skips and counts -------------
@@ -401,7 +465,7 @@ def test_skip_bad_skips_and_counts(tmp_path: Path, spoil: Callable) -> None:
     kept = ["a", "b", "c"] if skipped["key"] == "z" else ["a", "c"]  # z: a stray photo
     assert report["counts"] == {"train": len(kept), "test": 1}
     assert sorted(p.stem for p in (out / "train" / "label").iterdir()) == kept
-    assert len(read_manifest(out)["skipped"]) == 1
+    assert len(read_manifest(out).skipped) == 1
 
 
 def test_first_bad_item_is_reported_in_key_order(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from p2phd.config import NetConfig
 from p2phd.data.augment import Augment, apply_ids, apply_rgb
 from p2phd.data.io import check_ids, read_id_map, read_rgb, to_channels
-from p2phd.data.prep import read_manifest
+from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError, DatasetError
 
 K = TypeVar("K")
@@ -42,36 +42,36 @@ class PreppedDataset(Dataset[dict[str, Any]]):
     ) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        splits = self.manifest["splits"]
-        if split not in splits or not splits[split]["items"]:
+        entry = self.manifest.splits.get(split)
+        if entry is None or not entry.items:
             raise DatasetError(f"{self.root}: has no {split!r} items; prep a {split}_* source")
-        if not splits[split]["has_images"]:
+        if not entry.has_images:
             raise DatasetError(f"{self.root}/{split}: has no photos (img/) to train on")
         self.split = split
-        self.items: list[dict[str, Any]] = splits[split]["items"]
+        self.items = entry.items
         self.augment = augment
         self.seed = seed
         self.input_nc, self.output_nc = input_nc, output_nc  # photos as RGB or grey
-        self.label_nc: int = self.manifest["label_nc"]
-        self.instance: bool = self.manifest["instance"]
+        self.label_nc = self.manifest.label_nc
+        self.instance = self.manifest.instance
 
     def __len__(self) -> int:
         return len(self.items)
 
     def path(self, kind: str, index: int) -> Path:
-        return self.root / self.split / kind / f"{self.items[index]['key']}.png"
+        return self.root / self.split / kind / f"{self.items[index].key}.png"
 
     def sample_sizes(self) -> set[tuple[int, int]]:
         """The distinct (width, height) of the samples after the load resize and the crop."""
         if self.augment.crop_size is not None:
             return {(self.augment.crop_size, self.augment.crop_size)}
-        return {self.augment.load_size(it["width"], it["height"]) for it in self.items}
+        return {self.augment.load_size(it.width, it.height) for it in self.items}
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         epoch, index = key
         item = self.items[index]
         rng = np.random.default_rng([self.seed, epoch, index])
-        params = self.augment.draw(rng, item["width"], item["height"])
+        params = self.augment.draw(rng, item.width, item.height)
         sample: dict[str, Any] = {"index": index}
         if self.label_nc == 0:
             photo = to_channels(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from p2phd.data.io import IMAGE_SUFFIXES
 from p2phd.data.names import KEY_RULE, name_key
@@ -57,13 +58,16 @@ class Split:
     has_images: bool
 
 
+SourceKind = Literal["labels", "rgb"]  # label maps, or RGB input photos (label_nc 0)
+
+
 @dataclass(frozen=True)
 class Source:
     """A discovered source dataset."""
 
     root: Path
     layout: str  # "reference", or the known dataset whose download it is
-    kind: str  # "labels" | "rgb"
+    kind: SourceKind
     instance: bool
     splits: dict[str, Split] = field(default_factory=dict)
     dataset: str = ""  # by layout or file names (Cityscapes), "toy" (toy.json), or unknown
@@ -118,7 +122,7 @@ class Role:
 def pair_all(
     src: Path,
     layout: str,
-    kind: str,
+    kind: SourceKind,
     roles: dict[str, list[Role]],
     make_item: MakeItem = Item,
 ) -> Source:

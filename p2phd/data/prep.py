@@ -15,7 +15,6 @@ datasets) and `img/` (photos), one `<key>.png` each.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from collections.abc import Callable, Generator
@@ -32,26 +31,13 @@ from p2phd.atomic import atomic_dir, write_text
 from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.augment import scaled_size
-from p2phd.data.pairing import SPLITS, Item, Source
+from p2phd.data.manifest import MANIFEST, Manifest, ManifestItem, ManifestSplit, Skipped
+from p2phd.data.pairing import SPLITS, Item, Source, SourceKind
 from p2phd.data.sources import discover, read_item
 from p2phd.errors import DatasetError
 from p2phd.ops import boundary_map
 
-SCHEMA_VERSION = 1
-MANIFEST = "dataset.json"
-_REQUIRED = {"kind": str, "label_nc": int, "instance": bool, "multiple": int, "splits": dict}
-
 Progress = Callable[[int, int], None]
-_MANIFEST_FIELDS = (
-    "kind",
-    "label_nc",
-    "label_nc_inferred",
-    "instance",
-    "class_names",
-    "dataset",
-    "unlabeled",
-    "class_divisor",
-)
 FEW_ITEMS = 16
 _HOW = {
     "inferred": "inferred from the data: ",
@@ -66,7 +52,7 @@ class PrepReport:
     out: Path
     source: Path
     source_layout: str  # "reference" or a known dataset's
-    kind: str  # "labels" | "rgb"
+    kind: SourceKind
     label_nc: int
     label_nc_inferred: bool
     label_nc_from: str  # "given" | "class names" | "cityscapes" | "toy" | "inferred" | "rgb"
@@ -142,61 +128,32 @@ def prepare_dataset(
         report = _report(out, cfg, source, kept, skipped, label_nc_from, class_names)
         if report.kind == "labels" and cfg.label_nc is None and report.label_nc > 256:
             _widen_labels(tmp, kept)
-        summary = report.to_dict()
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            **{k: summary[k] for k in _MANIFEST_FIELDS},
-            "multiple": cfg.multiple,
-            "source": str(src.resolve()),
-            "source_layout": source.layout,
-            "splits": {
-                split: {
-                    "has_images": source.splits[split].has_images,
-                    "items": sorted(
-                        ({k: r[k] for k in ("key", "width", "height")} for r in rs),
-                        key=lambda r: r["key"],
+        manifest = Manifest(
+            kind=report.kind,
+            label_nc=report.label_nc,
+            label_nc_inferred=report.label_nc_inferred,
+            instance=report.instance,
+            class_names=report.class_names,
+            dataset=report.dataset,
+            unlabeled=report.unlabeled,
+            class_divisor=report.class_divisor,
+            multiple=cfg.multiple,
+            source=str(src.resolve()),
+            source_layout=source.layout,
+            splits={
+                split: ManifestSplit(
+                    has_images=source.splits[split].has_images,
+                    items=tuple(
+                        ManifestItem(r["key"], r["width"], r["height"])
+                        for r in sorted(rs, key=lambda r: r["key"])
                     ),
-                }
+                )
                 for split, rs in kept.items()
             },
-            "skipped": skipped,
-        }
-        write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    return report
-
-
-def read_manifest(data: Path) -> dict[str, Any]:
-    """Load and check `data/dataset.json`, the manifest `p2phd prep` writes."""
-    path = Path(data) / MANIFEST
-    fix = f"run p2phd prep first (p2phd prep SOURCE {data})"
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: not found, {data} is not a prepped dataset; {fix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: unreadable ({exc}); {fix}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-        raise DatasetError(
-            f"{path}: schema_version {version!r}, this p2phd reads {SCHEMA_VERSION}; {fix}"
+            skipped=tuple(Skipped(**s) for s in skipped),
         )
-    for key, kind in _REQUIRED.items():
-        if not isinstance(manifest.get(key), kind):
-            raise DatasetError(f"{path}: missing or malformed {key!r}; {fix}")
-    for split, entry in manifest["splits"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("items"), list):
-            raise DatasetError(f"{path}: split {split!r} is malformed; {fix}")
-    divisor = manifest.setdefault("class_divisor", 1000)  # datasets prepped before it was kept
-    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
-        raise DatasetError(f"{path}: 'class_divisor' must be a whole number >= 1; {fix}")
-    names = manifest.setdefault("class_names", [])
-    if (
-        not isinstance(names, list)
-        or not all(isinstance(n, str) for n in names)
-        or (names and len(names) != manifest["label_nc"])
-    ):
-        raise DatasetError(f"{path}: 'class_names' must list one name per class; {fix}")
-    return manifest
+        write_text(tmp / MANIFEST, manifest.to_json())
+    return report
 
 
 def _decide_classes(cfg: PrepConfig, source: Source) -> tuple[PrepConfig, str, tuple[str, ...]]:

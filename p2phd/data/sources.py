@@ -25,7 +25,7 @@ import numpy as np
 from p2phd import datasets
 from p2phd.config import PrepConfig
 from p2phd.data import io
-from p2phd.data.pairing import NOUN, SPLITS, Item, Role, Source, pair_all
+from p2phd.data.pairing import NOUN, SPLITS, Item, Role, Source, SourceKind, pair_all
 from p2phd.errors import DatasetError
 
 _REFERENCE = (
@@ -102,7 +102,7 @@ def _reference_dir(name: str) -> bool:
     return split in SPLITS and role in ("label", "inst", "img", "A", "B")
 
 
-def _reference_kind(src: Path, label_nc: int | None) -> str:
+def _reference_kind(src: Path, label_nc: int | None) -> SourceKind:
     """Labels or RGB inputs: --label-nc decides, else the folders that exist."""
     has_label = any((src / f"{s}_label").is_dir() for s in SPLITS)
     has_a = any((src / f"{s}_A").is_dir() for s in SPLITS)
@@ -128,7 +128,7 @@ def _reference_kind(src: Path, label_nc: int | None) -> str:
     return "labels" if has_label else "rgb"
 
 
-def _reference_roles(src: Path, kind: str) -> dict[str, list[Role]]:
+def _reference_roles(src: Path, kind: SourceKind) -> dict[str, list[Role]]:
     """Split -> roles present, primary (label or input) first; checks the required folders."""
     primary = "label" if kind == "labels" else "input"
     photo = "img" if kind == "labels" else "B"

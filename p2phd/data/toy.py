@@ -21,18 +21,26 @@ import numpy as np
 
 from p2phd.atomic import atomic_dir, write_text
 from p2phd.data.io import id_map_array, write_png
+from p2phd.datasets.toy import (  # the toy world's classes and colours
+    BUILDING,
+    CAR,
+    CAR_PALETTE,
+    GLASS,
+    PERSON,
+    PERSON_PALETTE,
+    POLE,
+    ROAD,
+    SIDEWALK,
+    SKY,
+    THING_CLASSES,
+    TOY_CLASSES,
+    TOY_LABEL_NC,
+    VEGETATION,
+    WALLS,
+    WINDSCREEN,
+)
 from p2phd.errors import ConfigError, DatasetError
 
-TOY_CLASSES = ("sky", "road", "sidewalk", "building", "vegetation", "pole", "car", "person")
-TOY_LABEL_NC = len(TOY_CLASSES)
-SKY, ROAD, SIDEWALK, BUILDING, VEGETATION, POLE, CAR, PERSON = range(TOY_LABEL_NC)
-THING_CLASSES = (CAR, PERSON)
-# red, blue, yellow, white: at least 160 apart in RGB, and far from the grey road
-CAR_PALETTE = ((220, 40, 40), (40, 80, 220), (235, 200, 40), (235, 235, 230))
-PERSON_PALETTE = ((40, 160, 80), (160, 50, 170), (245, 140, 30))  # shirts: green purple orange
-_WALLS = ((150, 105, 85), (190, 180, 160), (115, 120, 135), (170, 150, 115))
-_GLASS = (60, 75, 100)
-_WINDSCREEN = (120, 150, 190)  # light, so a car's mean colour stays near its palette
 _MIN_SIDE = 32
 _SPLITS = (("train", 0, "toy"), ("test", 1, "toy_test"))  # split, seed stream, name stem
 
@@ -106,7 +114,7 @@ def _facade(
 ) -> np.ndarray:
     window = ((x - x0) % cell_w >= 0.4 * cell_w) & ((y - roof) % cell_h >= 0.45 * cell_h)
     window &= ((y - roof) // cell_h + 1) * cell_h <= ground - roof  # whole floors only
-    return np.where(window[:, None], np.array(_GLASS, np.float32), np.array(wall, np.float32))
+    return np.where(window[:, None], np.array(GLASS, np.float32), np.array(wall, np.float32))
 
 
 def _foliage(y: np.ndarray, x: np.ndarray, *, unit: float) -> np.ndarray:
@@ -147,7 +155,7 @@ def _paint_stuff(c: _Canvas, rng: np.random.Generator, ground: int, kerb: int, u
                 x0=x0,
                 roof=roof,
                 ground=ground,
-                wall=_WALLS[rng.integers(len(_WALLS))],
+                wall=WALLS[rng.integers(len(WALLS))],
                 cell_w=max(3, round(5 * unit)),
                 cell_h=max(3, round(6 * unit)),
             )
@@ -251,7 +259,7 @@ def _paint_cars(c: _Canvas, rng: np.random.Generator) -> Styles:
         index = int(rng.integers(len(CAR_PALETTE)))
         rgb = np.array(CAR_PALETTE[index], np.float32)
         c.paint(cabin | _box(yy, xx, waist, bottom, x0, x1), CAR, rgb, CAR * 1000 + k)
-        c.image[windows] = 0.65 * rgb + 0.35 * np.array(_WINDSCREEN, np.float32)
+        c.image[windows] = 0.65 * rgb + 0.35 * np.array(WINDSCREEN, np.float32)
         c.image[_box(yy, xx, bottom - 0.12 * ch, bottom, x0, x1)] = 0.88 * rgb  # sill
         c.image[wheels] = (30, 30, 32)
         styles[CAR * 1000 + k] = {
@@ -341,7 +349,7 @@ def write_toy_dataset(
             "scenes": scenes,
         }
         write_text(tmp / "toy.json", json.dumps(meta, indent=1) + "\n")
-        from p2phd.data.toy_segmenter import write_toy_segmenter  # it reads this module
+        from p2phd.data.toy_segmenter import write_toy_segmenter  # imports torch: only here
 
         write_toy_segmenter(tmp / "segmenter.pt2")
     return {

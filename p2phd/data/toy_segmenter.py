@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from p2phd.atomic import atomic_path
-from p2phd.data import toy
+from p2phd.datasets import toy
 
 
 def _prototypes() -> tuple[np.ndarray, np.ndarray]:
@@ -36,14 +36,14 @@ def _prototypes() -> tuple[np.ndarray, np.ndarray]:
 
     top, bottom = np.array([70, 130, 210.0]), np.array([185, 210, 235.0])
     add(toy.SKY, *((1 - t) * top + t * bottom for t in np.linspace(0, 1, 24)))
-    add(toy.BUILDING, *map(np.array, toy._WALLS), np.array(toy._GLASS))
+    add(toy.BUILDING, *map(np.array, toy.WALLS), np.array(toy.GLASS))
     add(toy.VEGETATION, *(np.array([70, 130, 55.0]) * k for k in np.linspace(0.75, 1.25, 11)))
     add(toy.SIDEWALK, np.array([140, 135, 128.0]), np.array([178, 172, 162.0]))
     add(toy.ROAD, *(np.array([g, g, g + 4.0]) for g in range(80, 112, 3)))
     add(toy.ROAD, np.array([220, 220, 210.0]))  # lane marks
     add(toy.POLE, np.array([70, 70, 78.0]))
     for rgb in map(np.array, toy.CAR_PALETTE):
-        add(toy.CAR, rgb, 0.88 * rgb, 0.65 * rgb + 0.35 * np.array(toy._WINDSCREEN))
+        add(toy.CAR, rgb, 0.88 * rgb, 0.65 * rgb + 0.35 * np.array(toy.WINDSCREEN))
     add(toy.CAR, np.array([30, 30, 32.0]))  # wheels
     add(toy.PERSON, *map(np.array, toy.PERSON_PALETTE), np.array([225, 185, 150.0]))
     add(toy.PERSON, np.array([50, 50, 60.0]))  # legs

@@ -7,9 +7,21 @@ import json
 
 from p2phd.data.names import check_class_names
 from p2phd.data.pairing import Source
-from p2phd.data.toy import TOY_CLASSES
 from p2phd.datasets import KnownDataset
 from p2phd.errors import DatasetError
+
+# The toy world: its classes, and the colours the scenes (p2phd.data.toy) are painted in and
+# the toy's oracle segmenter (p2phd.data.toy_segmenter) reads back.
+TOY_CLASSES = ("sky", "road", "sidewalk", "building", "vegetation", "pole", "car", "person")
+TOY_LABEL_NC = len(TOY_CLASSES)
+SKY, ROAD, SIDEWALK, BUILDING, VEGETATION, POLE, CAR, PERSON = range(TOY_LABEL_NC)
+THING_CLASSES = (CAR, PERSON)
+# red, blue, yellow, white: at least 160 apart in RGB, and far from the grey road
+CAR_PALETTE = ((220, 40, 40), (40, 80, 220), (235, 200, 40), (235, 235, 230))
+PERSON_PALETTE = ((40, 160, 80), (160, 50, 170), (245, 140, 30))  # shirts: green purple orange
+WALLS = ((150, 105, 85), (190, 180, 160), (115, 120, 135), (170, 150, 115))
+GLASS = (60, 75, 100)
+WINDSCREEN = (120, 150, 190)  # light, so a car's mean colour stays near its palette
 
 
 def _recognise(source: Source) -> tuple[str, ...] | None:

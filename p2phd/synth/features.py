@@ -101,7 +101,7 @@ def encode_features(
     check_fits(dataset, net)
     rows: dict[int, list[Tensor]] = {}
     sources: dict[int, list[Tensor]] = {}
-    sizes = [augment.load_size(it["width"], it["height"]) for it in dataset.items]
+    sizes = [augment.load_size(it.width, it.height) for it in dataset.items]
     done = 0
     with torch.inference_mode():
         for indices in size_batches(range(len(dataset)), sizes.__getitem__, batch_size):

@@ -30,7 +30,7 @@ from p2phd.config import (
     TrainConfig,
     resume_conflicts,
 )
-from p2phd.data.prep import read_manifest
+from p2phd.data.manifest import read_manifest
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.weights import sha256_file
 
@@ -140,11 +140,15 @@ def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
     """`label_nc`, `instance`, the class divisor and the class names default to the prepped
     dataset's."""
     manifest = read_manifest(Path(data_root))
-    dataset = {k: manifest[k] for k in ("label_nc", "instance", "class_divisor")}
+    dataset = {
+        "label_nc": manifest.label_nc,
+        "instance": manifest.instance,
+        "class_divisor": manifest.class_divisor,
+    }
     net = {**dataset, **net}
     if "class_names" not in net:  # the data's names name the data's classes
-        names = tuple(manifest.get("class_names") or ())
-        net["class_names"] = names if net["label_nc"] == manifest["label_nc"] else ()
+        same = net["label_nc"] == manifest.label_nc
+        net["class_names"] = manifest.class_names if same else ()
     return net  # whether the data fits these nets is checked where it is read (check_fits)
 
 

@@ -185,7 +185,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(
             len(self.dataset), cfg.optim.batch_size, dist.world_size
         )
-        loaded = {augment.load_size(it["width"], it["height"]) for it in self.dataset.items}
+        loaded = {augment.load_size(it.width, it.height) for it in self.dataset.items}
         self.train_size = list(loaded.pop()) if len(loaded) == 1 else None
         use_fast_kernels(dist.device)
         seed_everything(cfg.optim.seed)  # the nets' initial weights
