@@ -92,8 +92,7 @@ def evaluate(
     --seg-std 0.229,0.224,0.225
     """
     from p2phd.errors import ConfigError
-    from p2phd.eval.evaluate import EvalOptions, evaluate_run, score
-    from p2phd.eval.pairing import pair_folders
+    from p2phd.eval.evaluate import EvalOptions, evaluate_folders, evaluate_run
     from p2phd.eval.segmenter import Convention
     from p2phd.runtime import DeviceOptions
     from p2phd.synth.run import Run
@@ -125,10 +124,16 @@ def evaluate(
                     "--fake: score two folders with --fake, --real (and --labels) "
                     "and --out, without RUN and DATA"
                 )
-            pairs = pair_folders(fake, real, labels)
-            nc = label_nc or 256
-            context = {"fake": str(fake), "real": str(real)}
-            report = score(pairs, out, nc, (), opts, context, progress, device=devices)
+            report = evaluate_folders(
+                fake,
+                out,
+                real=real,
+                labels=labels,
+                label_nc=label_nc or 256,
+                options=opts,
+                device=devices,
+                progress=progress,
+            )
         else:
             if run is None or data is None:
                 raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")

@@ -41,6 +41,9 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """What `evaluate` scores besides PSNR: FID and KID with `inception` (pytorch-fid's
+    weights), segmentation accuracy with `segmenter` under its `convention`."""
+
     inception: Path | None = None
     segmenter: Path | None = None
     convention: Convention = field(default_factory=Convention)
@@ -112,6 +115,26 @@ def evaluate_run(
         resize=True,
         device=device,
     )
+
+
+def evaluate_folders(
+    fake: Path,
+    out: Path,
+    *,
+    real: Path | None = None,
+    labels: Path | None = None,
+    label_nc: int = 256,
+    options: EvalOptions | None = None,
+    device: DeviceOptions | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Score a folder of synthesized images against real photos (FID, KID, PSNR) and label
+    maps (mIoU with a segmenter), paired by key; no run needed. `label_nc` bounds the label
+    maps' class ids."""
+    pairs = pair_folders(Path(fake), Path(real) if real else None, Path(labels) if labels else None)
+    context = {"fake": str(fake), "real": str(real)}
+    opts = options or EvalOptions()
+    return score(pairs, Path(out), label_nc, (), opts, context, progress, device=device)
 
 
 def score(
