@@ -7,7 +7,6 @@ temporary folder, flushed, renamed to `step-NNNNNNN`, and only then does `LATEST
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -22,8 +21,9 @@ from torch import Tensor, nn
 
 import p2phd
 from p2phd.atomic import atomic_dir, save_tensors, write_json_atomic, write_text
-from p2phd.config import TrainConfig
+from p2phd.config import Stage, TrainConfig
 from p2phd.errors import CheckpointError, ConfigError
+from p2phd.jsonfile import SchemaError, decode, read_json
 from p2phd.nets.discriminator import build_discriminator
 from p2phd.nets.encoder import build_encoder
 from p2phd.nets.generator import build_generator
@@ -31,6 +31,7 @@ from p2phd.weights import key_mismatches
 
 FORMAT_VERSION = 1
 STEP_NAME = re.compile(r"step-\d{7,}")
+STATE_MAX_BYTES = 64 * 1024 * 1024  # state.json and config.json: kilobytes in practice
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,23 +69,59 @@ class RunDir:
 
 
 @dataclass(frozen=True, slots=True)
+class OptimGroups:
+    """The optimisers' hyperparameters and parameter names (`training.state`), per net."""
+
+    G: dict[str, Any]
+    D: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointState:
+    """A checkpoint's state.json, typed: read through the one strict JSON decoder, so a
+    damaged or foreign file is one line naming the field."""
+
+    format_version: int
+    step: int
+    stage: Stage
+    files: dict[str, int]  # file name -> the size written: a damaged file is caught
+    epoch: int = 0  # counted from 0
+    lr: float = 0.0
+    nonfinite_skipped: int = 0
+    optim: OptimGroups | None = None  # absent in imported checkpoints: weights only
+    train_size: tuple[int, int] | None = None  # (width, height) when the images had one size
+    imported: dict[str, Any] | None = None  # where an imported checkpoint came from
+    saved_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("step", "epoch", "nonfinite_skipped"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: {getattr(self, name)} is negative")
+        if self.train_size is not None and min(self.train_size) < 1:
+            raise ConfigError(f"train_size: {list(self.train_size)} is not a size")
+        bad = next((k for k, v in self.files.items() if v < 0), None)
+        if bad is not None:
+            raise ConfigError(f"files.{bad}: {self.files[bad]} is not a size")
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A complete checkpoint folder: its state.json, config and tensor files."""
 
     path: Path
-    state: dict[str, Any]
+    state: CheckpointState
     config: TrainConfig
 
     @property
     def step(self) -> int:
-        return int(self.state["step"])
+        return self.state.step
 
     def tensors(self, name: str) -> dict[str, Tensor]:
         """Load `<name>.safetensors`, checking it is the size state.json recorded."""
         path = self.path / f"{name}.safetensors"
-        expected = self.state.get("files", {}).get(path.name)
+        expected = self.state.files.get(path.name)
         if not path.is_file():
-            if "imported" in self.state:
+            if self.state.imported is not None:
                 raise CheckpointError(
                     f"{path}: missing: the run was imported without the reference's "
                     f"net_{name}.pth; import its checkpoint folder with that file to train"
@@ -117,7 +154,7 @@ def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, 
 def read_config_record(path: Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
     """Parse a config.json written by `config_record`."""
     try:
-        record = json.loads(path.read_bytes())
+        record = read_json(path, max_bytes=STATE_MAX_BYTES)
         if not isinstance(record, dict) or not isinstance(record.get("history", []), list):
             raise ValueError("expected an object with 'config' and 'history'")
         return TrainConfig.from_dict(record["config"]), list(record.get("history", []))
@@ -210,41 +247,19 @@ def clean_partial(run: RunDir) -> None:
 def open_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint folder's state.json and config.json."""
     where = path / "state.json"
+    fix = "delete this checkpoint folder to fall back to the previous one"
     try:
-        state = json.loads(where.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{where}: unreadable ({_first_line(exc)}); delete this "
-            "checkpoint folder to fall back to the previous one"
-        ) from None
-    problem = _state_problem(state)
-    if problem:
-        raise CheckpointError(
-            f"{where}: {problem}; delete this checkpoint folder to fall back to the previous one"
-        )
-    if state["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {state['format_version']} is not "
-            f"supported by p2phd {p2phd.__version__}"
-        )
+        data = read_json(where, max_bytes=STATE_MAX_BYTES)
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if isinstance(version, int) and version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path}: checkpoint format {version} is not supported by p2phd {p2phd.__version__}"
+            )
+        state = decode(CheckpointState, data)
+    except (OSError, SchemaError) as exc:
+        raise CheckpointError(f"{where}: {_first_line(exc)}; {fix}") from None
     config, _ = read_config_record(path / "config.json")
     return Checkpoint(path, state, config)
-
-
-def _state_problem(state: Any) -> str | None:
-    """What makes a parsed state.json unusable, or None."""
-    if not isinstance(state, dict):
-        return f"holds a JSON {type(state).__name__}, not an object"
-    kinds = {"format_version": int, "step": int, "stage": str, "files": dict}
-    for key, kind in kinds.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return f"{key!r} is {value!r}, not a {kind.__name__}"
-    if not isinstance(state.get("optim", {}), dict):  # absent in imported checkpoints
-        return f"'optim' is {state['optim']!r}, not an object"
-    if state["step"] < 0:
-        return f"'step' is {state['step']}"
-    return None
 
 
 def latest_checkpoint(run: RunDir) -> Checkpoint | None:

@@ -126,7 +126,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
         "stage": cfg.stage,
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
-        "epoch": int(ckpt.state.get("epoch", 0)) + 1,
+        "epoch": ckpt.state.epoch + 1,
         "train_size": list(run.train_size) if run.train_size else None,
         "generator": {
             "ngf": net.ngf,

@@ -63,10 +63,7 @@ class Run:
     def train_size(self) -> tuple[int, int] | None:
         """(width, height) of the images it was trained on, when they had one size: the size
         synthesis resizes label maps to by default."""
-        size = self.checkpoint.state.get("train_size")
-        if isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size):
-            return size[0], size[1]
-        return None
+        return self.checkpoint.state.train_size
 
     def history(self) -> list[dict[str, Any]]:
         """The stage history of the run's config.json: each start, resume and import."""

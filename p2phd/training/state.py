@@ -48,15 +48,14 @@ def restore(model: Pix2PixHD, ckpt: Checkpoint) -> None:
     load_strict(model.D, ckpt.tensors("D"), f"{ckpt.path}/D.safetensors")
     if model.E is not None:
         load_strict(model.E, ckpt.tensors("E"), f"{ckpt.path}/E.safetensors")
-    if "optim" not in ckpt.state:  # imported: no optimiser state to restore
+    groups = ckpt.state.optim
+    if groups is None:  # imported: no optimiser state to restore
         return
     optim = ckpt.tensors("optim")
     g_names, d_names = _names(model)
-    unfreezing = model.cfg.stage == "joint" and ckpt.state["stage"] == "local"
-    restore_optimizer(
-        model.opt_g, optim, ckpt.state["optim"]["G"], g_names, "G", allow_new=unfreezing
-    )
-    restore_optimizer(model.opt_d, optim, ckpt.state["optim"]["D"], d_names, "D")
+    unfreezing = model.cfg.stage == "joint" and ckpt.state.stage == "local"
+    restore_optimizer(model.opt_g, optim, groups.G, g_names, "G", allow_new=unfreezing)
+    restore_optimizer(model.opt_d, optim, groups.D, d_names, "D")
     restore_rng(optim)
 
 

@@ -232,7 +232,7 @@ class Trainer:
             return False
         restore(self.model, ckpt)
         self.step = self.saved_step = ckpt.step
-        self.nonfinite_skipped = int(ckpt.state.get("nonfinite_skipped", 0))
+        self.nonfinite_skipped = ckpt.state.nonfinite_skipped
         return True
 
     def save(self, epoch: int) -> Path | None:
