@@ -109,9 +109,12 @@ def test_bad_ade20k_items_end_in_one_line(tmp_path: Path, damage: str, message: 
     assert not (tmp_path / "data").exists()  # nothing half-written
 
 
-def celebamask_tree(root: Path, faces: int = 6, mapping: bool = True) -> Path:
+def celebamask_tree(
+    root: Path, faces: int = 6, mapping: bool = True, neck_over_hair: bool = False
+) -> Path:
     """`CelebAMask-HQ/` with 128x128 photos and 64x64 part masks in groups of 2000; faces 4
-    and 5 come from CelebA's test partition (by the mapping file)."""
+    and 5 come from CelebA's test partition (by the mapping file). `neck_over_hair` adds a
+    neck mask overlapping the hair's left corner."""
     src = root / "CelebAMask-HQ"
     (src / "CelebA-HQ-img").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -125,6 +128,7 @@ def celebamask_tree(root: Path, faces: int = 6, mapping: bool = True) -> Path:
             "nose": (28, 36, 28, 36),
             "hair": (0, 20, 0, 64),
             "hat": (0, 10, 16, 48),
+            **({"neck": (12, 20, 0, 4)} if neck_over_hair else {}),
         }.items():
             mask = np.zeros((SIZE, SIZE, 3), np.uint8)
             mask[y0:y1, x0:x1] = 255
@@ -137,20 +141,47 @@ def celebamask_tree(root: Path, faces: int = 6, mapping: bool = True) -> Path:
     return src
 
 
-def test_celebamask_parts_merge_in_the_datasets_order(tmp_path: Path) -> None:
-    src = celebamask_tree(tmp_path)
-    code, out = cli("prep", src, tmp_path / "data", "--quiet", "--json")
+# CelebAMask-HQ's own merge order (face_parsing/Data_preprocessing/g_mask.py in the
+# download), which its official merged masks use, and the face-parsing (BiSeNet) project's.
+DATASET_ORDER = [
+    "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear",
+    "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
+]  # fmt: skip
+FACE_PARSING_ORDER = [
+    "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
+    "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("layout", "order"),
+    [
+        ("auto", DATASET_ORDER),
+        ("celebamask-hq", DATASET_ORDER),
+        ("celebamask-hq-face-parsing", FACE_PARSING_ORDER),
+    ],
+)
+def test_celebamask_parts_merge_in_the_datasets_order(
+    tmp_path: Path, layout: str, order: list[str]
+) -> None:
+    src = celebamask_tree(tmp_path, neck_over_hair=True)
+    code, out = cli("prep", src, tmp_path / "data", "--layout", layout, "--quiet", "--json")
     assert code == 0, out
     report = json.loads(out)
-    assert report["source_layout"] == "celebamask-hq" and report["label_nc"] == 19
+    expected_layout = "celebamask-hq" if layout == "auto" else layout
+    assert report["source_layout"] == expected_layout and report["label_nc"] == 19
     assert report["counts"] == {"train": 4, "test": 2} and not report["instance"]
-    assert report["class_names"][:3] == ["background", "skin", "l_brow"]
+    assert report["class_names"] == order
     label = np.asarray(Image.open(tmp_path / "data" / "test" / "label" / "4.png"))
     assert label.shape == (64, 64)  # the photos are read at the masks' size
-    names = report["class_names"]
-    assert names[label[60, 60]] == "background" and names[label[40, 12]] == "skin"
-    assert names[label[30, 30]] == "nose"  # drawn over skin
-    assert names[label[5, 30]] == "hat" and names[label[5, 5]] == "hair"  # hat over hair
+    assert label[60, 60] == 0 and label[40, 12] == order.index("skin")
+    assert label[30, 30] == order.index("nose")  # drawn over skin in both orders
+    assert label[5, 30] == order.index("hat") and label[5, 5] == order.index("hair")
+    # where neck and hair overlap, the later part of the order wins: hair (13) over neck (17)
+    # is drawn the other way round in the dataset's order
+    later = "neck" if order.index("neck") > order.index("hair") else "hair"
+    assert label[15, 2] == order.index(later)
+    assert later == ("neck" if order is DATASET_ORDER else "hair")
     photo = Image.open(tmp_path / "data" / "test" / "img" / "4.png")
     assert photo.size == (64, 64)
 

@@ -36,7 +36,7 @@ _REFERENCE = (
 
 def _expected() -> str:
     """What a source folder may hold: every layout's folders."""
-    known = [d.folders for d in datasets.known() if d.is_layout]
+    known = [d.folders for d in datasets.known() if d.detect is not None and not d.variant_of]
     return "expected " + ", ".join([_REFERENCE, *known[:-1]]) + f" or {known[-1]}"
 
 
@@ -61,7 +61,7 @@ def discover(src: Path, cfg: PrepConfig) -> Source:
             what = "empty folder" if not any(src.iterdir()) else "not a dataset source"
             raise DatasetError(f"{src}: {what}; {_expected()}")
         layout = found[0]
-    elif layout not in found:
+    elif layout not in found and not _holds(src, layout):
         raise DatasetError(f"{src}: not in the {layout} layout; {_expected()}")
     if layout != "reference" and label_nc == 0:
         raise DatasetError(f"{src}: {layout} has label maps; drop --label-nc 0")
@@ -83,8 +83,14 @@ def detect_layouts(src: Path) -> list[str]:
     found = []
     if any(p.is_dir() and _reference_dir(p.name) for p in src.iterdir()):
         found.append("reference")
-    found += [d.name for d in datasets.known() if d.detect is not None and d.detect(src)]
+    found += [d.name for d in datasets.known() if d.detect and not d.variant_of and d.detect(src)]
     return found
+
+
+def _holds(src: Path, layout: str) -> bool:
+    """Whether `src` holds the download of `layout` (a variant, which auto never picks)."""
+    known = datasets.get(layout)
+    return known is not None and known.detect is not None and known.detect(src)
 
 
 def _identify(source: Source) -> Source:

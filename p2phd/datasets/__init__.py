@@ -42,6 +42,7 @@ class KnownDataset:
     discover: Callable[[Path, PrepConfig], Source] | None = None  # its items, paired
     read_item: Callable[[Item, int | None], dict[str, np.ndarray]] | None = None  # one item
     recognise: Callable[[Source], tuple[str, ...] | None] | None = None  # in another layout
+    variant_of: str | None = None  # the same download read another way: chosen by name only
 
     @property
     def label_nc(self) -> int:

@@ -1,6 +1,8 @@
 """CelebAMask-HQ (Lee et al. 2020) as its zip unpacks: `CelebA-HQ-img/<id>.jpg` with the
 part masks `CelebAMask-HQ-mask-anno/<group>/<id:05d>_<part>.png`, merged into one label map
-of 19 classes (background and 18 parts, later parts drawn over earlier ones); the photos
+of 19 classes (background and 18 parts, later parts drawn over earlier ones, in the order
+of the dataset's own merge tool; `celebamask_hq_face_parsing` is the same download merged
+in the face-parsing project's order); the photos
 (1024x1024) are read at the masks' size (512x512). No instance maps. The split is CelebA's
 own (test from CelebA image 162771 on) through `CelebA-HQ-to-CelebA-mapping.txt` when it is
 there, else every tenth face by a hash of its id.
@@ -21,13 +23,13 @@ from p2phd.datasets import KnownDataset
 from p2phd.errors import DatasetError
 
 # CelebAMask-HQ's 18 part masks in the order of the dataset's own merge tool
-# (face_parsing/Data_preprocessing/g_mask.py): part i is class i + 1 and is drawn over the
-# parts before it; class 0 is the background (no part).
+# (face_parsing/Data_preprocessing/g_mask.py in the download): part i is class i + 1 and is
+# drawn over the parts before it; class 0 is the background (no part). The official merged
+# masks use these ids.
 PARTS = tuple(
-    "skin l_brow r_brow l_eye r_eye eye_g l_ear r_ear ear_r nose mouth u_lip l_lip neck "
-    "neck_l cloth hair hat".split()
+    "skin nose eye_g l_eye r_eye l_brow r_brow l_ear r_ear mouth u_lip l_lip hair hat "
+    "ear_r neck_l neck cloth".split()
 )
-CLASSES = ("background", *PARTS)
 TEST_FROM = 162770  # 0-based CelebA index where its val and test partitions begin
 FOLDER_NAMES = ("CelebA-HQ-img", "CelebAMask-HQ-mask-anno")
 FOLDERS = "CelebAMask-HQ (CelebA-HQ-img/, CelebAMask-HQ-mask-anno/)"
@@ -37,7 +39,7 @@ def _detect(src: Path) -> bool:
     return all((src / folder).is_dir() for folder in FOLDER_NAMES)
 
 
-def _discover(src: Path, cfg: PrepConfig) -> Source:
+def _discover(src: Path, cfg: PrepConfig, name: str, order: tuple[str, ...]) -> Source:
     """Faces by id: the photo and every part mask of that id; a face lacking either is bad."""
     photos_dir, masks_dir = (src / folder for folder in FOLDER_NAMES)
     photos: dict[str, Path] = {}
@@ -47,7 +49,7 @@ def _discover(src: Path, cfg: PrepConfig) -> Source:
     parts: dict[str, dict[str, Path]] = {}
     for path in sorted(masks_dir.glob("*/*.png")):
         ident, _, part = path.stem.partition("_")
-        if ident.isdigit() and part in PARTS:
+        if ident.isdigit() and part in order:
             parts.setdefault(str(int(ident)), {})[f"part:{part}"] = path
     if not photos and not parts:
         raise DatasetError(f"{src}: no faces in {photos_dir}/ or {masks_dir}/; {FOLDERS}")
@@ -76,11 +78,9 @@ def _discover(src: Path, cfg: PrepConfig) -> Source:
                 )
             )
         else:
-            items[split].append(
-                Item(split, key, {**parts[key], "img": photos[key]}, reader="celebamask-hq")
-            )
+            items[split].append(Item(split, key, {**parts[key], "img": photos[key]}, reader=name))
     splits = {s: Split(items[s], bad[s], True) for s in SPLITS if items[s] or bad[s]}
-    return Source(src, "celebamask-hq", "labels", False, splits)
+    return Source(src, name, "labels", False, splits)
 
 
 def _celeba_test_ids(src: Path, keys: list[str]) -> set[str]:
@@ -101,12 +101,12 @@ def _celeba_test_ids(src: Path, keys: list[str]) -> set[str]:
     return test
 
 
-def _read_face(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
-    """CelebAMask-HQ: the part masks merged into one label map (each part's class drawn over
-    the parts before it), and the photo read at the masks' size."""
+def _read_face(item: Item, label_nc: int | None, order: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """CelebAMask-HQ: the part masks merged into one label map (part i of `order` is class
+    i + 1, drawn over the parts before it), and the photo read at the masks' size."""
     label: np.ndarray | None = None
     first = None
-    for cls, part in enumerate(PARTS, 1):
+    for cls, part in enumerate(order, 1):
         path = item.files.get(f"part:{part}")
         if path is None:
             continue
@@ -126,12 +126,21 @@ def _read_face(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
     return {"label": label, "img": io.resize_rgb(io.read_rgb(item.files["img"]), w, h)}
 
 
-DATASET = KnownDataset(
-    name="celebamask-hq",
-    classes=CLASSES,
-    summary="CelebAMask-HQ's 18 parts and background",
-    folders=FOLDERS,
-    detect=_detect,
-    discover=_discover,
-    read_item=_read_face,
-)
+def celebamask(
+    name: str, order: tuple[str, ...], summary: str, variant_of: str | None = None
+) -> KnownDataset:
+    """CelebAMask-HQ's download merged with the parts in `order`; a variant (another order)
+    is chosen by name, never by `--layout auto`."""
+    return KnownDataset(
+        name=name,
+        classes=("background", *order),
+        summary=summary,
+        folders=FOLDERS,
+        detect=_detect,
+        discover=lambda src, cfg: _discover(src, cfg, name, order),
+        read_item=lambda item, label_nc: _read_face(item, label_nc, order),
+        variant_of=variant_of,
+    )
+
+
+DATASET = celebamask("celebamask-hq", PARTS, "CelebAMask-HQ's 18 parts and background")
