@@ -8,9 +8,9 @@
 #     bash examples/cityscapes_1024p.sh
 #
 # --activation-checkpointing trades compute for memory (for cards with less memory).
-# Several GPUs on one node: P2PHD="torchrun --nproc-per-node 8 -m p2phd"; several nodes:
+# Several GPUs on one node: P2PHD="torchrun --nproc-per-node 8 --no-python p2phd"; several nodes:
 #   P2PHD="torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \
-#          --rdzv-endpoint HOST:29500 --rdzv-id label2city -m p2phd"   (on every node)
+#          --rdzv-endpoint HOST:29500 --rdzv-id label2city --no-python p2phd"   (on every node)
 set -euo pipefail
 : "${CITYSCAPES:?set CITYSCAPES to the raw Cityscapes folder (gtFine/, leftImg8bit/)}"
 : "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"

@@ -8,7 +8,7 @@
 #
 # CITYSCAPES holds the raw download (gtFine/, leftImg8bit/); VGG is torchvision's ImageNet
 # vgg19 file (p2phd never downloads it). Several GPUs on one node:
-#   P2PHD="torchrun --nproc-per-node 8 -m p2phd" ... bash examples/cityscapes_512p.sh
+#   P2PHD="torchrun --nproc-per-node 8 --no-python p2phd" ... bash examples/cityscapes_512p.sh
 # (--batch-size is per process, so 8 GPUs x 1 is the reference's multi-GPU batch of 8).
 set -euo pipefail
 : "${CITYSCAPES:?set CITYSCAPES to the raw Cityscapes folder (gtFine/, leftImg8bit/)}"

@@ -8,7 +8,7 @@
 #     bash examples/cityscapes_features.sh
 #
 # Cityscapes labelIds: 26 car, 21 vegetation, 11 building. Several GPUs for training:
-#   P2PHD="torchrun --nproc-per-node 8 -m p2phd" ... bash examples/cityscapes_features.sh
+#   P2PHD="torchrun --nproc-per-node 8 --no-python p2phd" ... bash examples/cityscapes_features.sh
 set -euo pipefail
 : "${CITYSCAPES:?set CITYSCAPES to the raw Cityscapes folder (gtFine/, leftImg8bit/)}"
 : "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"

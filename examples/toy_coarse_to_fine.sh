@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/examples/setup_env.sh"
 WORK=$(realpath -m "${1:-$ROOT/toy_c2f}")
 EPOCHS=${TOY_EPOCHS:-6}
-p2phd() { "$VENV/bin/python" -m p2phd "$@"; }
+p2phd() { "$VENV/bin/p2phd" "$@"; }
 common=(--no-vgg-loss --num-workers 1 --sample-every 200 --log-every 100)
 
 [ -f "$WORK/src/toy.json" ] || p2phd toy "$WORK/src" --train 48 --test 6 --height 64 --width 128

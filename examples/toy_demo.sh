@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/examples/setup_env.sh"
 WORK=$(realpath -m "${1:-$ROOT/toy_demo}")
 EPOCHS=${TOY_EPOCHS:-25}
-p2phd() { "$VENV/bin/python" -m p2phd "$@"; }
+p2phd() { "$VENV/bin/p2phd" "$@"; }
 
 [ -f "$WORK/src/toy.json" ] || p2phd toy "$WORK/src" --train 48 --test 6 --height 64 --width 128
 [ -f "$WORK/data/dataset.json" ] || p2phd prep "$WORK/src" "$WORK/data"

@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/examples/setup_env.sh"
 WORK=$(realpath -m "${1:-$ROOT/toy_styles}")
 EPOCHS=${TOY_EPOCHS:-20}
-p2phd() { "$VENV/bin/python" -m p2phd "$@"; }
+p2phd() { "$VENV/bin/p2phd" "$@"; }
 
 [ -f "$WORK/src/toy.json" ] || p2phd toy "$WORK/src" --train 32 --test 4 --height 64 --width 128
 [ -f "$WORK/data/dataset.json" ] || p2phd prep "$WORK/src" "$WORK/data"

@@ -53,6 +53,31 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert result.returncode == 0 and "train-global" in result.stdout
 
 
+def test_a_folder_named_p2phd_cannot_break_the_installed_script(tmp_path: Path) -> None:
+    """From a clone's parent (a folder `p2phd/` in the working directory) the `p2phd` script,
+    which `torchrun --no-python p2phd` runs, still works; `python -m p2phd` either works or
+    says in one line what hides it (an editable install loses to the folder)."""
+    (tmp_path / "p2phd" / "p2phd").mkdir(parents=True)  # a clone, without an install
+    script = Path(sys.executable).parent / "p2phd"
+    done = subprocess.run(
+        [str(script), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "p2phd 0.1.0", done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "p2phd", "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode == 0:  # a regular install wins over the folder
+        assert done.stdout.strip() == "p2phd 0.1.0"
+    else:
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "torchrun --no-python p2phd" in done.stderr
+        assert f"{tmp_path / 'p2phd'}: a folder named p2phd here hides" in done.stderr
+
+
 def test_dry_run_prints_the_resolved_config(toy_data: Path, tmp_path: Path) -> None:
     code, out = cli(
         "train-global", toy_data, "--run", tmp_path / "r", *TINY, "--lr", "1e-3", "--dry-run"

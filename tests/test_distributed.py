@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 STEPS = "--log-every 1 --batch-size 1".split()
 
 
-def torchrun(*args: object) -> subprocess.CompletedProcess[str]:
+def torchrun(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The README's form, `torchrun --no-python p2phd ...`: the installed script, which a
+    folder named p2phd in the working directory cannot hide."""
     cmd = [
         sys.executable,
         "-m",
@@ -26,12 +28,12 @@ def torchrun(*args: object) -> subprocess.CompletedProcess[str]:
         "--nproc-per-node",
         "2",
         "--standalone",
-        "-m",
-        "p2phd",
+        "--no-python",
+        str(Path(sys.executable).parent / "p2phd"),
         *map(str, args),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def latest(run: Path, name: str) -> dict[str, torch.Tensor]:
@@ -71,6 +73,8 @@ def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path, tmp_
         "2",
     )
     assert code == 0, out
+    parent = tmp_path / "clone_parent"  # a folder named p2phd here hides `python -m p2phd`
+    (parent / "p2phd").mkdir(parents=True)
     result = torchrun(
         "train-global",
         toy_data,
@@ -84,6 +88,7 @@ def test_two_processes_match_one_with_the_same_global_batch(toy_data: Path, tmp_
         "1",
         "--keep-last",
         "3",
+        cwd=parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Rank 0 alone wrote: one log line per step, one checkpoint per step, no temporary folders.

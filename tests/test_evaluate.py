@@ -245,6 +245,28 @@ def test_bad_input_is_one_line(tmp_path: Path, spoil: str) -> None:
     assert expected in out, out
 
 
+@pytest.mark.parametrize("option", ["--inception", "--segmenter"])
+def test_a_missing_weights_file_stops_before_any_synthesis(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path, option: str
+) -> None:
+    """One line, exit 2, and not a single image synthesized first (it was a traceback, and
+    only after the whole split had been synthesized)."""
+    code, out = cli(
+        "evaluate", tiny_feature_run, toy_data, option, tmp_path / "MISSING.pth",
+        "--out", tmp_path / "e", "--device", "cpu", "--quiet",
+    )  # fmt: skip
+    assert code == 2 and len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
+    assert f"{option} {tmp_path / 'MISSING.pth'}: not found" in out, out
+    if option == "--inception":
+        assert "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" in out
+    assert not (tmp_path / "e").exists()
+    code, out = cli(
+        "evaluate", "--fake", tmp_path, "--real", tmp_path, "--out", tmp_path / "f",
+        option, tmp_path / "MISSING.pth",
+    )  # fmt: skip
+    assert code == 2 and "not found" in out and not (tmp_path / "f").exists(), out
+
+
 # ---- the toy's oracle, and a run ------------------------------------------------------------
 def test_the_toy_segmenter_reads_real_toy_photos(toy_source: Path) -> None:
     """The exact rule of the toy's colours: mIoU >= 0.90 on real photos (0.997 measured)."""

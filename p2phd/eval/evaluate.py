@@ -29,7 +29,7 @@ from p2phd.eval.page import write_page
 from p2phd.eval.pairing import Pair, pair_folders
 from p2phd.eval.scores import ImageScore, Kid, Scores
 from p2phd.eval.segmenter import IGNORE, Convention, Segmenter, label_lookup
-from p2phd.nets.inception import load_fid_inception
+from p2phd.nets.inception import INCEPTION_FILE, INCEPTION_URL, load_fid_inception
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.folder import SynthOptions, synthesize
 from p2phd.synth.run import Run
@@ -58,6 +58,17 @@ class EvalOptions:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise ConfigError("--batch-size and --kid-subsets must be >= 1, --kid-subset-size >= 2")
 
+    def check_files(self) -> None:
+        """The weights files are there: checked before any image is synthesized, so a typo
+        costs a second, not a whole split's synthesis."""
+        wanted = {
+            "--inception": (self.inception, f"pass pytorch-fid's weights, {INCEPTION_URL}"),
+            "--segmenter": (self.segmenter, "pass a TorchScript (.pt) or torch.export (.pt2) file"),
+        }
+        for option, (path, fix) in wanted.items():
+            if path is not None and not Path(path).is_file():
+                raise DatasetError(f"{option} {path}: not found; {fix}")
+
 
 @dataclass(frozen=True)
 class EvalReport:
@@ -83,6 +94,7 @@ def evaluate_run(
     """Synthesize `data`'s split with the run (default styles, the run's training width),
     then score the images against the split's photos and label maps."""
     opts = options or EvalOptions()
+    opts.check_files()
     device = device or DeviceOptions()
     split_dir = Path(data) / split
     if not (split_dir / "label").is_dir():
@@ -131,9 +143,10 @@ def evaluate_folders(
     """Score a folder of synthesized images against real photos (FID, KID, PSNR) and label
     maps (mIoU with a segmenter), paired by key; no run needed. `label_nc` bounds the label
     maps' class ids."""
+    opts = options or EvalOptions()
+    opts.check_files()
     pairs = pair_folders(Path(fake), Path(real) if real else None, Path(labels) if labels else None)
     context = {"fake": str(fake), "real": str(real)}
-    opts = options or EvalOptions()
     return score(pairs, Path(out), label_nc, (), opts, context, progress, device=device)
 
 
@@ -258,7 +271,7 @@ class _Tally:
         elif opts.inception is None:
             notes.append(
                 "FID and KID skipped: pass --inception "
-                "pt_inception-2015-12-05-6726825d.pth (pytorch-fid's FID Inception weights)"
+                f"{INCEPTION_FILE} (pytorch-fid's FID Inception weights)"
             )
         psnrs = [v.psnr for v in self.per_image if v.psnr is not None and np.isfinite(v.psnr)]
         segmentation = {

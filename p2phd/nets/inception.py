@@ -193,6 +193,12 @@ class FIDInception(nn.Module):
         return super().train(False)  # a fixed feature extractor: BatchNorm stays in eval
 
 
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's release asset
+INCEPTION_URL = (
+    f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
+)
+
+
 def load_fid_inception(path: Path) -> FIDInception:
     """pytorch-fid's weights (`pt_inception-2015-12-05-6726825d.pth` or a `.safetensors` of
     it), loaded strictly: every key and shape must match, or one line lists what does not."""
@@ -202,7 +208,7 @@ def load_fid_inception(path: Path) -> FIDInception:
     if problems:
         raise CheckpointError(
             f"--inception {path}: not pytorch-fid's FID Inception v3 "
-            f"({problems}); pass pt_inception-2015-12-05-6726825d.pth"
+            f"({problems}); pass {INCEPTION_FILE}"
         )
     net.load_state_dict(state, strict=True)
     return net
