@@ -146,9 +146,8 @@ def region_styles(
     k = bank.count[classes]
     draw = variation if spec.vary is None else 0  # no target: each variation re-draws all
     choice = random_clusters(classes, bank, spec.seed, key, draw)
-    if spec.mode == "cluster":
-        _check_index(spec.cluster, classes, k, "--style cluster")
-        choice = np.full_like(choice, spec.cluster)
+    if spec.mode == "cluster":  # a class with fewer clusters takes it modulo its count
+        choice = spec.cluster % np.maximum(k, 1)
     if spec.vary is not None:
         kind, target = spec.vary
         hit = (ids if kind == "instance" else classes) == target
@@ -234,7 +233,7 @@ def style_caption(
             "(cycling)"
         )
     if spec.mode == "cluster":
-        base = f"cluster {spec.cluster} of every class"
+        base = f"cluster {spec.cluster} of every class (modulo its count)"
     else:
         base = f"random styles (seed {spec.seed})"
     return f"variation {variation}: {base}, draw {variation}" if variations > 1 else base
@@ -243,9 +242,21 @@ def style_caption(
 def style_notes(
     spec: StyleSpec, variations: int, bank: FeatureBank, names: Sequence[str]
 ) -> list[str]:
-    """What `region_styles` does that a user would not guess, said once: variations beyond a
-    class's clusters repeat them."""
+    """What `region_styles` does that a user would not guess, said once: a chosen cluster or
+    variations beyond a class's clusters wrap around them."""
     notes: list[str] = []
+    if spec.mode == "cluster":
+        fewer = [c for c in range(len(bank.count)) if 0 < bank.count[c] <= spec.cluster]
+        if fewer:
+            listed = ", ".join(
+                f"{class_name(c, names)} ({bank.count[c]}: cluster {spec.cluster % bank.count[c]})"
+                for c in fewer[:3]
+            )
+            more = f" and {len(fewer) - 3} more" if len(fewer) > 3 else ""
+            notes.append(
+                f"--style cluster={spec.cluster}: classes with fewer clusters take it modulo "
+                f"their count: {listed}{more}"
+            )
     vary = spec.vary
     if vary is None or vary[0] != "class" or variations <= 1:
         return notes
