@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from p2phd import datasets
 from p2phd.data.io import check_ids, read_id_map
 from p2phd.data.manifest import MANIFEST, read_manifest
 from p2phd.data.names import class_name
@@ -39,7 +40,8 @@ def inspect_path(
 
 def _names_for(label: Path, classes: Path | None) -> tuple[tuple[str, ...], int]:
     """Class names and the instance-id divisor: from --classes (a run or a dataset), else
-    from a prepped dataset the label lies in, else Cityscapes' by the file name."""
+    from the run, prepped dataset or source folder that names its classes (the toy's
+    toy.json) the label lies in, else Cityscapes' by the file name."""
     sources = [classes] if classes else list(label.resolve().parents)[:3]
     for folder in sources:
         if (folder / "config.json").is_file():
@@ -48,6 +50,10 @@ def _names_for(label: Path, classes: Path | None) -> tuple[tuple[str, ...], int]
         if (folder / MANIFEST).is_file():
             manifest = read_manifest(folder)
             return manifest.class_names, manifest.class_divisor
+        for known in datasets.known():  # a source folder that names its classes (toy.json)
+            names = known.folder_classes(folder) if known.folder_classes else None
+            if names:
+                return names, known.class_divisor
         if classes:
             raise DatasetError(f"--classes {classes}: not a run folder or a prepped dataset")
     return (CITYSCAPES_CLASSES if is_cityscapes_name(label.name) else ()), 1000

@@ -123,6 +123,27 @@ def test_class_names_file_and_names_on_the_command_line(toy_source: Path, tmp_pa
     assert code == 2 and "unknown class 'castle'; use one of sky, road" in out
 
 
+def test_inspect_names_the_classes_of_a_toy_source(toy_source: Path) -> None:
+    """A map in the toy's own source folder is named by its toy.json (it said "class 6")."""
+    label = sorted((toy_source / "train_label").glob("*.png"))[0]
+    code, out = cli("inspect", label, "--json")
+    assert code == 0, out
+    names = {c["id"]: c["name"] for c in json.loads(out)["classes"]}
+    assert names and all(not n.startswith("class ") for n in names.values()), names
+    assert names.get(0, "sky") == "sky" and names.get(6, "car") == "car"
+
+
+def test_encode_features_names_the_classes(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_feature_run, run)
+    code, out = cli("encode-features", run, toy_data, "--device", "cpu")
+    assert code == 0, out
+    counts = " ".join(out.split()).split("instances per class: ", 1)[1]
+    assert "car: " in counts and "class " not in counts, out
+
+
 def test_inspect_a_label_map_a_run_and_a_dataset(toy_data: Path, tiny_feature_run: Path) -> None:
     label = toy_data / "test" / "label" / "toy_test_00000.png"
     inst = toy_data / "test" / "inst" / "toy_test_00000.png"

@@ -62,7 +62,7 @@ def encode_features(
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:
-        counts = ", ".join(f"{c}: {n}" for c, n in report.classes.items())
+        counts = ", ".join(f"{report.names[c]}: {n}" for c, n in report.classes.items())
         err.print(
             f"encoded {report.images} images into {report.path} (instances per class: {counts})"
         )

@@ -43,6 +43,7 @@ class KnownDataset:
     read_item: Callable[[Item, int | None], dict[str, np.ndarray]] | None = None  # one item
     recognise: Callable[[Source], tuple[str, ...] | None] | None = None  # in another layout
     variant_of: str | None = None  # the same download read another way: chosen by name only
+    folder_classes: Callable[[Path], tuple[str, ...] | None] | None = None  # a source folder's
 
     @property
     def label_nc(self) -> int:

@@ -4,6 +4,7 @@ folder is recognised by the `toy.json` the toy writes beside its reference layou
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from p2phd.data.names import check_class_names
 from p2phd.data.pairing import Source
@@ -26,8 +27,13 @@ WINDSCREEN = (120, 150, 190)  # light, so a car's mean colour stays near its pal
 
 def _recognise(source: Source) -> tuple[str, ...] | None:
     """The classes of the toy.json beside a reference layout of label maps."""
-    toy = source.root / "toy.json"
-    if source.kind != "labels" or not toy.is_file():
+    return _folder_classes(source.root) if source.kind == "labels" else None
+
+
+def _folder_classes(folder: Path) -> tuple[str, ...] | None:
+    """The classes of the toy.json in a source folder, or None when it holds none."""
+    toy = folder / "toy.json"
+    if not toy.is_file():
         return None
     try:
         return check_class_names(json.loads(toy.read_text())["classes"], str(toy))
@@ -40,4 +46,5 @@ DATASET = KnownDataset(
     classes=TOY_CLASSES,
     summary="the toy's classes",
     recognise=_recognise,
+    folder_classes=_folder_classes,
 )

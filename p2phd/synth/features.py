@@ -60,6 +60,7 @@ class FeatureReport:
     path: Path
     images: int
     classes: dict[int, int]  # class -> instances
+    names: dict[int, str]  # class -> its name ("class 7" when the run has no names)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,7 +132,8 @@ def encode_features(
     }
     path = run.features_path
     save_bank(tensors, path, meta)
-    return FeatureReport(path, len(dataset), counts)
+    names = {c: class_name(c, run.class_names) for c in counts}
+    return FeatureReport(path, len(dataset), counts, names)
 
 
 @dataclass(frozen=True, slots=True)
