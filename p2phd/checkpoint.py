@@ -31,6 +31,7 @@ from p2phd.weights import key_mismatches
 
 FORMAT_VERSION = 1
 STEP_NAME = re.compile(r"step-\d{7,}")
+KEEP = "KEEP"  # in a milestone checkpoint folder: pruning leaves it
 STATE_MAX_BYTES = 64 * 1024 * 1024  # state.json and config.json: kilobytes in practice
 
 
@@ -116,6 +117,11 @@ class Checkpoint:
     def step(self) -> int:
         return self.state.step
 
+    @property
+    def milestone(self) -> bool:
+        """Kept by --keep-every: pruning leaves it."""
+        return (self.path / KEEP).exists()
+
     def tensors(self, name: str) -> dict[str, Tensor]:
         """Load `<name>.safetensors`, checking it is the size state.json recorded."""
         path = self.path / f"{name}.safetensors"
@@ -178,9 +184,11 @@ def save_checkpoint(
     record: dict[str, Any],
     *,
     keep_last: int,
+    milestone: bool = False,
 ) -> Path:
     """Write `step-N` with `<name>.safetensors` per entry of `tensors`, state.json and
-    config.json, atomically; then point LATEST at it and prune to the last `keep_last`."""
+    config.json, atomically; then point LATEST at it and prune to the last `keep_last`. A
+    `milestone` (`--keep-every`) holds a KEEP file and is never pruned."""
     final = run.step_dir(step)
     for name, tensor_dict in tensors.items():
         _check_finite(name, tensor_dict)
@@ -199,6 +207,8 @@ def save_checkpoint(
         }
         write_json_atomic(tmp / "state.json", full_state)
         write_json_atomic(tmp / "config.json", record)
+        if milestone:
+            write_text(tmp / KEEP, "kept by --keep-every\n")
     write_text(run.latest, final.name + "\n")
     _prune(run, keep_last)
     return final
@@ -234,7 +244,8 @@ def _complete_steps(run: RunDir) -> list[Path]:
 
 def _prune(run: RunDir, keep_last: int) -> None:
     for old in _complete_steps(run)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        if not (old / KEEP).exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def clean_partial(run: RunDir) -> None:
@@ -294,6 +305,46 @@ def require_checkpoint(run_path: Path) -> Checkpoint:
     if ckpt is None:
         raise CheckpointError(f"{run.root}: has no checkpoint yet; train it first")
     return ckpt
+
+
+CHECKPOINT_CHOICES = "latest, a step number (1200) or epoch:N (the last saved in epoch N)"
+
+
+def complete_checkpoints(run: RunDir) -> list[Checkpoint]:
+    """Every complete checkpoint of a run, oldest first (each opened: a damaged one is an
+    error naming it)."""
+    return [open_checkpoint(path) for path in _complete_steps(run)]
+
+
+def select_checkpoint(run_path: Path, which: str = "latest") -> Checkpoint:
+    """The checkpoint `which` names in a run folder: `latest` (what LATEST names), a step
+    number, or `epoch:N`, the newest checkpoint saved during epoch N (counted from 1, as
+    the log and inspect count them)."""
+    epoch = which.removeprefix("epoch:") if which.startswith("epoch:") else None
+    if which != "latest" and not which.isdigit() and not (epoch and epoch.isdigit()):
+        raise ConfigError(f"--checkpoint {which}: use {CHECKPOINT_CHOICES}")
+    latest = require_checkpoint(run_path)
+    if which == "latest":
+        return latest
+    run = RunDir(Path(run_path))
+    if which.isdigit():
+        path = run.step_dir(int(which))
+        if (path / "state.json").is_file():
+            return open_checkpoint(path)
+        found = [ckpt.step for ckpt in complete_checkpoints(run)]
+    else:
+        assert epoch is not None
+        opened = complete_checkpoints(run)
+        chosen = [c for c in opened if c.state.epoch + 1 == int(epoch)]
+        if chosen:
+            return chosen[-1]
+        found = [c.state.epoch + 1 for c in opened]
+    what = "steps" if which.isdigit() else "epochs"
+    have = ", ".join(str(v) for v in sorted(set(found))) or "none"
+    raise CheckpointError(
+        f"{run.root}: no checkpoint at --checkpoint {which}; it has {what} {have} "
+        f"(p2phd inspect {run.root} lists them)"
+    )
 
 
 def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> None:

@@ -238,6 +238,7 @@ class RunOptions:
     sample_every: int = 500
     save_every: int = 1000
     keep_last: int = 3
+    keep_every: int = 0  # also keep the last checkpoint of every Nth epoch; 0: none
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
 
     def __post_init__(self) -> None:
@@ -246,6 +247,7 @@ class RunOptions:
         for name in ("log_every", "sample_every", "save_every", "keep_last", "max_nonfinite"):
             _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
         _require(self.num_workers >= 0, "--num-workers", "must be >= 0")
+        _require(self.keep_every >= 0, "--keep-every", "must be >= 0 (0: no milestones)")
         _require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             "--device",

@@ -6,6 +6,7 @@ JSON."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ from p2phd.synth.run import Run
 
 
 def inspect_path(
-    path: Path, inst: Path | None = None, classes: Path | None = None
+    path: Path, inst: Path | None = None, classes: Path | None = None, checkpoint: str = "latest"
 ) -> dict[str, Any]:
-    """A run folder, a prepped dataset folder, or a label map (with its instance map)."""
+    """A run folder (at `checkpoint`) or one of its checkpoint folders, a prepped dataset
+    folder, or a label map (with its instance map)."""
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
-        return inspect_run(Run.open(path))
+        return inspect_run(Run.open(path, checkpoint))
     if path.is_dir() and (path / MANIFEST).is_file():
         return inspect_data(path)
     if path.is_file():
@@ -165,6 +167,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
             "class_names": list(net.class_names),
         },
         "history": [{k: v for k, v in h.items() if k != "time"} for h in run.history()],
+        "checkpoints": _checkpoints(run),
     }
     names = net.class_names
     for kind, file in (("encoded", run.features_path), ("clusters", run.clusters_path)):
@@ -179,6 +182,26 @@ def inspect_run(run: Run) -> dict[str, Any]:
                 for c, v in classes.items()
             }
     return report
+
+
+def _checkpoints(run: Run) -> list[dict[str, Any]]:
+    """Every complete checkpoint of the run: what `--checkpoint` can name."""
+    found = []
+    latest = run.latest_path()
+    for ckpt in run.checkpoints():
+        saved = ckpt.state.saved_at
+        found.append(
+            {
+                "name": ckpt.path.name,
+                "step": ckpt.step,
+                "epoch": ckpt.state.epoch + 1,
+                "saved": time.strftime("%Y-%m-%d %H:%M", time.localtime(saved)) if saved else "",
+                "bytes": sum(f.stat().st_size for f in ckpt.path.iterdir() if f.is_file()),
+                "latest": ckpt.path == latest,
+                "milestone": ckpt.milestone,
+            }
+        )
+    return found
 
 
 def inspect_data(data: Path) -> dict[str, Any]:

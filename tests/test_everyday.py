@@ -342,3 +342,57 @@ def test_version() -> None:
     import p2phd
 
     assert cli("--version") == (0, f"p2phd {p2phd.__version__}\n")
+
+
+# ---- choosing a checkpoint ----------------------------------------------------------------
+def test_every_command_that_reads_a_run_takes_a_checkpoint(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """`--checkpoint latest|STEP|epoch:N`, or a checkpoint folder where a run is expected;
+    the fixture run has steps 1 and 2, both in epoch 1."""
+    from p2phd.synth.run import Run
+
+    test = toy_data / "test"
+
+    def render(run: Path, out: str, *args: str) -> np.ndarray:
+        code, text = cli(
+            "synthesize", run, test / "label", "--inst", test / "inst",
+            "--out", tmp_path / out, *TEST, *args,
+        )  # fmt: skip
+        assert code == 0, text
+        return np.asarray(Image.open(tmp_path / out / "toy_test_00000.png"))
+
+    latest, first = (
+        render(tiny_feature_run, "latest"),
+        render(tiny_feature_run, "one", "--checkpoint", "1"),
+    )
+    assert not np.array_equal(latest, first)  # one more step of training
+    folder = tiny_feature_run / "checkpoints" / "step-0000001"
+    np.testing.assert_array_equal(render(folder, "folder"), first)
+    np.testing.assert_array_equal(
+        render(tiny_feature_run, "epoch", "--checkpoint", "epoch:1"), latest
+    )
+    assert Run.open(tiny_feature_run, "1").step == 1 and Run.open(folder).root == tiny_feature_run
+
+    report = json.loads(cli("inspect", tiny_feature_run, "--json")[1])
+    listed = [(c["name"], c["step"], c["epoch"], c["latest"]) for c in report["checkpoints"]]
+    assert listed == [("step-0000001", 1, 1, False), ("step-0000002", 2, 1, True)]
+    assert all(c["bytes"] > 0 and c["saved"] for c in report["checkpoints"])
+    assert (
+        json.loads(cli("inspect", tiny_feature_run, "--checkpoint", "1", "--json")[1])["step"] == 1
+    )
+
+    for args, message in [
+        (("--checkpoint", "7"), "no checkpoint at --checkpoint 7; it has steps 1, 2"),
+        (("--checkpoint", "epoch:3"), "it has epochs 1"),
+        (("--checkpoint", "soon"), "--checkpoint soon: use latest, a step number"),
+    ]:
+        for command in (
+            ("export", tiny_feature_run, "--out", tmp_path / "g.onnx", *args),
+            ("encode-features", tiny_feature_run, toy_data, *TEST, *args),
+            ("evaluate", tiny_feature_run, toy_data, "--out", tmp_path / "e", *TEST, *args),
+        ):
+            code, out = cli(*command)
+            assert code == 2 and len(out.strip().splitlines()) == 1 and message in out, out
+    code, out = cli("inspect", folder, "--checkpoint", "2")
+    assert code == 2 and "is one checkpoint already" in out, out

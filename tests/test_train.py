@@ -192,3 +192,21 @@ def test_sigterm_saves_and_rerun_resumes_exactly(toy_data: Path, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert_same(weights(straight), weights(killed))
     assert [r["g_gan"] for r in log(straight)] == [r["g_gan"] for r in log(killed)]
+
+
+def test_keep_every_keeps_milestones_beside_the_last(toy_data: Path, tmp_path: Path) -> None:
+    """8 items at batch 4: 2 steps an epoch. --keep-every 2 keeps epoch 2's last checkpoint
+    (step 4) past --keep-last 1; without it only the last survives."""
+    opts = "--max-steps 6 --batch-size 4 --save-every 1 --keep-last 1".split()
+    for keep_every, expected in (("0", ["step-0000006"]), ("2", ["step-0000004", "step-0000006"])):
+        run = tmp_path / f"run{keep_every}"
+        code, out = train(toy_data, run, *opts, "--keep-every", keep_every)
+        assert code == 0, out
+        kept = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+        assert kept == expected
+    report = json.loads(cli("inspect", tmp_path / "run2", "--json")[1])
+    marks = [(c["step"], c["epoch"], c["milestone"], c["latest"]) for c in report["checkpoints"]]
+    assert marks == [(4, 2, True, False), (6, 3, False, True)]
+    assert cli("synthesize", tmp_path / "run2", toy_data / "test" / "label", "--inst",
+               toy_data / "test" / "inst", "--out", tmp_path / "o", "--checkpoint", "epoch:2",
+               "--device", "cpu", "--quiet")[0] == 0  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import Compile, Device, Opt, Precision, app, err, user_errors
+from p2phd.cli.app import Checkpoint, Compile, Device, Opt, Precision, app, err, user_errors
 
 
 @app.command()
@@ -29,6 +29,7 @@ def edit(
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
+    checkpoint: Checkpoint = "latest",
 ) -> None:
     """Edit label maps in the browser and watch the photo follow: select, relabel, restyle,
     paint; download the maps, the style map and the synthesize command that reproduces them.
@@ -41,7 +42,7 @@ def edit(
     from p2phd.synth.run import Run
     from p2phd.synth.synthesizer import Synthesizer
 
-    synth = Synthesizer(Run.open(run), DeviceOptions(device, precision, compile))
+    synth = Synthesizer(Run.open(run, checkpoint), DeviceOptions(device, precision, compile))
     editor = Editor(synth, labels or (), inst or (), width=width)
     try:
         server = EditServer(editor, host, port)

@@ -11,6 +11,7 @@ from rich.table import Table
 from p2phd import datasets
 from p2phd.cli.app import (
     AsJson,
+    Checkpoint,
     Compile,
     Device,
     Opt,
@@ -82,6 +83,7 @@ def evaluate(
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
+    checkpoint: Checkpoint = "latest",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -139,7 +141,7 @@ def evaluate(
                 raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")
             folder = out or run / f"eval-{split}"
             report = evaluate_run(
-                Run.open(run),
+                Run.open(run, checkpoint),
                 data,
                 folder,
                 split=split,

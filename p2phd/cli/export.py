@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import AsJson, Opt, Quiet, app, emit_json, err, user_errors
+from p2phd.cli.app import AsJson, Checkpoint, Opt, Quiet, app, emit_json, err, user_errors
 
 
 @app.command()
@@ -20,6 +20,7 @@ def export(
         bool, Opt("--raw-input", help="Take G's encoded input tensor instead of the maps.")
     ] = False,
     opset: Annotated[int, Opt(help="ONNX opset (18 or newer).")] = 18,
+    checkpoint: Checkpoint = "latest",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -30,7 +31,7 @@ def export(
     from p2phd.synth.export import export_onnx
     from p2phd.synth.run import Run
 
-    report = export_onnx(Run.open(run), out, raw_input=raw_input, opset=opset)
+    report = export_onnx(Run.open(run, checkpoint), out, raw_input=raw_input, opset=opset)
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:

@@ -9,6 +9,7 @@ import typer
 
 from p2phd.cli.app import (
     AsJson,
+    Checkpoint,
     Compile,
     Device,
     Opt,
@@ -37,6 +38,7 @@ def encode_features(
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
+    checkpoint: Checkpoint = "latest",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -48,7 +50,7 @@ def encode_features(
     from p2phd.synth.features import encode_features as encode
     from p2phd.synth.run import Run
 
-    opened = Run.open(run)
+    opened = Run.open(run, checkpoint)
     with progress_bar(quiet) as bar:
         report = encode(
             opened,

@@ -100,6 +100,7 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("sample_every", "Steps between sample grids.", "GLJ"),
         Flag("save_every", "Steps between checkpoints.", "GLJ"),
         Flag("keep_last", "Checkpoints kept.", "GLJ"),
+        Flag("keep_every", "Also keep each Nth epoch's last checkpoint (0: none).", "GLJ"),
         Flag("max_nonfinite", "Stop after this many non-finite steps in a row.", "GLJ"),
     ],
 }

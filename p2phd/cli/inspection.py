@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from p2phd.cli.app import AsJson, Opt, app, emit_json, user_errors
+from p2phd.cli.app import AsJson, Checkpoint, Opt, app, emit_json, user_errors
 
 out = Console(highlight=False, emoji=False)
 
@@ -24,6 +24,7 @@ def inspect(
         Path | None,
         Opt(help="Name the classes as this run or dataset does (default: found beside LABEL)."),
     ] = None,
+    checkpoint: Checkpoint = "latest",
     as_json: AsJson = False,
 ) -> None:
     """Show the classes and objects of a label map (the ids edits take), a run, or a dataset.
@@ -33,7 +34,7 @@ def inspect(
     """
     from p2phd.inspection import inspect_path
 
-    report = inspect_path(path, inst, classes)
+    report = inspect_path(path, inst, classes, checkpoint)
     if as_json:
         emit_json(report)
         return
@@ -96,6 +97,13 @@ def _run(r: dict[str, Any]) -> None:
             )
     for line in lines:
         out.print(line)
+    table = Table("checkpoint", "step", "epoch", "saved", "size", title="checkpoints",
+                  title_justify="left")  # fmt: skip
+    for c in r["checkpoints"]:
+        mark = " (latest)" if c["latest"] else " (kept)" if c["milestone"] else ""
+        table.add_row(f"{c['name']}{mark}", str(c["step"]), str(c["epoch"]), c["saved"],
+                      f"{c['bytes'] / 2**20:.1f} MiB")  # fmt: skip
+    out.print(table)
 
 
 def _data(r: dict[str, Any]) -> None:

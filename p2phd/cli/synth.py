@@ -9,6 +9,7 @@ import typer
 
 from p2phd.cli.app import (
     AsJson,
+    Checkpoint,
     Compile,
     Device,
     Opt,
@@ -73,6 +74,7 @@ def synthesize(
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
+    checkpoint: Checkpoint = "latest",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -87,7 +89,7 @@ def synthesize(
     from p2phd.synth.run import Run
     from p2phd.synth.synthesizer import Synthesizer
 
-    opened = Run.open(run)
+    opened = Run.open(run, checkpoint)
     options = make_options(
         opened,
         style=style,

@@ -1,9 +1,9 @@
 """A trained run, opened once: what every command that reads a run starts from.
 
-`Run.open` reads the run's newest checkpoint (its state and config) once; the nets and the
-style bank are built the first time they are asked for, so a command that only needs the
-config (inspect) loads no weights, and one that renders loads G once. This is the one place
-of the inference half that reads checkpoints.
+`Run.open` reads the run's chosen checkpoint (the newest by default: its state and config)
+once; the nets and the style bank are built the first time they are asked for, so a command
+that only needs the config (inspect) loads no weights, and one that renders loads G once.
+This is the one place of the inference half that reads checkpoints.
 """
 
 from __future__ import annotations
@@ -15,8 +15,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from p2phd.checkpoint import Checkpoint, RunDir, load_net, read_config_record, require_checkpoint
+from p2phd.checkpoint import (
+    STEP_NAME,
+    Checkpoint,
+    RunDir,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_net,
+    open_checkpoint,
+    read_config_record,
+    require_checkpoint,
+    select_checkpoint,
+)
 from p2phd.config import NetConfig, Stage, TrainConfig
+from p2phd.errors import CheckpointError, ConfigError
 from p2phd.synth.bank import CLUSTERS, FEATURES, FeatureBank
 
 
@@ -29,11 +41,24 @@ class Run:
         self._bank: FeatureBank | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Run:
-        """Open the run trained (or imported) into `path`; a folder that is not a run, or a
-        run without a checkpoint, is a one-line error saying what to pass instead."""
-        root = Path(path)
-        return cls(root, require_checkpoint(root))
+    def open(cls, path: str | os.PathLike[str], checkpoint: str = "latest") -> Run:
+        """Open the run trained (or imported) into `path` at `checkpoint`: `latest`, a step
+        number or `epoch:N` (see `select_checkpoint`). `path` may also be one checkpoint
+        folder of a run (`RUN/checkpoints/step-0001200`). A folder that is not a run, or a
+        run without that checkpoint, is a one-line error saying what to pass instead."""
+        given = Path(path)
+        if STEP_NAME.fullmatch(given.name) and given.parent.name == "checkpoints":
+            if checkpoint != "latest":
+                raise ConfigError(
+                    f"--checkpoint {checkpoint}: {given} is one checkpoint already; pass "
+                    "its run folder with --checkpoint, or the checkpoint folder alone"
+                )
+            if not (given / "state.json").is_file():
+                raise CheckpointError(f"{given}: not a complete checkpoint (no state.json)")
+            root = given.parent.parent
+            require_checkpoint(root)  # the folder around it is a run
+            return cls(root, open_checkpoint(given))
+        return cls(given, select_checkpoint(given, checkpoint))
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r}, {self.stage} stage, step {self.step})"
@@ -64,6 +89,15 @@ class Run:
         """(width, height) of the images it was trained on, when they had one size: the size
         synthesis resizes label maps to by default."""
         return self.checkpoint.state.train_size
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every complete checkpoint of the run, oldest first: what --checkpoint can name."""
+        return complete_checkpoints(RunDir(self.root))
+
+    def latest_path(self) -> Path | None:
+        """The checkpoint folder LATEST names (the newest complete one without a LATEST)."""
+        latest = latest_checkpoint(RunDir(self.root))
+        return latest.path if latest is not None else None
 
     def history(self) -> list[dict[str, Any]]:
         """The stage history of the run's config.json: each start, resume and import."""

@@ -235,7 +235,7 @@ class Trainer:
         self.nonfinite_skipped = ckpt.state.nonfinite_skipped
         return True
 
-    def save(self, epoch: int) -> Path | None:
+    def save(self, epoch: int, *, milestone: bool = False) -> Path | None:
         """Rank 0 writes a checkpoint of the current step; the others just note it."""
         self.saved_step = self.step
         if not self.dist.is_main:
@@ -251,7 +251,13 @@ class Trainer:
         }
         record = config_record(self.cfg, self.history)
         return save_checkpoint(
-            self.run, self.step, tensors, state, record, keep_last=self.cfg.run.keep_last
+            self.run,
+            self.step,
+            tensors,
+            state,
+            record,
+            keep_last=self.cfg.run.keep_last,
+            milestone=milestone,
         )
 
     # ---- the loop ------------------------------------------------------------------------
@@ -338,7 +344,12 @@ class Trainer:
             self.step += 1
             flags.push(self.step, now)
             logging = self.step % opts.log_every == 0 or self.step == total
-            saving = self.step % opts.save_every == 0
+            milestone = (
+                opts.keep_every > 0
+                and self.step % self.steps_per_epoch == 0  # the epoch's last step
+                and (epoch + 1) % opts.keep_every == 0
+            )
+            saving = self.step % opts.save_every == 0 or milestone
             stopping = self._read(flags, self.step if logging or saving else self.step - 1)
             values = None
             if logging:
@@ -361,7 +372,7 @@ class Trainer:
             if self.dist.is_main and (self.step % opts.sample_every == 0 or self.step == total):
                 write_sample(self.run, self.step, batch, fake, self.cfg)
             if saving and self._streak == 0:  # never mid-streak
-                saved = self.save(epoch)
+                saved = self.save(epoch, milestone=milestone)
         stopping = self._read(flags, self.step) or stopping
         if self.step > self.saved_step:  # the end, or a signal: keep what was done
             saved = self.save(epoch)
