@@ -4,6 +4,7 @@ Inception in pytorch-fid's layout, segmenters as TorchScript, the toy's oracle s
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -203,22 +204,19 @@ def test_known_logits_give_known_iou(tmp_path: Path, inception_weights: dict[str
 
 @pytest.mark.parametrize(
     "spoil",
-    ["count", "size", "empty", "not_an_image", "classes"],
+    ["count", "empty", "not_an_image", "classes"],
 )
 def test_bad_input_is_one_line(tmp_path: Path, spoil: str) -> None:
     fake, real, labels = folders(tmp_path)
     segmenter = write_scripted(Threshold(), tmp_path / "seg.pt")
     expected = {
         "count": "no partner with the key 'c'",
-        "size": "8x16 but its synthesized image",
         "empty": "holds no synthesized images",
         "not_an_image": "not a readable image",
         "classes": "predicts 2 classes but the labels reach 5",
     }[spoil]
     if spoil == "count":
         Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(fake / "c.png")
-    elif spoil == "size":
-        Image.fromarray(np.zeros((16, 8, 3), np.uint8)).save(real / "a.png")
     elif spoil == "empty":
         for p in fake.iterdir():
             p.unlink()
@@ -265,6 +263,37 @@ def test_a_missing_weights_file_stops_before_any_synthesis(
         option, tmp_path / "MISSING.pth",
     )  # fmt: skip
     assert code == 2 and "not found" in out and not (tmp_path / "f").exists(), out
+
+
+def test_folders_of_two_sizes_score_what_can_be_scored(tmp_path: Path) -> None:
+    """FID and KID resize every image, so a photo of another size still counts for them;
+    PSNR and mIoU, which compare pixel by pixel, leave that pair out and say so with the
+    sizes (it was an error that scored nothing)."""
+    fake, real, labels = folders(tmp_path)
+    Image.fromarray(np.zeros((16, 8, 3), np.uint8)).save(real / "a.png")
+    segmenter = write_scripted(Threshold(), tmp_path / "seg.pt")
+    code, out = cli(
+        "evaluate", "--fake", fake, "--real", real, "--labels", labels, "--out", tmp_path / "e",
+        "--segmenter", segmenter, "--label-nc", "8", "--quiet", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    scores = json.loads(out)
+    per_image = {s["key"]: s for s in scores["per_image"]}
+    assert "psnr" not in per_image["a"] and "psnr" in per_image["b"]
+    note = next(n for n in scores["notes"] if n.startswith("PSNR and mIoU skipped for 1 pair"))
+    assert f"{real / 'a.png'} is 8x16 but {fake / 'a.png'} is 16x16" in note
+
+
+def test_a_split_without_photos_points_to_one_with_them(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(toy_data, data)
+    shutil.rmtree(data / "test" / "img")
+    code, out = cli("evaluate", tiny_feature_run, data, "--out", tmp_path / "e", "--quiet")
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+    assert "the test split has no photos" in out and "--split train" in out
+    assert not (tmp_path / "e").exists()  # nothing synthesized first
 
 
 # ---- the toy's oracle, and a run ------------------------------------------------------------

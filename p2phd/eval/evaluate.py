@@ -102,6 +102,11 @@ def evaluate_run(
             f"{split_dir}/label: missing; pass a prepped dataset (p2phd prep) "
             f"and a split it has (--split)"
         )
+    if not (split_dir / "img").is_dir():
+        raise DatasetError(
+            f"{split_dir}/img: the {split} split has no photos to score against; pass a "
+            "split with photos (--split train), or score folders with --fake and --real"
+        )
     net = run.net
     inst = [split_dir / "inst"] if net.instance else []
     synth = SynthOptions(batch_size=opts.batch_size, width=width)
@@ -217,6 +222,7 @@ class _Tally:
     real_features: list[np.ndarray] = field(default_factory=list)
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # "fake" / "real"
     per_image: list[ImageScore] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)  # pairs of two sizes: why each was left
 
     def add(self, chunk: list[Pair]) -> None:
         fakes = [read_rgb(p.fake) for p in chunk]
@@ -229,18 +235,40 @@ class _Tally:
             psnr = miou = None
             size = fakes[i].shape[:2]
             if reals is not None:
-                real = _sized(reals[i], size, p.real, p.fake, self.resize, resize_rgb)
-                psnr = metrics.psnr(fakes[i], real)
+                real = self._sized(reals[i], size, p.real, p.fake, resize_rgb)
+                psnr = metrics.psnr(fakes[i], real) if real is not None else None
             if self.segmenter is not None and p.label is not None:
                 label = read_id_map(p.label)
-                truth = self.mapping[_sized(label, size, p.label, p.fake, self.resize, resize_ids)]
-                miou = metrics.segmentation_scores(self._count("fake", fakes[i], truth)).miou
+                sized = self._sized(label, size, p.label, p.fake, resize_ids)
+                if sized is not None:
+                    truth = self.mapping[sized]
+                    miou = metrics.segmentation_scores(self._count("fake", fakes[i], truth)).miou
                 if reals is not None:  # the real photo at the label's size: the reference
                     real = reals[i]
                     if real.shape[:2] != label.shape:
                         real = resize_rgb(real, label.shape[1], label.shape[0])
                     self._count("real", real, self.mapping[label])
             self.per_image.append(ImageScore(p.key, psnr, miou))
+
+    def _sized(
+        self,
+        image: np.ndarray,
+        size: tuple[int, int],
+        path: Path | None,
+        fake: Path,
+        resizer: Callable[[np.ndarray, int, int], np.ndarray],
+    ) -> np.ndarray | None:
+        """`image` at the synthesized image's (height, width): resized (a run's images, made
+        at its training width), or None when the sizes differ, which the paired scores
+        (PSNR, mIoU) cannot compare; FID and KID resize every image anyway."""
+        if image.shape[:2] == size:
+            return image
+        if self.resize:
+            return resizer(image, size[1], size[0])
+        self.unpaired.append(
+            f"{path} is {image.shape[1]}x{image.shape[0]} but {fake} is {size[1]}x{size[0]}"
+        )
+        return None
 
     def _count(self, kind: str, image: np.ndarray, truth: np.ndarray) -> np.ndarray:
         assert self.segmenter is not None
@@ -273,6 +301,11 @@ class _Tally:
                 "FID and KID skipped: pass --inception "
                 f"{INCEPTION_FILE} (pytorch-fid's FID Inception weights)"
             )
+        if self.unpaired:
+            notes.append(
+                f"PSNR and mIoU skipped for {len(self.unpaired)} pair(s) of two sizes (first: "
+                f"{self.unpaired[0]}); pair images of one size to score them"
+            )
         psnrs = [v.psnr for v in self.per_image if v.psnr is not None and np.isfinite(v.psnr)]
         segmentation = {
             kind: metrics.segmentation_scores(matrix) for kind, matrix in self.confusion.items()
@@ -303,25 +336,6 @@ class _Tally:
             notes=notes,
             per_image=worst_first,
         )
-
-
-def _sized(
-    image: np.ndarray,
-    size: tuple[int, int],
-    path: Path | None,
-    fake: Path,
-    resize: bool,
-    resizer: Callable[[np.ndarray, int, int], np.ndarray],
-) -> np.ndarray:
-    """`image` at the synthesized image's (height, width): resized, or checked."""
-    if image.shape[:2] == size:
-        return image
-    if not resize:
-        raise DatasetError(
-            f"{path}: {image.shape[1]}x{image.shape[0]} but its synthesized "
-            f"image {fake} is {size[1]}x{size[0]}; pair images of one size"
-        )
-    return resizer(image, size[1], size[0])
 
 
 def _options(opts: EvalOptions) -> dict[str, Any]:
