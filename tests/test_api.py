@@ -58,7 +58,11 @@ def test_readme_python_example_runs_as_written(
     key = sorted(p.stem for p in (test / "label").glob("*.png"))[0]
     stacked = np.array(Image.open(demo / "api.png"))
     image, restyled, no_cars = np.split(stacked, 3)
-    np.testing.assert_array_equal(image, np.array(Image.open(demo / "synth" / f"{key}.png")))
+    # `synthesize` renders 4 maps a batch, the API one: on some CPUs the batched convolution
+    # rounds a rare pixel the other way, so equal up to that (a wrong style moves thousands).
+    written = np.array(Image.open(demo / "synth" / f"{key}.png")).astype(int)
+    off = np.abs(image.astype(int) - written)
+    assert off.max() <= 1 and (off > 0).mean() < 1e-3, (off.max(), (off > 0).mean())
     assert not np.array_equal(image, restyled)  # another draw of styles
     assert not np.array_equal(image, no_cars)  # the cars are gone
     scores = json.loads((demo / "api-eval" / "eval.json").read_text())
