@@ -6,7 +6,7 @@
 # instance annotations when annotations/ holds them (needs `pip install 'p2phd[coco]'`),
 # else without instance maps (--no-instance, then the dataset's default).
 #
-#   COCO=~/datasets/coco VGG=~/weights/vgg19-dcbb9e9d.pth bash examples/coco_stuff.sh
+#   COCO=~/datasets/coco bash examples/coco_stuff.sh
 #
 # COCO holds COCO's train2017/ and val2017/ with stuffthingmaps_trainval2017/{train2017,val2017}/
 # (unzip stuffthingmaps_trainval2017.zip -d stuffthingmaps_trainval2017), or images/ and
@@ -14,7 +14,9 @@
 # for instance maps, annotations/instances_{train,val}2017.json (annotations_trainval2017.zip).
 set -euo pipefail
 : "${COCO:?set COCO to the folder holding train2017/, val2017/, stuffthingmaps_trainval2017/}"
-: "${VGG:?set VGG to the torchvision file vgg19-dcbb9e9d.pth (or a .safetensors of it)}"
+# VGG (optional): a local vgg19-dcbb9e9d.pth; unset, the cached one (fetched once if missing)
+vgg=()
+if [ -n "${VGG:-}" ]; then vgg=(--vgg-weights "$VGG"); else p2phd weights fetch vgg19 --quiet; fi
 DATA=${DATA:-data/coco_stuff}
 RUNS=${RUNS:-runs}
 read -r -a train <<< "${P2PHD:-p2phd}"
@@ -26,7 +28,7 @@ for split in train2017 val2017; do
 done
 [ -f "$DATA/dataset.json" ] \
   || p2phd prep "$COCO" "$DATA" --layout coco-stuff --width 256 ${instances[@]+"${instances[@]}"}
-"${train[@]}" train-global "$DATA" --run-dir "$RUNS/coco_stuff_256" --vgg-weights "$VGG" \
+"${train[@]}" train-global "$DATA" --run-dir "$RUNS/coco_stuff_256" "${vgg[@]}" \
   --epochs 100 --decay-epochs 100
 inst=()
 if [ -d "$DATA/test/inst" ]; then inst=(--inst "$DATA/test/inst"); fi

@@ -13,8 +13,8 @@ p2phd() { "$VENV/bin/p2phd" "$@"; }
 [ -f "$WORK/src/toy.json" ] || p2phd toy "$WORK/src" --train 48 --test 6 --height 64 --width 128
 [ -f "$WORK/data/dataset.json" ] || p2phd prep "$WORK/src" "$WORK/data"
 # A small G1 (ngf 16, 3 downsamplings, 2 blocks) and D, with the instance-feature encoder E
-# (styles you can pick and edit); the VGG loss needs ImageNet weights, which a fresh machine
-# does not have, so it is off here.
+# (styles you can pick and edit); the VGG loss needs ImageNet weights (p2phd weights fetch
+# vgg19), which a fresh machine does not have, so it is off here.
 p2phd train-global "$WORK/data" --run "$WORK/run" --instance-feat \
   --ngf 16 --n-downsample-global 3 --n-blocks-global 2 --ndf 16 --n-layers-d 2 \
   --no-vgg-loss --epochs "$EPOCHS" --decay-epochs "$EPOCHS" \

@@ -43,3 +43,7 @@ class WriteError(P2phdError):
 
 class NotFoundError(P2phdError):
     """Something asked for by name that does not exist: a label map key, an instance id."""
+
+
+class DownloadError(P2phdError):
+    """A weights download that failed or did not match its pinned SHA-256."""

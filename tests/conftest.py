@@ -18,6 +18,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _own_weights_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No test sees the user's fetched weights (`p2phd weights fetch`): an empty cache."""
+    monkeypatch.setenv("P2PHD_HOME", str(tmp_path_factory.mktemp("p2phd_home")))
+
+
 @pytest.fixture(scope="session")
 def toy_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("toy") / "src"

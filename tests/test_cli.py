@@ -28,9 +28,9 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [*COMMANDS, "weights fetch"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
-    code, out = cli(command, "--help")
+    code, out = cli(*command.split(), "--help")
     assert code == 0 and "Example: p2phd " + command in " ".join(out.split())
 
 
@@ -40,7 +40,8 @@ def test_exactly_the_built_commands_exist() -> None:
     from p2phd.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    assert list(commands) == [*COMMANDS[:-6], "cluster-features", *COMMANDS[-6:]]
+    assert list(commands) == [*COMMANDS[:-6], "cluster-features", *COMMANDS[-6:], "weights"]
+    assert list(commands["weights"].commands) == ["fetch", "list"]
     assert commands["cluster-features"].hidden  # listed once in --help
     assert commands["cluster-features"].help == commands["cluster"].help  # an alias
     assert cli("cluster-features", "--help")[0] == 0

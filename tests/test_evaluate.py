@@ -14,8 +14,10 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from p2phd import downloads
 from p2phd.eval import metrics
 from p2phd.nets.inception import FIDInception, load_fid_inception
+from p2phd.weights import sha256_file
 
 from helpers import TINY, cli
 
@@ -127,6 +129,23 @@ def test_the_inception_loads_strictly_from_both_formats(
     )
     assert code == 2 and len(out.strip().splitlines()) == 1, out
     assert "cut.pth: not pytorch-fid's FID Inception v3 (missing (1)" in out
+
+
+def test_the_fetched_inception_is_the_default(
+    inception_weights: dict[str, Path], tmp_path: Path
+) -> None:
+    fake, real, _ = folders(tmp_path)
+    scored = ["evaluate", "--fake", fake, "--real", real, "--out", tmp_path / "e", "--json"]
+    code, out = cli(*scored, "--kid-subset-size", "2")
+    assert code == 0 and "fid" not in json.loads(out)
+    assert "p2phd weights fetch inception" in " ".join(json.loads(out)["notes"])
+    cache = downloads.cache_dir()
+    cache.mkdir(parents=True)
+    shutil.copy(inception_weights["pth"], cache / "pt_inception-2015-12-05-6726825d.pth")
+    code, out = cli(*scored, "--kid-subset-size", "2")
+    assert code == 0 and np.isfinite(json.loads(out)["fid"])
+    digest = sha256_file(inception_weights["pth"])
+    assert json.loads(out)["weights"]["inception_sha256"] == digest
 
 
 # ---- scoring folders ------------------------------------------------------------------------

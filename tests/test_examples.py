@@ -79,7 +79,10 @@ def test_recipes_use_only_existing_options() -> None:
 
     from p2phd.cli import app
 
-    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    commands = dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    for name, cmd in list(commands.items()):  # groups: `weights fetch` is one command
+        for sub, subcmd in getattr(cmd, "commands", {}).items():
+            commands[f"{name} {sub}"] = subcmd
     accepted = {
         name: {o for p in cmd.params for o in p.opts + p.secondary_opts}
         for name, cmd in commands.items()
@@ -87,14 +90,19 @@ def test_recipes_use_only_existing_options() -> None:
     for script in sorted(p.name for p in (ROOT / "examples").glob("*.sh")):
         text = (ROOT / "examples" / script).read_text().replace("\\\n", " ")
         for line in text.splitlines():
-            words = line.split()
-            used = [w for w in words if w in accepted]
+            words = line.replace(";", " ").split()
+            pairs = [" ".join(words[i : i + 2]) for i in range(len(words))]
+            used = [(i, c) for i, c in enumerate(pairs) if c in accepted]
+            used = used or [(i, w) for i, w in enumerate(words) if w in accepted]
             if not used or line.lstrip().startswith("#"):
                 continue
-            for word in words[words.index(used[0]) :]:
+            start, command = used[0]
+            for word in words[start:]:
+                if word in ("fi", "then", "else"):
+                    break  # the command ended
                 option = word.split("=")[0]
                 if option.startswith("--"):
-                    assert option in accepted[used[0]], f"{script}: {used[0]} has no {option}"
+                    assert option in accepted[command], f"{script}: {command} has no {option}"
 
 
 def test_the_benchmark_script_runs() -> None:

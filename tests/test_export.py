@@ -69,7 +69,8 @@ def test_a_feature_run(tiny_feature_run: Path, tmp_path: Path) -> None:
 
 def test_a_local_run(toy_data: Path, tmp_path: Path) -> None:
     global_run, local = tmp_path / "global", tmp_path / "local"
-    assert cli("train-global", toy_data, "--run", global_run, *TINY, "--max-steps", "1")[0] == 0
+    half = ["--load-width", "64", "--max-steps", "1"]  # G1 at half the local stage's size
+    assert cli("train-global", toy_data, "--run", global_run, *TINY, *half)[0] == 0
     local_args = "--no-vgg-loss --num-workers 0 --device cpu --quiet --n-blocks-local 1 "
     local_args += "--epochs 1 --decay-epochs 1 --fix-global-epochs 1 --max-steps 1"
     # G2 takes its architecture from G1: no --ngf here

@@ -311,3 +311,46 @@ def test_init_from_global_maps_d_scales_by_resolution(tmp_path: Path) -> None:
         id(p) not in {id(q) for q in local.G.global_generator.parameters()}  # type: ignore[union-attr]
         for p in local.opt_g.param_groups[0]["params"]
     )
+
+
+def test_a_local_stage_must_feed_g1_the_size_it_was_trained_at(
+    toy_data: Path, tmp_path: Path
+) -> None:
+    full = tmp_path / "global_at_128"  # trained at the prepped 128x64: G1 should see that
+    code, out = cli("train-global", toy_data, "--run", full, *TINY, "--max-steps", "1")
+    assert code == 0, out
+    local = tmp_path / "local"
+    code, out = cli("train-local", toy_data, "--run", local, "--global", full, *LOCAL)
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+    assert "its G1 was trained at 128x64, but this local stage trains at 128x64" in out
+    assert "G1 would see at 64x32" in out and "--load-width 256" in out
+    assert not (local / "config.json").exists()
+    code, out = cli(
+        "train-local", toy_data, "--run", local, "--global", full, *LOCAL, "--load-width", "256"
+    )
+    assert code == 0, out  # 256x128 halved is G1's 128x64
+
+
+def test_trainings_first_line_says_the_size(
+    global_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    loud = [a for a in TINY if a != "--quiet"]
+    code, out = cli("train-global", toy_data, "--run", tmp_path / "g", *loud, "--max-steps", "1")
+    assert code == 0, out
+    first = out.splitlines()[0]
+    assert first == (
+        "train-global: 8 images at 128x64 (the prepped size; --load-width W resizes), "
+        "200 epochs, 1 step"
+    )
+    code, out = cli(
+        "train-global",
+        toy_data,
+        "--run",
+        tmp_path / "h",
+        *loud,
+        "--load-width",
+        "64",
+        "--max-steps",
+        "1",
+    )
+    assert out.splitlines()[0].startswith("train-global: 8 images at 64x32 (--load-width 64)")

@@ -16,5 +16,6 @@ from p2phd.cli import evaluate  # noqa: F401  evaluate
 from p2phd.cli import export  # noqa: F401  export
 from p2phd.cli import interop  # noqa: F401  import-reference
 from p2phd.cli import inspection  # noqa: F401  inspect
+from p2phd.cli import weights  # noqa: F401  weights fetch, weights list
 
 __all__ = ["app", "main"]

@@ -55,7 +55,8 @@ def evaluate(
     labels: Annotated[Path | None, Opt(help="The label maps (paired by name), for mIoU.")] = None,
     out: Annotated[Path | None, Opt(help="Folder for eval.json and index.html.")] = None,
     inception: Annotated[
-        Path | None, Opt(help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: FID, KID.")
+        Path | None,
+        Opt(help="pytorch-fid's Inception weights, for FID and KID (default: the cached one)."),
     ] = None,
     segmenter: Annotated[
         Path | None, Opt(help="TorchScript/.pt2 segmenter: [N,3,H,W] -> [N,C,h,w] logits.")

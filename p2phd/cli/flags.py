@@ -71,7 +71,7 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("gan_mode", "lsgan | bce | hinge."),
         Flag("lambda_feat", "Weight of feature matching and of the VGG loss."),
         Flag("ganfeat_loss", "Discriminator feature matching.", "GLI", "--ganfeat-loss"),
-        Flag("vgg_loss", "VGG19 perceptual loss (needs --vgg-weights).", "GLI"),
+        Flag("vgg_loss", "VGG19 perceptual loss (needs the VGG19 weights).", "GLI"),
     ],
     "data": [
         Flag("load_width", "Resize the training images to this width."),
@@ -88,7 +88,11 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("fix_global_epochs", "Epochs with G1 frozen before train-joint.", "L"),
     ],
     "run": [
-        Flag("vgg_weights", "Local vgg19 .pth or .safetensors (checked by content).", "GLJI"),
+        Flag(
+            "vgg_weights",
+            "VGG19 .pth or .safetensors (default: p2phd weights fetch vgg19's).",
+            "GLJI",
+        ),
         Flag("device", "auto | cpu | cuda | cuda:N.", "GLJ"),
         Flag("precision", "auto (bf16 on CUDA) | fp32 | bf16.", "GLJ"),
         Flag("compile", "torch.compile the nets.", "GLJ"),

@@ -51,10 +51,9 @@ Global = Annotated[
 ]
 DryRun = Annotated[bool, Opt("--dry-run", help="Print the resolved config and stop.")]
 EXAMPLES = {
-    "global": "p2phd train-global data/cityscapes --run runs/512p --load-width 1024 "
-    "--vgg-weights vgg19-dcbb9e9d.pth",
+    "global": "p2phd train-global data/cityscapes --run runs/512p --load-width 1024",
     "local": "p2phd train-local data/cityscapes --run runs/1024p --global runs/512p "
-    "--epochs 50 --decay-epochs 50 --vgg-weights vgg19-dcbb9e9d.pth",
+    "--epochs 50 --decay-epochs 50",
     "joint": "p2phd train-joint data/cityscapes --run runs/1024p",
 }
 SUMMARIES = {
@@ -130,6 +129,24 @@ def loss_texts(losses: LossTerms[float], shown: tuple[str, ...]) -> tuple[str, s
     return f"G {losses.g_total():.3f} D {losses.d_total():.3f}", terms
 
 
+def first_line(stage: str, r: Any) -> str:
+    """ "train-global: 2975 images at 1024x512 (--load-width 1024), 200 epochs, 595000
+    steps": the size shows before the first step, so a forgotten --load-width costs
+    seconds, not days."""
+    d = r.data
+    sizes = "x".join(map(str, d.sizes[0])) if len(d.sizes) == 1 else f"{len(d.sizes)} sizes"
+    how = (
+        f"--load-width {d.load_width}"
+        if d.load_width
+        else "the prepped size; --load-width W resizes"
+    )
+    crop = f", {d.crop_size}x{d.crop_size} crops" if d.crop_size else ""
+    return (
+        f"train-{stage}: {d.images} images at {sizes} ({how}){crop}, "
+        f"{r.total_epochs} epochs, {r.total_steps} step{'s' if r.total_steps != 1 else ''}"
+    )
+
+
 def run_training(
     cfg: Any,
     run: Path,
@@ -157,6 +174,8 @@ def run_training(
             epoch = f"epoch {r.epoch}/{r.total_epochs}"
             if r.event == "start":
                 bar.update(task, total=r.total_steps, completed=r.step, visible=True, epoch=epoch)
+                if not quiet and r.data is not None:
+                    bar.console.print(first_line(cfg.stage, r))
                 if r.resumed_from is not None and not quiet:
                     bar.console.print(f"resuming {run} from step {r.resumed_from}")
             elif r.event == "step":

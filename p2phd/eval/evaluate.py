@@ -23,13 +23,14 @@ from p2phd import datasets
 from p2phd.atomic import make_dirs, write_text
 from p2phd.data.io import read_id_map, read_rgb, resize_ids, resize_rgb
 from p2phd.data.names import class_name
+from p2phd.downloads import cached, known
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.eval import metrics
 from p2phd.eval.page import write_page
 from p2phd.eval.pairing import Pair, pair_folders
 from p2phd.eval.scores import ImageScore, Kid, Scores
 from p2phd.eval.segmenter import IGNORE, Convention, Segmenter, label_lookup
-from p2phd.nets.inception import INCEPTION_FILE, INCEPTION_URL, load_fid_inception
+from p2phd.nets.inception import load_fid_inception
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.folder import SynthOptions, synthesize
 from p2phd.synth.run import Run
@@ -37,6 +38,9 @@ from p2phd.synth.synthesizer import Synthesizer
 from p2phd.weights import sha256_file
 
 Progress = Callable[[int, int], None]
+
+
+_FETCH = known("inception").fetch_hint()
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,20 @@ class EvalOptions:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise ConfigError("--batch-size and --kid-subsets must be >= 1, --kid-subset-size >= 2")
 
+    def checked(self) -> EvalOptions:
+        """These options with the cached Inception (`p2phd weights fetch inception`) where
+        none is given, and the weights files there: checked before any image is
+        synthesized, so a typo costs a second, not a whole split's synthesis."""
+        opts = self
+        if opts.inception is None and (path := cached("inception")) is not None:
+            opts = dataclasses.replace(opts, inception=path)
+        opts.check_files()
+        return opts
+
     def check_files(self) -> None:
-        """The weights files are there: checked before any image is synthesized, so a typo
-        costs a second, not a whole split's synthesis."""
+        """The weights files given are there."""
         wanted = {
-            "--inception": (self.inception, f"pass pytorch-fid's weights, {INCEPTION_URL}"),
+            "--inception": (self.inception, f"pass pytorch-fid's weights, or {_FETCH}"),
             "--segmenter": (self.segmenter, "pass a TorchScript (.pt) or torch.export (.pt2) file"),
         }
         for option, (path, fix) in wanted.items():
@@ -93,8 +106,7 @@ def evaluate_run(
 ) -> EvalReport:
     """Synthesize `data`'s split with the run (default styles, the run's training width),
     then score the images against the split's photos and label maps."""
-    opts = options or EvalOptions()
-    opts.check_files()
+    opts = (options or EvalOptions()).checked()
     device = device or DeviceOptions()
     split_dir = Path(data) / split
     if not (split_dir / "label").is_dir():
@@ -148,8 +160,7 @@ def evaluate_folders(
     """Score a folder of synthesized images against real photos (FID, KID, PSNR) and label
     maps (mIoU with a segmenter), paired by key; no run needed. `label_nc` bounds the label
     maps' class ids."""
-    opts = options or EvalOptions()
-    opts.check_files()
+    opts = (options or EvalOptions()).checked()
     pairs = pair_folders(Path(fake), Path(real) if real else None, Path(labels) if labels else None)
     context = {"fake": str(fake), "real": str(real)}
     return score(pairs, Path(out), label_nc, (), opts, context, progress, device=device)
@@ -297,10 +308,7 @@ class _Tally:
                 )
                 kid = Kid(mean, std, opts.kid_subsets, min(opts.kid_subset_size, len(fake)))
         elif opts.inception is None:
-            notes.append(
-                "FID and KID skipped: pass --inception "
-                f"{INCEPTION_FILE} (pytorch-fid's FID Inception weights)"
-            )
+            notes.append(f"FID and KID skipped: {_FETCH}, or pass --inception FILE")
         if self.unpaired:
             notes.append(
                 f"PSNR and mIoU skipped for {len(self.unpaired)} pair(s) of two sizes (first: "

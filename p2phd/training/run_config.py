@@ -31,6 +31,7 @@ from p2phd.config import (
     resume_conflicts,
 )
 from p2phd.data.manifest import read_manifest
+from p2phd.downloads import cached, known
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.weights import sha256_file
 
@@ -102,30 +103,34 @@ def _resumed(stage: Stage, data_root: Path, run: Path, flags: Flags) -> TrainCon
     per_invocation = ("max_steps", "data_root")
     inherited = {k: v for k, v in asdict(stored.run).items() if k not in per_invocation}
     runtime = RunOptions(**{**inherited, **flags.get("run", {}), "data_root": str(data_root)})
-    loss = _with_vgg_hash(sections["loss"], runtime, stored.loss.vgg_sha256)
+    loss, runtime = _with_vgg(sections["loss"], runtime, stored.loss.vgg_sha256)
     cfg = dataclasses.replace(stored, stage=stage, **{**sections, "loss": loss}, run=runtime)
     _check_conflicts(stored, cfg, run)
     return cfg
 
 
-def _with_vgg_hash(loss: LossConfig, run: RunOptions, recorded: str | None) -> LossConfig:
-    """The one check of the VGG weights: given when the loss is on, there, and the run's own
-    (known by content: a moved file is fine, another is refused); their hash goes into the
-    loss config."""
+def _with_vgg(
+    loss: LossConfig, run: RunOptions, recorded: str | None
+) -> tuple[LossConfig, RunOptions]:
+    """The one check of the VGG weights: given (else the cached file of `p2phd weights fetch
+    vgg19`) when the loss is on, there, and the run's own (known by content: a moved file is
+    fine, another is refused); their hash goes into the loss config."""
     if not loss.vgg_loss:
-        return loss
+        return loss, run
+    vgg = known("vgg19")
+    if run.vgg_weights is None and (path := cached("vgg19")) is not None:
+        run = dataclasses.replace(run, vgg_weights=str(path))
     if run.vgg_weights is None:
         raise ConfigError(
-            "--vgg-weights: the VGG loss needs VGG19 ImageNet weights from a local file "
-            "(torchvision's vgg19-dcbb9e9d.pth, or a .safetensors of it); pass the file, "
-            "or train without the loss: --no-vgg-loss"
+            f"--vgg-weights: the VGG loss needs torchvision's VGG19 ImageNet weights; "
+            f"{vgg.fetch_hint()}, pass a local file, or train without the loss: --no-vgg-loss"
         )
     path = Path(run.vgg_weights)
     if not path.is_file():
         moved = " (the run's file moved?)" if recorded else ""
         raise ConfigError(
-            f"--vgg-weights {path}: does not exist{moved}; pass the VGG19 "
-            "weights file with --vgg-weights"
+            f"--vgg-weights {path}: does not exist{moved}; pass the VGG19 weights file, "
+            f"or {vgg.fetch_hint()}"
         )
     digest = sha256_file(path)
     if recorded is not None and digest != recorded:
@@ -133,7 +138,7 @@ def _with_vgg_hash(loss: LossConfig, run: RunOptions, recorded: str | None) -> L
             f"--vgg-weights {path}: another file than the run was trained with (sha256 "
             f"{digest[:12]}... != {recorded[:12]}...); pass the original VGG19 weights"
         )
-    return dataclasses.replace(loss, vgg_sha256=digest)
+    return dataclasses.replace(loss, vgg_sha256=digest), run
 
 
 def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
@@ -154,7 +159,7 @@ def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
 
 def _config(stage: Stage, net: dict[str, Any], data_root: Path, flags: Flags) -> TrainConfig:
     run = RunOptions(data_root=str(data_root), **flags.get("run", {}))
-    loss = _with_vgg_hash(LossConfig(**flags.get("loss", {})), run, None)
+    loss, run = _with_vgg(LossConfig(**flags.get("loss", {})), run, None)
     return TrainConfig(
         stage=stage,
         net=NetConfig(**net),

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from p2phd.atomic import append_line, make_dirs, write_json_atomic
 from p2phd.checkpoint import (
+    Checkpoint,
     RunDir,
     clean_partial,
     config_record,
@@ -53,6 +54,16 @@ from p2phd.training.state import restore, start_from_global, training_tensors
 
 
 @dataclass(frozen=True, slots=True)
+class TrainingData:
+    """What training reads, for its first line: a forgotten --load-width shows at once."""
+
+    images: int
+    sizes: tuple[tuple[int, int], ...]  # the distinct (width, height) after the load resize
+    load_width: int | None  # None: the prepped size
+    crop_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class TrainingEvent:
     """What the trainer tells its caller (the CLI's progress bar): the start, then every
     step, with the losses at logging steps. `epoch` counts from 1."""
@@ -66,6 +77,7 @@ class TrainingEvent:
     losses: LossTerms[float] | None = None
     nonfinite_skipped: int = 0
     resumed_from: int | None = None
+    data: TrainingData | None = None  # at the start: what is trained on, at which size
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +198,7 @@ class Trainer:
             len(self.dataset), cfg.optim.batch_size, dist.world_size
         )
         loaded = {augment.load_size(it.width, it.height) for it in self.dataset.items}
+        self.loaded_sizes = tuple(sorted(loaded))
         self.train_size = list(loaded.pop()) if len(loaded) == 1 else None
         use_fast_kernels(dist.device)
         seed_everything(cfg.optim.seed)  # the nets' initial weights
@@ -198,6 +211,7 @@ class Trainer:
                 event["extended"] = self.extended  # the schedule grew: --epochs/--decay-epochs
         elif init_from is not None:
             source = require_checkpoint(init_from)
+            self._check_g1_size(source, init_from)
             start_from_global(self.model, source)
             event["from"] = str(source.path.resolve())
         self.resumed_from = self.step if event["event"] == "resume" else None
@@ -223,6 +237,24 @@ class Trainer:
             raise ConfigError(
                 f"--batch-size {self.cfg.optim.batch_size}: training images come in "
                 f"{len(sizes)} sizes; use --batch-size 1, or --crop-size to make them equal"
+            )
+
+    def _check_g1_size(self, source: Checkpoint, global_run: Path) -> None:
+        """G1 sees the local stage's input downsampled by 2 per enhancer: that must be the
+        size G1 was trained at, or G2 is trained around a G1 looking at another scale."""
+        g1_size, size = source.state.train_size, self.train_size
+        if g1_size is None or size is None:  # images of several sizes: nothing one to compare
+            return
+        factor = 2**self.cfg.net.n_local_enhancers
+        fed = (size[0] // factor, size[1] // factor)
+        if fed != tuple(g1_size):
+            width = g1_size[0] * factor
+            given = self.cfg.data.load_width
+            now = f"--load-width {given}" if given else "the prepped size"
+            raise ConfigError(
+                f"--global {global_run}: its G1 was trained at {g1_size[0]}x{g1_size[1]}, but "
+                f"this local stage trains at {size[0]}x{size[1]} ({now}), which G1 would see "
+                f"at {fed[0]}x{fed[1]}; train at {factor}x G1's size: --load-width {width}"
             )
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -304,6 +336,12 @@ class Trainer:
                 epoch + 1,
                 self.total_epochs(),
                 resumed_from=self.resumed_from,
+                data=TrainingData(
+                    len(self.dataset),
+                    self.loaded_sizes,
+                    self.cfg.data.load_width,
+                    self.cfg.data.crop_size,
+                ),
             )
         )
         self._last_log = (time.perf_counter(), self.step)
