@@ -6,6 +6,7 @@
 #   - Otherwise, on a machine without an NVIDIA GPU, a CPU build of torch is preferred over
 #     the multi-GB CUDA build: a local +cpu wheel from pip's find-links, else PyTorch's CPU
 #     index, else whatever the package registry offers.
+#   - `source .venv/bin/activate` then puts the venv's p2phd and torchrun on PATH.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${P2PHD_VENV:-$ROOT/.venv}
@@ -65,5 +66,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing p2phd and its test tools into $VENV"
   "${PIP[@]}" install -e "$ROOT[test]"
   echo "$want" > "$stamp"
+fi
+# A venv that reuses the system's torch has no torchrun of its own, and the one on PATH would
+# run another Python: give the venv a torchrun that runs its own.
+if [ ! -e "$VENV/bin/torchrun" ]; then
+  printf '#!/bin/sh\nexec "%s" -m torch.distributed.run "$@"\n' "$VENV/bin/python" \
+    > "$VENV/bin/torchrun"
+  chmod +x "$VENV/bin/torchrun"
 fi
 export VENV

@@ -35,4 +35,7 @@ echo
 echo "synthesized test images: $WORK/synth/  (open $WORK/synth/index.html)"
 echo "training samples:        $WORK/run/samples/index.html"
 echo "evaluation:              $WORK/eval/index.html"
-echo "edit in the browser:     p2phd edit $WORK/run $WORK/data/test/label --inst $WORK/data/test/inst"
+echo
+echo "next, type:"
+echo "  source $VENV/bin/activate"
+echo "  p2phd edit $WORK/run $WORK/data/test/label --inst $WORK/data/test/inst"

@@ -28,6 +28,15 @@ def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"synthesized test images: {work}/synth/" in result.stdout
     assert f"training samples:        {work}/run/samples/index.html" in result.stdout
+    # the last lines are what to type next, and they work as printed
+    typed = result.stdout.rstrip().splitlines()[-2:]
+    assert typed[0].strip() == f"source {env['P2PHD_VENV']}/bin/activate"
+    assert typed[1].strip().startswith(f"p2phd edit {work}/run ")
+    clean = {**env, "PATH": "/usr/bin:/bin"}
+    found = subprocess.run(["bash", "-c", f"{typed[0]} && type -P p2phd"], env=clean,
+                           capture_output=True, text=True)  # fmt: skip
+    assert found.stdout.strip() == f"{env['P2PHD_VENV']}/bin/p2phd", found.stderr
+    assert all(Path(arg).exists() for arg in typed[1].split()[2:] if arg.startswith("/"))
     images = sorted((work / "synth").glob("*.png"))
     assert len(images) == 6 and Image.open(images[0]).size == (128, 64)
     assert (work / "synth" / "index.html").is_file()
