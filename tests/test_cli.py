@@ -177,3 +177,45 @@ def test_options_and_config_fields_cannot_drift() -> None:
             "clusters",
         }
         assert set(params) - others == table, name
+
+
+def _help_at(columns: int, *command: str) -> str:
+    from typer.testing import CliRunner
+
+    from p2phd.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "weights fetch"])
+def test_help_at_80_columns_never_cuts_an_option_name(command: str) -> None:
+    """Every option name (and its --no- form) appears whole, and no line is wider than 80
+    (rich's tables cut `--activation-checkpointing` to `--activation-chec…`)."""
+    import typer
+
+    from p2phd.cli import app
+
+    text = _help_at(80, *command.split())
+    click_command = typer.main.get_command(app)
+    for part in command.split():
+        click_command = click_command.commands[part]  # type: ignore[attr-defined]
+    words = set(text.replace(",", " ").split())
+    for param in click_command.params:
+        for name in [*param.opts, *param.secondary_opts]:
+            if name.startswith("-"):
+                assert name in words, f"{command}: {name} is cut in its help"
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+
+
+def test_help_texts_say_what_they_mean() -> None:
+    """Extras keep their brackets, import-reference's defaults are the reference's (it takes
+    no data), and an option named in a help text is not broken at its hyphen."""
+    assert "needs p2phd[coco])" in " ".join(_help_at(80, "prep").split())
+    imported = " ".join(_help_at(80, "import-reference").split())
+    assert "the data" not in imported and "the reference's --label_nc). [35]" in imported
+    assert "--label-\n" not in _help_at(80, "train-global")
+    listing = _help_at(80)
+    commands = listing.split("Commands:", 1)[1]
+    assert "..." not in commands and "Fetch the pretrained weights p2phd" in listing

@@ -28,9 +28,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from p2phd.cli.help import P2phdTyper
 from p2phd.errors import P2phdError
 
-app = typer.Typer(
+app = P2phdTyper(
     name="p2phd",
     help="pix2pixHD as a command-line toolkit: label maps (+ instance maps) -> photos.",
     add_completion=False,

@@ -28,6 +28,7 @@ class Flag:
     commands: str = "GL"  # G train-global, L train-local, J train-joint, I import-reference
     spelled: str | None = None  # the option's name, when not --field-name
     show_default: bool = True  # False where the default depends on the stage or the data
+    import_help: str | None = None  # import-reference's, where "the data's" would not apply
 
 
 SECTIONS = {
@@ -40,7 +41,12 @@ SECTIONS = {
 FLAGS: dict[str, list[Flag]] = {
     "net": [
         Flag(
-            "label_nc", "Classes; 0: RGB inputs (default: the data's).", "GLI", "--label-nc", False
+            "label_nc",
+            "Classes; 0: RGB inputs (default: the data's).",
+            "GLI",
+            "--label-nc",
+            False,
+            "Classes; 0: RGB inputs (the reference's --label_nc). [35]",
         ),
         Flag("input_nc", "Channels of RGB input images (with --label-nc 0).", "GLI"),
         Flag("output_nc", "Channels of the output images (1: grey).", "GLI"),
@@ -50,6 +56,7 @@ FLAGS: dict[str, list[Flag]] = {
             "GLI",
             None,
             False,
+            "Boundary map input (--no-instance: the reference's --no_instance). [true]",
         ),
         Flag("ngf", "Generator width (G1: 64; local: G1's / 2^enhancers).", "GLI", None, False),
         Flag("n_downsample_global", "G1 downsamplings.", "GLI"),
@@ -130,7 +137,10 @@ def option_parameters(command: str) -> list[inspect.Parameter]:
         decl = f"{name}/--no-{name[2:]}" if base is bool else name
         default = field.default if field.default is not dataclasses.MISSING else None
         shown = f" [{_show(default)}]" if flag.show_default and default not in (None, "") else ""
-        option = typer.Option(decl, help=flag.help + shown)
+        text = flag.help + shown
+        if command == "I" and flag.import_help:
+            text = flag.import_help
+        option = typer.Option(decl, help=text)
         annotation: Any = Annotated[base | None, option]
         params.append(
             inspect.Parameter(

@@ -24,8 +24,9 @@ from p2phd.cli.app import (
     progress_bar,
     user_errors,
 )
+from p2phd.cli.help import P2phdTyper
 
-weights = typer.Typer(
+weights = P2phdTyper(
     help="Fetch the pretrained weights p2phd uses (VGG19 for the VGG loss, Inception for FID).",
     no_args_is_help=True,
 )
