@@ -22,6 +22,14 @@ class DatasetError(P2phdError):
     """A source or prepped dataset file that is missing, unreadable or inconsistent."""
 
 
+class LabelRangeError(DatasetError):
+    """A label map with a value >= the label_nc asked for (`top`: its largest value)."""
+
+    def __init__(self, message: str, top: int) -> None:
+        super().__init__(message)
+        self.top = top
+
+
 class CheckpointError(P2phdError):
     """A run directory or checkpoint that is missing, incomplete or does not match the config."""
 

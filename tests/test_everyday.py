@@ -108,6 +108,10 @@ def test_class_names_file_and_names_on_the_command_line(toy_source: Path, tmp_pa
     assert "--variations 3: car has 2 clusters; variations 2..2 repeat them in turn" in out
     page = (tmp_path / "o" / "index.html").read_text()
     assert "6 car" in page and "variation 2: car in its cluster 0" in page  # legend, caption
+    style.write_text(json.dumps({"classes": {"car": 5}}))  # messages name the class
+    code, out = cli("synthesize", run, test / "label", "--inst", test / "inst",
+                    "--out", tmp_path / "o5", "--style-map", style, "--device", "cpu")  # fmt: skip
+    assert code == 2 and "cluster 5 does not exist for car (class 6), which has 2" in out, out
     code, out = cli(
         "synthesize",
         run,

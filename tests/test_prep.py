@@ -478,6 +478,20 @@ def test_first_bad_item_is_reported_in_key_order(tmp_path: Path) -> None:
         no_leftovers(out)
 
 
+def test_label_nc_advice_holds_the_whole_source(tmp_path: Path) -> None:
+    """The first map over --label-nc is named, but the --label-nc advised is the one that holds
+    every map: one rerun is enough (it used to advise the first map's value + 1)."""
+    src, out = make_reference(tmp_path / "src", train=tuple("abcdef")), tmp_path / "data"
+    save(src / "train_label" / "c.png", label_map(8))
+    save(src / "train_label" / "e.png", label_map(12))
+    for workers in ("1", "2"):
+        result = prep(src, out, "--label-nc", "6", "--workers", workers)
+        assert result.exit_code == 2 and "train_label/c.png: label value 8" in result.output
+        assert "pass --label-nc 13" in result.output and "train_label/e.png" in result.output
+        no_leftovers(out)
+    assert prep(src, out, "--label-nc", "13").exit_code == 0
+
+
 def test_empty_and_unknown_sources(tmp_path: Path) -> None:
     empty, out = tmp_path / "empty", tmp_path / "data"
     empty.mkdir()

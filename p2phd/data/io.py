@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from p2phd.atomic import atomic_path
-from p2phd.errors import DatasetError
+from p2phd.errors import DatasetError, LabelRangeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _ID_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "1")
@@ -85,8 +85,8 @@ def check_ids(
     if low < 0:
         raise DatasetError(f"{path}: {what} {low} is negative; ids start at 0: fix the map")
     if role == "label" and label_nc is not None and top >= label_nc:
-        raise DatasetError(
-            f"{path}: label value {top} >= label_nc {label_nc}; " + fix.format(top=top + 1)
+        raise LabelRangeError(
+            f"{path}: label value {top} >= label_nc {label_nc}; " + fix.format(top=top + 1), top
         )
     if top > MAX_ID:
         raise DatasetError(

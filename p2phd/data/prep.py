@@ -34,7 +34,7 @@ from p2phd.data.augment import scaled_size
 from p2phd.data.manifest import MANIFEST, Manifest, ManifestItem, ManifestSplit, Skipped
 from p2phd.data.pairing import SPLITS, Item, Source, SourceKind
 from p2phd.data.sources import discover, read_item
-from p2phd.errors import DatasetError
+from p2phd.errors import DatasetError, LabelRangeError
 from p2phd.ops import boundary_map
 
 Progress = Callable[[int, int], None]
@@ -210,7 +210,11 @@ def _convert(
         for item in split.items
     ]
     kept: dict[str, list[dict[str, Any]]] = {split: [] for split in source.splits}
-    for job, result in zip(jobs, _run(jobs, cfg.workers, cfg.skip_bad, progress), strict=True):
+    try:
+        results = _run(jobs, cfg.workers, cfg.skip_bad, progress)
+    except LabelRangeError as first:
+        raise DatasetError(f"{first}, {_label_nc_advice(source, jobs, cfg.workers)}") from None
+    for job, result in zip(jobs, results, strict=True):
         if "error" in result:
             skipped.append(
                 {"split": job.item.split, "key": job.item.key, "reason": result["error"]}
@@ -294,27 +298,54 @@ def _run(
                 first_bad = min(first_bad, index)
             # Workers finish out of order: report the earliest bad item, once all before it ran.
             if first_bad < total and all(r is not None for r in results[:first_bad]):
-                raise DatasetError(results[first_bad]["error"])  # type: ignore[index]
+                bad: dict[str, Any] = results[first_bad]  # type: ignore[assignment]
+                if "label_over" in bad:
+                    raise LabelRangeError(bad["error"], bad["label_over"])
+                raise DatasetError(bad["error"])
     finally:
         outcomes.close()
     return results  # type: ignore[return-value]
 
 
-def _outcomes(jobs: list[_Job], workers: int) -> Generator[tuple[int, dict[str, Any]], None, None]:
-    """(index, result) pairs as jobs finish, in this process or in a pool (workers 0: one
-    per CPU core, and this process alone below `FEW_ITEMS`, where a pool costs more than
-    it saves)."""
+def _label_nc_advice(source: Source, jobs: list[_Job], workers: int) -> str:
+    """The --label-nc that holds every label map of the source, not just the first one over:
+    read on failure only, so that one rerun of prep is enough."""
+    tops = dict(_outcomes(jobs, workers, _largest_label))
+    index = max(tops, key=lambda i: (tops[i], -i))
+    where = jobs[index].item.files.get("label")
+    top = tops[index]
+    return (
+        f"or pass --label-nc {top + 1}: the largest label value in {source.root} is {top} "
+        f"({where}); without --label-nc prep infers it"
+    )
+
+
+def _largest_label(job: _Job) -> int:
+    """The largest label value of one item (-1 where it cannot be read: reported elsewhere)."""
+    try:
+        return int(read_item(job.item, None)["label"].max())
+    except (DatasetError, KeyError, ValueError):
+        return -1
+
+
+def _outcomes(
+    jobs: list[_Job], workers: int, work: Callable[[_Job], Any] | None = None
+) -> Generator[tuple[int, Any], None, None]:
+    """(index, result) pairs of `work` (default: `_process`) as jobs finish, in this process
+    or in a pool (workers 0: one per CPU core, and this process alone below `FEW_ITEMS`,
+    where a pool costs more than it saves)."""
+    work = work or _process
     if workers == 0:
         workers = 1 if len(jobs) < FEW_ITEMS else max(1, os.cpu_count() or 1)
     if workers == 1 or len(jobs) < 2:
         for index, job in enumerate(jobs):
-            yield index, _process(job)
+            yield index, work(job)
         return
     # Not fork: the CLI's progress bar runs a thread, and forking a threaded process can hang.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        futures = {pool.submit(_process, job): index for index, job in enumerate(jobs)}
+        futures = {pool.submit(work, job): index for index, job in enumerate(jobs)}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -332,6 +363,8 @@ def _process(job: _Job) -> dict[str, Any]:
     item = job.item
     try:
         maps = read_item(item, job.label_nc)
+    except LabelRangeError as exc:
+        return {"error": str(exc), "label_over": exc.top}
     except DatasetError as exc:
         return {"error": str(exc)}
     first = next(iter(maps.values()))

@@ -195,7 +195,7 @@ def read_files(
         if path is None:
             continue
         if role == "label":
-            fix = "pass --label-nc {top} or fix the map"
+            fix = "fix the map"  # prep adds the --label-nc that holds the whole source
             ids = io.read_id_map(path)
             if label_values is not None:
                 ids = label_values(path, ids)

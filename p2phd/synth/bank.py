@@ -71,9 +71,12 @@ class FeatureBank:
     offset: np.ndarray
     count: np.ndarray
     means: Tensor
+    names: tuple[str, ...] = ()  # the classes' names, for messages
 
     @classmethod
-    def load(cls, run: Path, label_nc: int, feat_num: int) -> FeatureBank:
+    def load(
+        cls, run: Path, label_nc: int, feat_num: int, names: tuple[str, ...] = ()
+    ) -> FeatureBank:
         path = Path(run) / CLUSTERS
         if not path.is_file():
             raise CheckpointError(
@@ -93,7 +96,7 @@ class FeatureBank:
                 offset[c], count[c] = total, len(centers[-1])
                 total += count[c]
         table = torch.cat(centers) if centers else torch.zeros(0, feat_num)
-        return cls(table, offset, count, means)
+        return cls(table, offset, count, means, names)
 
     def clusters(self, cls: int) -> int:
         """How many clusters class `cls` has (0: none, or a class the bank never saw)."""

@@ -122,7 +122,8 @@ class Run:
     def style_bank(self) -> FeatureBank:
         """The cluster centres and class means of `p2phd cluster` (read once)."""
         if self._bank is None:
-            self._bank = FeatureBank.load(self.root, self.net.label_nc, self.net.feat_num)
+            net = self.net
+            self._bank = FeatureBank.load(self.root, net.label_nc, net.feat_num, net.class_names)
         return self._bank
 
     def _net(self, role: str, device: torch.device) -> nn.Module:

@@ -158,7 +158,8 @@ def region_styles(
         for ident, value in table.items():  # instance entries come last and win
             hit = keys == ident
             if isinstance(value, int):
-                _check_index(value, classes[hit], k[hit], f"--style-map entry {ident}")
+                where = f"--style-map entry {ident}"
+                _check_index(value, classes[hit], k[hit], where, bank.names)
                 choice[hit] = value
                 for i in np.flatnonzero(hit).tolist():
                     explicit.pop(i, None)
@@ -284,17 +285,24 @@ def random_clusters(
     return np.random.default_rng(stream).integers(0, np.maximum(bank.count[classes], 1))
 
 
-def _check_index(index: int, classes: np.ndarray, k: np.ndarray, option: str) -> None:
+def _check_index(
+    index: int, classes: np.ndarray, k: np.ndarray, option: str, names: Sequence[str]
+) -> None:
     bad = (k > 0) & (index >= k)
     if bad.any():
         c = int(classes[bad][0])
         raise ConfigError(
-            f"{option}: cluster {index} does not exist for class {c}, which has "
+            f"{option}: cluster {index} does not exist for {_named(c, names)}, which has "
             f"{int(k[bad][0])} (0..{int(k[bad][0]) - 1})"
         )
     none = k == 0
     if none.any() and option.startswith("--style-map"):
         raise ConfigError(
-            f"{option}: class {int(classes[none][0])} has no clusters; give a "
+            f"{option}: {_named(int(classes[none][0]), names)} has no clusters; give a "
             "feature vector instead"
         )
+
+
+def _named(c: int, names: Sequence[str]) -> str:
+    """`car (class 26)` where the name is known, else `class 26`."""
+    return f"{names[c]} (class {c})" if 0 <= c < len(names) else f"class {c}"
