@@ -14,7 +14,6 @@ cached file when it is there.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 from p2phd.atomic import make_dirs, writing
 from p2phd.errors import ConfigError, DownloadError
 from p2phd.nets.inception import INCEPTION_FILE, INCEPTION_URL
+from p2phd.weights import sha256_file
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet weights (IMAGENET1K_V1)
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
@@ -87,14 +87,6 @@ def cached(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _matches(digest: str, pinned: str) -> bool:
     return digest.startswith(pinned.lower())
 
@@ -121,14 +113,14 @@ def fetch(
     url, pinned = url or entry.url, (sha256 or entry.sha256).lower()
     dest = cache_dir() / entry.file
     if dest.is_file():
-        digest = _sha256(dest)
+        digest = sha256_file(dest)
         if _matches(digest, pinned):
             return Fetched(dest, digest, 0, 0)
     make_dirs(dest.parent)
     part = dest.parent / f".{dest.name}.part"
     kept = part.stat().st_size if part.is_file() else 0
     kept, downloaded = _download(url, part, kept, on_progress)
-    digest = _sha256(part)
+    digest = sha256_file(part)
     if not _matches(digest, pinned):
         part.unlink()
         raise DownloadError(

@@ -95,3 +95,8 @@ def class_id(text: str, names: Sequence[str], label_nc: int, option: str) -> int
 def class_name(index: int, names: Sequence[str]) -> str:
     """`car` for 26 with names, else `class 26`."""
     return names[index] if 0 <= index < len(names) else f"class {index}"
+
+
+def class_with_id(index: int, names: Sequence[str]) -> str:
+    """`car (class 26)` with names, else `class 26`: a name, and the id the options take."""
+    return f"{names[index]} (class {index})" if 0 <= index < len(names) else f"class {index}"

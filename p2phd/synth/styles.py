@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from p2phd.data.names import class_id, class_name
+from p2phd.data.names import class_id, class_name, class_with_id
 from p2phd.errors import ConfigError
 from p2phd.synth.bank import FeatureBank
 
@@ -292,17 +292,12 @@ def _check_index(
     if bad.any():
         c = int(classes[bad][0])
         raise ConfigError(
-            f"{option}: cluster {index} does not exist for {_named(c, names)}, which has "
+            f"{option}: cluster {index} does not exist for {class_with_id(c, names)}, which has "
             f"{int(k[bad][0])} (0..{int(k[bad][0]) - 1})"
         )
     none = k == 0
     if none.any() and option.startswith("--style-map"):
         raise ConfigError(
-            f"{option}: {_named(int(classes[none][0]), names)} has no clusters; give a "
+            f"{option}: {class_with_id(int(classes[none][0]), names)} has no clusters; give a "
             "feature vector instead"
         )
-
-
-def _named(c: int, names: Sequence[str]) -> str:
-    """`car (class 26)` where the name is known, else `class 26`."""
-    return f"{names[c]} (class {c})" if 0 <= c < len(names) else f"class {c}"

@@ -199,7 +199,7 @@ class Trainer:
         )
         loaded = {augment.load_size(it.width, it.height) for it in self.dataset.items}
         self.loaded_sizes = tuple(sorted(loaded))
-        self.train_size = list(loaded.pop()) if len(loaded) == 1 else None
+        self.train_size = list(self.loaded_sizes[0]) if len(loaded) == 1 else None
         use_fast_kernels(dist.device)
         seed_everything(cfg.optim.seed)  # the nets' initial weights
         self.model = Pix2PixHD(cfg, self.precision, dist)
