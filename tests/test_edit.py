@@ -91,7 +91,9 @@ def server(tiny_feature_run: Path, toy_data: Path) -> Iterator[EditServer]:
 @pytest.fixture
 def client(server: EditServer) -> Client:
     c = Client(server.url)
-    c.post("/api/open", {"key": "toy_test_00000"})  # each test starts from the file as it is
+    for key in ("toy_test_00001", "toy_test_00000"):  # each test starts from the files as they are
+        if c.post("/api/open", {"key": key})["edited"]:
+            c.post("/api/revert")
     return c
 
 
@@ -163,6 +165,31 @@ def test_relabel_paint_undo_redo(client: Client) -> None:
     state = client.post("/api/redo")
     assert (client.get("/api/download/label.png") == label2).all()
     assert state["can_undo"] and state["can_redo"]
+
+
+def test_each_map_keeps_its_edits_and_undo_history_when_switching(client: Client) -> None:
+    original0 = client.get("/api/download/label.png").astype(int)
+    client.post("/api/paint", {"points": [[10, 10], [30, 10]], "radius": 3, "class": CAR})
+    painted0 = client.get("/api/download/label.png").astype(int)
+    client.post("/api/open", {"key": "toy_test_00001"})
+    original1 = client.get("/api/download/label.png").astype(int)
+    state = client.post("/api/erase", {"points": [[60, 30]], "radius": 4})
+    assert state["edited"] == ["toy_test_00000", "toy_test_00001"]
+
+    state = client.post("/api/open", {"key": "toy_test_00000"})
+    assert state["can_undo"] and not state["can_redo"]
+    assert (client.get("/api/download/label.png") == painted0).all()  # the edit is still there
+    client.post("/api/undo")
+    assert (client.get("/api/download/label.png") == original0).all()  # and can be undone
+    state = client.post("/api/open", {"key": "toy_test_00001"})
+    assert state["edited"] == ["toy_test_00001"]  # undone: the same as its file again
+    assert client.get("/api/download/label.png")[30, 60] == 0
+
+    state = client.post("/api/revert")  # back to the file, as one edit that undo takes back
+    assert (client.get("/api/download/label.png") == original1).all() and state["can_undo"]
+    assert state["edited"] == []
+    client.post("/api/undo")
+    assert client.get("/api/download/label.png")[30, 60] == 0
 
 
 def test_the_printed_command_reproduces_the_editors_image(
@@ -253,6 +280,12 @@ def test_uploads_are_checked_like_synthesize_checks_files(client: Client) -> Non
     )
     assert state["open"] == "mine" and not state["can_undo"]
     assert (client.get("/api/download/label.png") == label).all()
+    client.post("/api/paint", {"points": [[5, 5]], "radius": 2, "class": CAR})
+    state = client.post(  # a second upload of that name keeps the first and its edit
+        "/api/upload", {"label": png(label), "label_name": "mine.png", "inst": png(inst)}
+    )
+    assert state["open"] == "mine-2" and state["edited"] == ["mine"]
+    assert {"mine", "mine-2"} <= set(state["maps"])
 
 
 def test_requests_for_other_hosts_and_oversized_bodies_are_refused(client: Client) -> None:

@@ -94,6 +94,23 @@ def test_clicking_a_car_and_a_swatch_restyles_the_car_only(
                 "document.querySelector('#swatches .swatch[aria-pressed=\"true\"]').dataset.cluster"
             )
         )
+
+        # Another map and back: the restyle is still there, and the list says which is edited.
+        styled = dict(editor.maps.styles)
+        for key in ("toy_test_00001", "toy_test_00000"):
+            version = int(browser.evaluate("document.body.dataset.version"))
+            browser.evaluate(
+                f"(() => {{ const s = document.getElementById('maps'); s.value = '{key}';"
+                " s.dispatchEvent(new Event('change')); })()"
+            )
+            browser.wait_for(f"Number(document.body.dataset.version) > {version}")
+        options = browser.evaluate(
+            "[...document.getElementById('maps').options].map(o => o.textContent).join('|')"
+        )
+        assert options == "toy_test_00000 (edited)|toy_test_00001", options
+        assert editor.maps.styles == styled
+        assert browser.evaluate("document.getElementById('revert').disabled") is False
+        Image.fromarray(browser.screenshot()).save(tmp_path / "editor_switched.png")
         assert browser.errors() == []
     finally:
         server.shutdown()

@@ -1,5 +1,6 @@
-"""The interactive editor's core (paper §4): one label map pair in memory, edited by
-selecting, relabelling, restyling and painting, with undo.
+"""The interactive editor's core (paper §4): label map pairs in memory, edited by
+selecting, relabelling, restyling and painting, with undo. Each map keeps its edits and its
+undo history for the session, so switching to another map and back loses nothing.
 
 Every edit goes through what `synthesize` uses (reading and checks, `relabel`, the style
 bank, `render`), and every region's style is pinned to an explicit cluster or vector. So
@@ -65,6 +66,7 @@ class Editor:
         self._rng = np.random.default_rng(0)
         self.item: SynthItem | None = None
         self.history: History | None = None
+        self._histories: dict[str, History] = {}  # every map opened this session, by key
         self.version = 0
         self._image: tuple[int, np.ndarray] | None = None
         if self.items:
@@ -92,12 +94,16 @@ class Editor:
         }
 
     def state(self) -> dict[str, Any]:
-        """What changes with each edit: the open map, its size and the undo depth."""
+        """What changes with each edit: the open map, its size, the undo depth, and which
+        maps opened this session now differ from their files (uploads join the maps)."""
+        edited = [key for key, h in sorted(self._histories.items()) if h.changed]
         if self.maps is None or self.item is None:
-            return {"open": None, "version": self.version}
+            return {"open": None, "version": self.version, "maps": sorted(self.items)}
         h, w = self.maps.label.shape
         return {
             "open": self.item.key,
+            "maps": sorted(self.items),
+            "edited": edited,
             "width": w,
             "height": h,
             "version": self.version,
@@ -174,9 +180,22 @@ class Editor:
     # -- opening maps --------------------------------------------------------------------
 
     def open(self, key: str) -> dict[str, Any]:
+        """Open map `key`: as its file holds it the first time, as it was left after that."""
         if key not in self.items:
             raise NotFoundError(f"no label map with the key {key!r}; pick one of the list")
-        self._load(self.items[key])
+        item = self.items[key]
+        if key not in self._histories:
+            self._histories[key] = History(self._read(item))
+        self.item, self.history = item, self._histories[key]
+        self.version += 1
+        return self.state()
+
+    def revert(self) -> dict[str, Any]:
+        """Back to the open map as its file holds it, as one edit: undo brings the edits back."""
+        history = self._history()
+        assert self.item is not None
+        history.commit(self._read(self.item))
+        self.version += 1
         return self.state()
 
     def upload(
@@ -193,11 +212,17 @@ class Editor:
                 paths[what] = folder / f"{what}.png"
                 paths[what].write_bytes(data)
         key = name_key(Path(label_name).name) if label_name else "upload"
+        unique, n = key, 1
+        while unique in self.items:  # an upload never takes the place of a map and its edits
+            n += 1
+            unique = f"{key}-{n}"
+        item = SynthItem(unique, paths["label"], paths.get("inst"))
         try:
-            self._load(SynthItem(key, paths["label"], paths.get("inst")))
+            maps = self._read(item)
         except P2phdError as exc:
             raise ConfigError(_uploaded(exc, paths, files)) from None
-        return self.state()
+        self.items[unique], self._histories[unique] = item, History(maps)
+        return self.open(unique)
 
     # -- edits ---------------------------------------------------------------------------
 
@@ -368,13 +393,12 @@ class Editor:
             )
         return self.describe(ident)
 
-    def _load(self, item: SynthItem) -> None:
-        """Open a map pair as synthesize renders it: every region pinned to the style the
+    def _read(self, item: SynthItem) -> Maps:
+        """A map pair as synthesize renders it: every region pinned to the style the
         editor's spec (synthesize's default) gives it."""
         r = read_input(item, self.net, target_size(item, self.net, self.width))
         styles = self.synth.pinned(r, self.spec) if self.net.use_features else {}
-        self.item, self.history = item, History(Maps(r.label, r.inst, styles))
-        self.version += 1
+        return Maps(r.label, r.inst, styles)
 
     def _commit(
         self, label: np.ndarray, inst: np.ndarray | None, styles: dict[int, Style]

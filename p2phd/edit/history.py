@@ -42,10 +42,25 @@ class History:
     def redo(self) -> None:
         self._move(self.redo_stack, self.undo_stack, "redo")
 
+    def __post_init__(self) -> None:
+        self.opened = self.current  # the state the map's files hold
+
     @property
     def edits(self) -> int:
         """How many edits stand between the opened map and its current state."""
         return len(self.undo_stack)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the current state differs from the files (a revert, or undoing every
+        edit, makes it the same again)."""
+        a, b = self.current, self.opened
+        if a is b:
+            return False
+        same_inst = (
+            a.inst is b.inst if a.inst is None or b.inst is None else np.array_equal(a.inst, b.inst)
+        )
+        return not (np.array_equal(a.label, b.label) and same_inst and a.styles == b.styles)
 
     def _move(self, source: list[Maps], target: list[Maps], what: str) -> None:
         if not source:

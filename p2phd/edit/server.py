@@ -227,6 +227,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/download/inst.png"): lambda e, q, b: ("image/png", e.inst_png()),
     ("GET", "/api/download/style.json"): lambda e, q, b: _json(e.style_map()),
     ("POST", "/api/open"): lambda e, q, b: _json(e.open(str(b.get("key", "")))),
+    ("POST", "/api/revert"): lambda e, q, b: _json(e.revert()),
     ("POST", "/api/upload"): _upload,
     ("POST", "/api/relabel"): lambda e, q, b: _json(e.relabel(_int(b, "id"), _text(b, "class"))),
     ("POST", "/api/restyle"): _restyle,

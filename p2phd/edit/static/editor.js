@@ -80,11 +80,12 @@ async function refresh() {
   const state = ui.state;
   $("undo").disabled = !state.can_undo;
   $("redo").disabled = !state.can_redo;
+  $("revert").disabled = !state.can_undo;
+  showMaps(state);
   if (!state.open) {
     say("Pick a label map, or upload one.");
     return;
   }
-  $("maps").value = state.open;
   $("size").textContent = `${state.width}×${state.height}`;
   for (const canvas of [$("label-overlay"), $("image-overlay")]) {
     canvas.width = state.width;
@@ -102,6 +103,18 @@ async function refresh() {
   $("dl-style").hidden = !("style" in command.files);
   await showSelection();
   document.body.dataset.version = String(v); // everything shown is this state's
+}
+
+function showMaps(state) {
+  // Every map keeps its edits for the session: the list says which hold some.
+  const select = $("maps");
+  select.replaceChildren();
+  for (const key of state.maps) {
+    const edited = (state.edited || []).includes(key);
+    select.add(new Option(edited ? `${key} (edited)` : key, key));
+  }
+  select.disabled = state.maps.length === 0;
+  if (state.open) select.value = state.open;
 }
 
 async function showSelection() {
@@ -229,8 +242,7 @@ async function start() {
   ui.info = await call("GET", "/api/info");
   ui.state = ui.info;
   $("run").textContent = ui.info.run;
-  for (const key of ui.info.maps) $("maps").add(new Option(key, key));
-  $("maps").disabled = ui.info.maps.length === 0;
+  showMaps(ui.info);
   fillClassSelect($("brush-class"));
   fillClassSelect($("relabel-class"));
   $("upload-inst-row").hidden = !ui.info.instances;
@@ -257,6 +269,7 @@ async function start() {
   }));
   $("undo").addEventListener("click", () => edit("/api/undo"));
   $("redo").addEventListener("click", () => edit("/api/redo"));
+  $("revert").addEventListener("click", () => edit("/api/revert"));
   $("relabel").addEventListener("click", () => {
     if (ui.selected) edit("/api/relabel", { id: ui.selected.id, class: $("relabel-class").value });
   });
