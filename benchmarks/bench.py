@@ -226,7 +226,7 @@ def bench_synth(
         )
     rows = []
     for name, workers in (("synth serial", 0), ("synth pipeline", -1)):
-        opts = SynthOptions(batch_size=4, workers=workers)
+        opts = SynthOptions(batch_size=4, workers=workers, save_labels=False)
         start = time.perf_counter()
         synthesize(
             Synthesizer(Run.open(run.root), DeviceOptions(str(device))),

@@ -43,7 +43,6 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
         "--device",
         "cpu",
         "--quiet",
-        "--save-labels",
     )
     assert code == 0, out
     code, _ = cli(
@@ -59,6 +58,7 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
         "--device",
         "cpu",
         "--quiet",
+        "--no-save-labels",
     )
     assert code == 0
     names = sorted(p.name for p in labels.iterdir())
@@ -76,7 +76,7 @@ def test_images_equal_the_saved_generator_and_batches_do_not_matter(
     np.testing.assert_array_equal(direct, np.asarray(Image.open(tmp_path / "b" / names[0])))
     page = (tmp_path / "a" / "index.html").read_text()
     assert all(f'src="{n}"' in page and f'src="labels/{n}"' in page for n in names)
-    assert not (tmp_path / "b" / "labels").exists()  # coloured label maps only when asked
+    assert not (tmp_path / "b" / "labels").exists()  # --no-save-labels: no label maps
 
 
 def test_json_summary_and_resize(trained: Path, toy_data: Path, tmp_path: Path) -> None:
@@ -141,3 +141,28 @@ def test_bad_label_maps_are_refused(trained: Path, toy_data: Path, tmp_path: Pat
 def test_not_a_run_is_refused(tmp_path: Path, toy_data: Path) -> None:
     code, out = cli("synthesize", tmp_path, toy_data / "test" / "label", "--out", tmp_path / "o")
     assert code == 2 and "not a p2phd run" in out
+
+
+def test_the_page_shows_the_label_maps_and_earlier_images_are_reported(
+    trained: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    labels, inst, out = toy_data / "test" / "label", toy_data / "test" / "inst", tmp_path / "o"
+    (out / "labels").mkdir(parents=True)
+    old = np.zeros((8, 8, 3), np.uint8)
+    for name in ("old.png", "labels/old.png", "toy_test_00000.png", "notes.txt"):
+        Image.fromarray(old).save(out / name, format="PNG")
+    args = ("synthesize", trained, labels, "--inst", inst, "--out", out, "--device", "cpu")
+    code, text = cli(*args)
+    assert code == 0, text
+    assert "2 images in" in text and "from an earlier run and not on the page" in text
+    assert "(first: labels/old.png)" in text
+    page = (out / "index.html").read_text()
+    assert 'src="labels/toy_test_00000.png"' in page and "old.png" not in page
+    shown = np.asarray(Image.open(out / "labels" / "toy_test_00000.png"))
+    assert shown.shape == (64, 128, 3) and len(np.unique(shown.reshape(-1, 3), axis=0)) > 2
+    assert (out / "old.png").exists()  # reported, never deleted
+
+    code, text = cli(*args, "--json", "--no-save-labels", "--out", tmp_path / "p")
+    assert code == 0, text
+    assert not (tmp_path / "p" / "labels").exists()
+    assert "labels/" not in (tmp_path / "p" / "index.html").read_text()

@@ -65,8 +65,12 @@ def synthesize(
     image_format: Annotated[str, Opt("--format", help="png (lossless) | jpg | webp.")] = "png",
     quality: Annotated[int, Opt(help="Quality of jpg and webp images (1-100).")] = 95,
     save_labels: Annotated[
-        bool, Opt("--save-labels", help="Also write the coloured label maps (labels/).")
-    ] = False,
+        bool,
+        Opt(
+            "--save-labels/--no-save-labels",
+            help="Write the coloured label maps (labels/) the page shows beside the images.",
+        ),
+    ] = True,
     workers: Annotated[
         int, Opt(help="Reader and writer threads each (-1: one per core; 0: no threads).")
     ] = -1,

@@ -121,7 +121,7 @@ def evaluate_run(
         )
     net = run.net
     inst = [split_dir / "inst"] if net.instance else []
-    synth = SynthOptions(batch_size=opts.batch_size, width=width)
+    synth = SynthOptions(batch_size=opts.batch_size, width=width, save_labels=False)
     halfway = (lambda done, total: progress(done, 2 * total)) if progress else None
     synthesize(
         Synthesizer(run, device),

@@ -60,7 +60,7 @@ class SynthOptions:
     relabel_instance: tuple[tuple[int, int], ...] = ()
     image_format: str = "png"  # png (lossless) | jpg | webp
     quality: int = 95  # jpg and webp
-    save_labels: bool = False  # also write the coloured label maps (labels/)
+    save_labels: bool = True  # write the coloured label maps (labels/) the page shows
     workers: int = -1  # reader and writer threads each; -1: one per core; 0: all in one thread
 
     def __post_init__(self) -> None:
@@ -123,6 +123,7 @@ class SynthReport:
     images: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the user should know, said once
     unedited: list[str] = field(default_factory=list)  # keys lacking a --relabel-instance id
+    stale: list[str] = field(default_factory=list)  # images in `out` from an earlier run
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +133,7 @@ class SynthReport:
             "images": self.images,
             "notes": self.notes,
             "unedited": self.unedited,
+            "stale": self.stale,
         }
 
 
@@ -200,6 +202,7 @@ def synthesize(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
     steps = plan(synth, inputs, inst, opts)
+    earlier = image_files(out)
     make_dirs(out)
     rows, unedited = render_all(synth, steps, out, opts, progress)
     notes = list(steps.notes)
@@ -208,9 +211,31 @@ def synthesize(
             f"{len(unedited)} of {len(steps.items)} label maps lack an instance of "
             f"--relabel-instance and are rendered unedited (first: {unedited[0]})"
         )
+    written = {name for key in rows for name, _ in rows[key]}
+    if opts.save_labels:
+        written |= {f"labels/{key}.png" for key in rows}
+    stale = sorted(earlier - written)
+    if stale:
+        notes.append(
+            f"{len(stale)} images in {out} are from an earlier run and not on the page "
+            f"(first: {stale[0]}); delete them, or give a fresh --out"
+        )
     index = write_page(out, f"p2phd synthesize: {synth.run.root}", rows, synth.net, opts)
     images = [str(out / name) for key in sorted(rows) for name, _ in rows[key]]
-    return SynthReport(out, index, images, notes, unedited)
+    return SynthReport(out, index, images, notes, unedited, stale)
+
+
+def image_files(out: Path) -> set[str]:
+    """The images synthesize could have written into `out` (and its labels/) before, as
+    names relative to it: what this run does not rewrite is stale."""
+    suffixes = {f".{f}" for f in IMAGE_FORMATS}
+    names = set()
+    for folder, prefix in ((out, ""), (out / "labels", "labels/")):
+        if folder.is_dir():
+            names |= {
+                prefix + p.name for p in folder.iterdir() if p.suffix in suffixes and p.is_file()
+            }
+    return names
 
 
 Rows = dict[str, list[tuple[str, str]]]  # key -> (file name, caption) of its images
@@ -268,7 +293,8 @@ def render_all(
 
 
 def write_page(out: Path, title: str, rows: Rows, net: NetConfig, opts: SynthOptions) -> Path:
-    """index.html: each input's images (and its coloured label map with --save-labels)."""
+    """index.html: each input's coloured label map (what it was rendered from; unless
+    --no-save-labels) and its images."""
     labels = [("labels/{}.png", "label map")] if opts.save_labels else []
     table = [(key, [*((n.format(key), c) for n, c in labels), *rows[key]]) for key in sorted(rows)]
     legend = None if net.label_nc == 0 else legend_entries(net.label_nc, net.class_names)
