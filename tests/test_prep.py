@@ -409,7 +409,7 @@ def _not_an_image(src: Path) -> list[str]:
 
 def _rgb_label(src: Path) -> list[str]:
     save(src / "train_label" / "b.png", photo(2))
-    return ["train_label/b.png", "mode RGB"]
+    return ["train_label/b.png", "mode RGB", "prep --palette FILE reads colour-coded label maps"]
 
 
 def _bomb(src: Path) -> list[str]:

@@ -97,6 +97,14 @@ def prep(
             "(give train's and val's; needs p2phd[coco]).",
         ),
     ] = None,
+    palette: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Colour-coded label maps: a JSON or CSV file of colour, id and name, or "
+            "cityscapes for its own colours.",
+        ),
+    ] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -107,6 +115,7 @@ def prep(
     """
     from p2phd.config import PrepConfig
     from p2phd.data.names import read_class_names
+    from p2phd.data.palette import load_palette
     from p2phd.data.prep import prepare_dataset
 
     cfg = PrepConfig(
@@ -120,6 +129,7 @@ def prep(
             overwrite=overwrite,
             layout=layout,
             coco_instances=tuple(map(str, coco_instances)) if coco_instances else None,
+            palette=load_palette(palette) if palette else None,
         )
     )
     with progress_bar(quiet) as bar:

@@ -66,6 +66,11 @@ def read_id_map(path: Path, what: str = "label map") -> np.ndarray:
         raise DatasetError(
             f"{path}: {what} has mode {image.mode} (colour-coded?); it must hold one id per "
             f"pixel in a single 8- or 16-bit channel: convert the colours to ids"
+            + (
+                " (prep --palette FILE reads colour-coded label maps)"
+                if what == "label map"
+                else ""
+            )
         )
     return np.asarray(image).astype(np.int64)
 

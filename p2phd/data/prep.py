@@ -33,6 +33,7 @@ from p2phd.data import io
 from p2phd.data.augment import scaled_size
 from p2phd.data.manifest import MANIFEST, Manifest, ManifestItem, ManifestSplit, Skipped
 from p2phd.data.pairing import SPLITS, Item, Source, SourceKind
+from p2phd.data.palette import Palette
 from p2phd.data.sources import discover, read_item
 from p2phd.errors import DatasetError, LabelRangeError
 from p2phd.ops import boundary_map
@@ -42,6 +43,7 @@ FEW_ITEMS = 16
 _HOW = {
     "inferred": "inferred from the data: ",
     "class names": "from --class-names, ",
+    "palette": "from --palette, ",
 }
 
 
@@ -104,6 +106,7 @@ class _Job:
     multiple: int
     label_nc: int | None  # checked when given
     label_dtype: str | None  # "uint8"/"uint16"; None: per item, fixed up once label_nc is known
+    palette: Palette | None  # colour-coded label maps
 
 
 def prepare_dataset(
@@ -157,10 +160,22 @@ def prepare_dataset(
 
 
 def _decide_classes(cfg: PrepConfig, source: Source) -> tuple[PrepConfig, str, tuple[str, ...]]:
-    """label_nc and the class names: given (--class-names, --label-nc), those of a known
-    dataset (Cityscapes: 35), or label_nc inferred from the data (then no names)."""
+    """label_nc and the class names: given (--palette, --class-names, --label-nc), those
+    of a known dataset (Cityscapes: 35), or label_nc inferred from the data (then no names)."""
     if source.kind == "rgb":
+        if cfg.palette is not None:
+            raise DatasetError(f"--palette: {source.root} holds RGB inputs (--label-nc 0)")
         return cfg, "rgb", ()
+    if cfg.palette is not None:
+        palette = cfg.palette
+        if cfg.class_names:
+            raise DatasetError("--palette names the classes; drop --class-names")
+        if cfg.label_nc is not None and cfg.label_nc != palette.label_nc:
+            raise DatasetError(
+                f"--label-nc {cfg.label_nc}: the palette {palette.source} has ids up to "
+                f"{palette.label_nc - 1}, so {palette.label_nc} classes; drop --label-nc"
+            )
+        return replace(cfg, label_nc=palette.label_nc), "palette", palette.names
     if cfg.class_names:
         if cfg.label_nc is not None and cfg.label_nc != len(cfg.class_names):
             raise DatasetError(
@@ -205,7 +220,7 @@ def _convert(
     if cfg.label_nc is not None and source.kind == "labels":
         label_dtype = "uint8" if cfg.label_nc <= 256 else "uint16"
     jobs = [
-        _Job(item, tmp, cfg.width, cfg.multiple, cfg.label_nc, label_dtype)
+        _Job(item, tmp, cfg.width, cfg.multiple, cfg.label_nc, label_dtype, cfg.palette)
         for split in source.splits.values()
         for item in split.items
     ]
@@ -323,7 +338,7 @@ def _label_nc_advice(source: Source, jobs: list[_Job], workers: int) -> str:
 def _largest_label(job: _Job) -> int:
     """The largest label value of one item (-1 where it cannot be read: reported elsewhere)."""
     try:
-        return int(read_item(job.item, None)["label"].max())
+        return int(read_item(job.item, None, job.palette)["label"].max())
     except (DatasetError, KeyError, ValueError):
         return -1
 
@@ -362,7 +377,7 @@ def _process(job: _Job) -> dict[str, Any]:
     """
     item = job.item
     try:
-        maps = read_item(item, job.label_nc)
+        maps = read_item(item, job.label_nc, job.palette)
     except LabelRangeError as exc:
         return {"error": str(exc), "label_over": exc.top}
     except DatasetError as exc:

@@ -26,6 +26,7 @@ from p2phd import datasets
 from p2phd.config import PrepConfig
 from p2phd.data import io
 from p2phd.data.pairing import NOUN, SPLITS, Item, Role, Source, SourceKind, pair_all
+from p2phd.data.palette import Palette, read_colours
 from p2phd.errors import DatasetError
 
 _REFERENCE = (
@@ -65,6 +66,11 @@ def discover(src: Path, cfg: PrepConfig) -> Source:
         raise DatasetError(f"{src}: not in the {layout} layout; {_expected()}")
     if layout != "reference" and label_nc == 0:
         raise DatasetError(f"{src}: {layout} has label maps; drop --label-nc 0")
+    if cfg.palette is not None and layout != "reference":
+        raise DatasetError(
+            f"--palette: {src} is in the {layout} layout, whose label maps hold ids; "
+            "--palette reads colour-coded label maps in the reference layout (train_label/ ...)"
+        )
     if cfg.coco_instances and layout != "coco-stuff":
         raise DatasetError(
             f"--coco-instances: {src} is in the {layout} layout; COCO's instance annotations "
@@ -167,17 +173,20 @@ def _reference_roles(src: Path, kind: SourceKind) -> dict[str, list[Role]]:
     }
 
 
-def read_item(item: Item, label_nc: int | None) -> dict[str, np.ndarray]:
+def read_item(
+    item: Item, label_nc: int | None, palette: Palette | None = None
+) -> dict[str, np.ndarray]:
     """Decode and check every file of `item`; role -> array, primary (label or input) first.
 
     Id maps come as int64 `[H, W]` (>= 0, within 16 bits, labels < `label_nc` when given),
     photos as uint8 `[H, W, 3]`; all of one size. A problem raises a one-line `DatasetError`.
-    Items of a known dataset with files of its own are read by its `read_item`.
+    Items of a known dataset with files of its own are read by its `read_item`; with a
+    `palette`, label maps are colours turned into ids.
     """
     known = datasets.get(item.reader) if item.reader else None
     if known is not None and known.read_item is not None:
         return known.read_item(item, label_nc)
-    return read_files(item, label_nc)
+    return read_files(item, label_nc, palette=palette)
 
 
 def read_files(
@@ -185,6 +194,7 @@ def read_files(
     label_nc: int | None,
     label_values: Callable[[Path, np.ndarray], np.ndarray] | None = None,
     draw_instances: Callable[[np.ndarray, Path], np.ndarray | None] | None = None,
+    palette: Palette | None = None,
 ) -> dict[str, np.ndarray]:
     """`read_item` for files of the four roles. `label_values` turns a label file's values
     into class ids (a dataset that stores them otherwise); `draw_instances` makes the
@@ -196,7 +206,7 @@ def read_files(
             continue
         if role == "label":
             fix = "fix the map"  # prep adds the --label-nc that holds the whole source
-            ids = io.read_id_map(path)
+            ids = palette.ids_of(path, read_colours(path)) if palette else io.read_id_map(path)
             if label_values is not None:
                 ids = label_values(path, ids)
             maps[role] = io.check_ids(path, ids, "label", label_nc, fix)
