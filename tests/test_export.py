@@ -10,6 +10,12 @@ import torch
 
 from p2phd.checkpoint import load_net, require_checkpoint
 from p2phd.ops import encode_input
+from p2phd.runtime import DeviceOptions
+from p2phd.synth.inputs import SynthItem, read_input, target_size
+from p2phd.synth.run import Run
+from p2phd.synth.styles import StyleSpec, pinned
+from p2phd.synth.synthesizer import Synthesizer
+from p2phd.visual import to_uint8
 
 from helpers import TINY, cli
 
@@ -65,6 +71,53 @@ def test_a_feature_run(tiny_feature_run: Path, tmp_path: Path) -> None:
     session = export(tiny_feature_run, tmp_path / "f.onnx")
     assert [i.name for i in session.get_inputs()] == ["label", "instance", "features"]
     check(session, tiny_feature_run)
+
+
+def test_a_feature_run_with_its_style_bank_inside_renders_as_synthesize(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """--styles bank: a cluster index per instance id in, synthesize's image of the style
+    map that pins the same clusters out; a class with fewer clusters takes the index modulo
+    its count, and -1 (or an id past the table) gives the class mean."""
+    session = export(tiny_feature_run, tmp_path / "b.onnx", "--styles", "bank")
+    assert [i.name for i in session.get_inputs()] == ["label", "instance", "clusters"]
+    synth = Synthesizer(Run.open(tiny_feature_run), DeviceOptions("cpu"))
+    test = toy_data / "test"
+    item = SynthItem(
+        "toy_test_00000",
+        test / "label" / "toy_test_00000.png",
+        test / "inst" / "toy_test_00000.png",
+    )
+    r = read_input(item, synth.net, target_size(item, synth.net, None))
+    assert r.inst is not None
+    table = synth.pinned(r, StyleSpec(seed=3))  # instance id -> cluster: what a user picks
+    clusters = np.full((1, int(r.inst.max()) + 1), -1, np.int64)
+    for ident, style in table.items():
+        clusters[0, ident] = style
+    feed = {"label": r.label[None], "instance": r.inst[None]}
+    image = session.run(None, feed | {"clusters": clusters})[0]
+    expected = synth.render([r], [synth.styles(r, pinned(table, "instance"))])[0]
+    got = to_uint8(torch.from_numpy(image[0]))
+    assert np.abs(got.astype(int) - expected).max() <= 1
+
+    bank = synth.bank
+    car = min(i for i in table if i // 1000 == 6)
+    wrapped = clusters.copy()
+    wrapped[0, car] = table[car] + bank.clusters(6)  # past the class's count: modulo it
+    np.testing.assert_allclose(session.run(None, feed | {"clusters": wrapped})[0], image, atol=1e-5)
+    short = clusters[:, :car]  # the car's id is past the table: its class mean
+    means = {ident: tuple(bank.means[ident // 1000].tolist()) for ident in table if ident >= car}
+    mean_image = synth.render([r], [synth.styles(r, pinned(table | means, "instance"))])[0]
+    got = to_uint8(torch.from_numpy(session.run(None, feed | {"clusters": short})[0][0]))
+    assert np.abs(got.astype(int) - mean_image).max() <= 1
+
+
+def test_styles_bank_needs_a_feature_run(toy_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli("train-global", toy_data, "--run", run, *TINY, "--max-steps", "1")[0] == 0
+    code, out = cli("export", run, "--out", tmp_path / "g.onnx", "--styles", "bank")
+    assert code == 2 and "trained without instance features, so it has no style bank" in out
+    assert not (tmp_path / "g.onnx").exists()
 
 
 def test_a_local_run(toy_data: Path, tmp_path: Path) -> None:

@@ -20,6 +20,13 @@ def export(
         bool, Opt("--raw-input", help="Take G's encoded input tensor instead of the maps.")
     ] = False,
     opset: Annotated[int, Opt(help="ONNX opset (18 or newer).")] = 18,
+    styles: Annotated[
+        str,
+        Opt(
+            help="maps: the graph takes feature maps; bank: the style bank is inside and the "
+            "graph takes a cluster index per instance id (feature runs).",
+        ),
+    ] = "maps",
     checkpoint: Checkpoint = "latest",
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -31,7 +38,9 @@ def export(
     from p2phd.synth.export import export_onnx
     from p2phd.synth.run import Run
 
-    report = export_onnx(Run.open(run, checkpoint), out, raw_input=raw_input, opset=opset)
+    report = export_onnx(
+        Run.open(run, checkpoint), out, raw_input=raw_input, opset=opset, styles=styles
+    )
     if as_json:
         emit_json(report.to_dict())
     elif not quiet:

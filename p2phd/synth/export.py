@@ -7,6 +7,13 @@ instance map (`[N, H, W]` int64, for runs with instance maps) and the feature ma
 it), and builds the one-hot labels and the boundary map itself; its output is the image
 `[N, output_nc, H, W]` in [-1, 1]. With `raw_input`, it takes G's own input tensor instead.
 Height and width are dynamic (multiples of the run's 2^downsamplings).
+
+With `styles="bank"` (feature runs), the style bank (`p2phd cluster`) is inside the graph:
+instead of feature maps it takes `clusters` `[N, R]` int64, the cluster index of each region
+id (an instance id such as 26001 indexes it directly; for runs that pool per class, the
+class), and paints each region with that cluster's centre of its class, as synthesize's
+style map does. A class with fewer clusters takes the index modulo its count (as `--style
+cluster=I`); -1, a region id >= R, or a class without clusters give the class's mean.
 """
 
 from __future__ import annotations
@@ -26,21 +33,61 @@ from p2phd.atomic import atomic_path
 from p2phd.config import NetConfig
 from p2phd.errors import ConfigError
 from p2phd.ops import encode_input
+from p2phd.synth.bank import FeatureBank
 from p2phd.synth.run import Run
+
+STYLES = ("maps", "bank")
+
+
+class BankStyles(nn.Module):
+    """The style bank as lookup tables in the graph: (label, region, clusters) -> the
+    `[N, F, H, W]` feature maps (see the module's docstring)."""
+
+    centers: Tensor  # [total clusters, F]; one row of zeros for a bank with none
+    means: Tensor  # [classes, F]
+    offset: Tensor  # [classes]: where class c's centres start
+    count: Tensor  # [classes]: how many it has
+
+    def __init__(self, bank: FeatureBank, feat_num: int) -> None:
+        super().__init__()
+        centers = bank.centers if len(bank.centers) else torch.zeros(1, feat_num)
+        self.register_buffer("centers", centers.float().clone())
+        self.register_buffer("means", bank.means.float().clone())
+        self.register_buffer("offset", torch.from_numpy(bank.offset).long())
+        self.register_buffer("count", torch.from_numpy(bank.count).long())
+
+    def forward(self, label: Tensor, region: Tensor, clusters: Tensor) -> Tensor:
+        n, h, w = label.shape
+        r = clusters.shape[1]
+        ids = region.reshape(n, h * w)
+        chosen = torch.gather(clusters, 1, ids.clamp(0, r - 1))
+        chosen = torch.where(ids < r, chosen, -1)
+        cls = label.reshape(n, h * w).clamp(0, self.count.shape[0] - 1)
+        k = self.count[cls]
+        flat = self.offset[cls] + torch.remainder(chosen.clamp(min=0), k.clamp(min=1))
+        use = ((chosen >= 0) & (k > 0)).unsqueeze(-1)
+        features = torch.where(use, self.centers[flat], self.means[cls])  # [N, H*W, F]
+        return features.permute(0, 2, 1).reshape(n, -1, h, w)
 
 
 class Deployable(nn.Module):
     """G with the input encoding in front of it (see the module's docstring)."""
 
-    def __init__(self, generator: nn.Module, net: NetConfig) -> None:
+    def __init__(
+        self, generator: nn.Module, net: NetConfig, bank: FeatureBank | None = None
+    ) -> None:
         super().__init__()
         self.generator = generator
-        self.label_nc = net.label_nc
+        self.net = net
+        self.bank = BankStyles(bank, net.feat_num) if bank is not None else None
 
     def forward(
-        self, label: Tensor, inst: Tensor | None = None, features: Tensor | None = None
+        self, label: Tensor, inst: Tensor | None = None, styles: Tensor | None = None
     ) -> Tensor:
-        return self.generator(encode_input(label, inst, features, label_nc=self.label_nc))
+        """`styles`: the feature maps, or (with the bank inside) each region's cluster."""
+        if self.bank is not None and styles is not None:
+            styles = self.bank(label, self.net.pool_map(label, inst), styles)
+        return self.generator(encode_input(label, inst, styles, label_nc=self.net.label_nc))
 
 
 @dataclass(frozen=True)
@@ -53,8 +100,11 @@ class ExportReport:
         return {"path": str(self.path), "inputs": self.inputs, "outputs": self.outputs}
 
 
-def export_onnx(run: Run, out: Path, *, raw_input: bool = False, opset: int = 18) -> ExportReport:
-    """Write the run's G as ONNX (torch's dynamo exporter) to `out`."""
+def export_onnx(
+    run: Run, out: Path, *, raw_input: bool = False, opset: int = 18, styles: str = "maps"
+) -> ExportReport:
+    """Write the run's G as ONNX (torch's dynamo exporter) to `out`; `styles="bank"` puts
+    the style bank inside it."""
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(
@@ -63,15 +113,28 @@ def export_onnx(run: Run, out: Path, *, raw_input: bool = False, opset: int = 18
     if opset < 18:
         raise ConfigError(f"--opset {opset}: the exporter writes opset 18 or newer")
     net = run.net
+    if styles not in STYLES:
+        raise ConfigError(f"--styles {styles}: use maps (feature maps in) or bank")
+    bank = None
+    if styles == "bank":
+        if not net.use_features:
+            raise ConfigError(
+                f"--styles bank: {run.root} was trained without instance features, so it "
+                "has no style bank; drop --styles"
+            )
+        if raw_input:
+            raise ConfigError("--styles bank builds G's input in the graph; drop --raw-input")
+        bank = run.style_bank()
     G = run.generator(torch.device("cpu"))
     m = net.size_multiple  # H and W: multiples of it
     dims = (
         torch.export.Dim("n", min=1, max=1024),
         torch.export.Dim("h", min=1, max=4096) * m,
         torch.export.Dim("w", min=1, max=4096) * m,
+        torch.export.Dim("r", min=1, max=65536),
     )
-    names, shapes, example, spec = _signature(net, raw_input, 2 * m, 3 * m, dims)
-    module = G if raw_input else Deployable(G, net)
+    names, shapes, example, spec = _signature(net, raw_input, bank is not None, 2 * m, 3 * m, dims)
+    module = G if raw_input else Deployable(G, net, bank)
     with _quiet_exporter(), atomic_path(Path(out)) as tmp:
         program = torch.onnx.export(
             module.eval(),
@@ -104,11 +167,11 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _signature(
-    net: NetConfig, raw: bool, h: int, w: int, dims: tuple[object, object, object]
+    net: NetConfig, raw: bool, bank: bool, h: int, w: int, dims: tuple[object, ...]
 ) -> tuple[list[str], list[list[str]], list[Tensor], tuple[object, ...]]:
     """Input names, their documented dimensions, example tensors (a batch of 2: torch.export
     would fix a dimension it sees as 1) and dynamic shapes."""
-    n, height, width = dims
+    n, height, width, regions = dims
     images = {0: n, 2: height, 3: width}
     maps = {0: n, 1: height, 2: width}
     if raw:
@@ -128,7 +191,10 @@ def _signature(
         rows.append(("label", ["N", "H", "W"], torch.zeros(2, h, w, dtype=torch.int64), maps))
     if net.instance:
         rows.append(("instance", ["N", "H", "W"], torch.zeros(2, h, w, dtype=torch.int64), maps))
-    if net.use_features:
+    if bank:
+        table = torch.zeros(2, 7, dtype=torch.int64)
+        rows.append(("clusters", ["N", "R"], table, {0: n, 1: regions}))
+    elif net.use_features:
         rows.append(
             (
                 "features",
