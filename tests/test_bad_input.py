@@ -53,7 +53,7 @@ def test_a_run_that_is_a_file(tmp_path: Path, toy_data: Path) -> None:
     one_line(*cli("train-joint", toy_data, "--run", run, *TEST), str(run), "not a p2phd run")
     one_line(*synth(run, toy_data, tmp_path / "o"), str(run), "not a p2phd run")
     one_line(*cli("encode-features", run, toy_data, *TEST), str(run), "not a p2phd run")
-    one_line(*cli("cluster", run, "--quiet"), str(run), "features.safetensors: missing")
+    one_line(*cli("cluster", run, "--quiet"), str(run), "not a run folder")
     assert run.read_text() == "not a folder"
 
 
@@ -418,3 +418,70 @@ def test_one_size_rule_for_prep_training_and_synthesis(tmp_path: Path, toy_data:
     )
     assert code == 0, out
     assert Image.open(tmp_path / "o" / "a.png").size == (128, 96)
+
+
+# ---- every command checks its input files before any work ---------------------------------
+MISSING = "no_such_file"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train-global", "{data}", "--run", "{tmp}/r", "--vgg-weights", MISSING], "weights fetch"),
+        (["train-global", MISSING, "--run", "{tmp}/r"], "run p2phd prep first"),
+        (["train-local", "{data}", "--run", "{tmp}/r", "--global", MISSING], "not a p2phd run"),
+        (["encode-features", MISSING, "{data}"], "not a p2phd run"),
+        (["encode-features", "{run}", MISSING], "not a prepped dataset"),
+        (["cluster", MISSING], "not a run folder; pass the run"),
+        (["synthesize", "{run}", MISSING, "--out", "{tmp}/o"], "pass label maps"),
+        (
+            ["synthesize", "{run}", "{data}/test/label", "--inst", MISSING, "--out", "{tmp}/o"],
+            "pass the instance maps of --inst",
+        ),
+        (
+            [
+                "synthesize",
+                "{run}",
+                "{data}/test/label",
+                "--inst",
+                "{data}/test/inst",
+                "--style-from",
+                MISSING,
+                "--out",
+                "{tmp}/o",
+            ],
+            "pass the photos of --style-from",
+        ),
+        (
+            [
+                "synthesize",
+                "{run}",
+                "{data}/test/label",
+                "--style-map",
+                MISSING,
+                "--out",
+                "{tmp}/o",
+            ],
+            "not a readable JSON file",
+        ),
+        (["evaluate", "{run}", "{data}", "--inception", MISSING, "--out", "{tmp}/e"], "fetch"),
+        (["evaluate", "{run}", "{data}", "--segmenter", MISSING, "--out", "{tmp}/e"], "not found"),
+        (
+            ["evaluate", "--fake", MISSING, "--real", "{data}/test/label", "--out", "{tmp}/e"],
+            "no such folder of synthesized images",
+        ),
+        (["export", MISSING, "--out", "{tmp}/g.onnx"], "not a p2phd run"),
+        (["edit", "{run}", MISSING], "pass label maps"),
+        (["inspect", MISSING], "not a run folder, a prepped dataset or a label map"),
+        (["import-reference", MISSING, "--run", "{tmp}/r"], "not found"),
+        (["prep", "{data}", "{tmp}/d", "--class-names", MISSING], "unreadable"),
+        (["prep", "{data}", "{tmp}/d", "--palette", MISSING], "not a readable file"),
+    ],
+)
+def test_every_command_names_a_missing_input_in_one_line(
+    args: list[str], expected: str, tmp_path: Path, toy_data: Path, tiny_feature_run: Path
+) -> None:
+    given = [a.format(data=toy_data, run=tiny_feature_run, tmp=tmp_path) for a in args]
+    code, out = cli(*given, *(["--quiet"] if args[0] not in ("inspect", "edit") else []))
+    one_line(code, out, MISSING, expected)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()

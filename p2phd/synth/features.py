@@ -162,6 +162,10 @@ def cluster_features(
     if k < 1 or not 0 <= min_area < 1 or n_init < 1:
         raise ConfigError("--k and --n-init must be >= 1 and --min-area in [0, 1)")
     path = Path(run) / FEATURES
+    if not Path(run).is_dir():
+        raise CheckpointError(
+            f"{run}: not a run folder; pass the run whose features encode-features wrote"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; run p2phd encode-features {run} DATA first")
     features = load_bank_file(path)

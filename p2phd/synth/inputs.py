@@ -34,17 +34,19 @@ class SynthItem:
     photo: Path | None = None
 
 
-def _files(path: Path) -> list[Path]:
+def _files(path: Path, what: str = "label maps") -> list[Path]:
+    """The images of a file or a folder (and its subfolders); `what` they are, for the
+    message when it does not exist."""
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if path.is_file():
         return [path]
-    raise DatasetError(f"{path}: no such file or folder")
+    raise DatasetError(f"{path}: no such file or folder; pass {what} (a file or a folder)")
 
 
-def _by_key(paths: Sequence[Path]) -> dict[str, Path]:
+def _by_key(paths: Sequence[Path], what: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for p in (p for path in paths for p in _files(path)):
+    for p in (p for path in paths for p in _files(path, what)):
         found.setdefault(name_key(p.name), p)
     return found
 
@@ -55,6 +57,13 @@ def collect_items(
     """Label files (folders expanded) paired with instance maps and photos by name key (the
     file name without its extension and dataset suffixes such as _gtFine_labelIds). One label
     file given with one instance file (and one photo) pair whatever their names."""
+    for group, what in (
+        (inst, "the instance maps of --inst"),
+        (photos, "the photos of --style-from"),
+    ):
+        for path in group:  # checked first: a wrong option path is named by its option
+            if not path.exists():
+                _files(path, what)
     labels = [p for path in inputs for p in _files(path)]
     if not labels:
         raise DatasetError(f"{', '.join(map(str, inputs))}: no label maps found")
@@ -69,7 +78,8 @@ def collect_items(
             raise DatasetError(f"{labels[0]}: this run uses instance maps: pass --inst FILE")
         photo = photos[0] if photos else None
         return [SynthItem(key, labels[0], partner if need_inst else None, photo)]
-    instances, styles = _by_key(inst), _by_key(photos)
+    instances = _by_key(inst, "the instance maps of --inst")
+    styles = _by_key(photos, "the photos of --style-from")
     items, seen = [], set()
     for label in labels:
         key = name_key(label.name)
