@@ -17,13 +17,10 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from p2phd.errors import ConfigError
 from p2phd.jsonfile import SchemaError, decode, parse
-
-if TYPE_CHECKING:
-    from p2phd.data.palette import Palette
 
 M = TypeVar("M")  # a label or instance map: numpy array or tensor
 
@@ -351,7 +348,7 @@ class PrepConfig:
     overwrite: bool = False
     layout: str = "auto"  # auto, reference, or a known dataset's (checked in data/sources.py)
     coco_instances: tuple[str, ...] = ()  # COCO instance annotation files (data/coco.py)
-    palette: Palette | None = None  # colour-coded label maps: colour -> id (data/palette.py)
+    palette: Any = None  # a p2phd.data.palette.Palette: colour-coded label maps' colour -> id
 
     def __post_init__(self) -> None:
         _require(self.width is None or self.width >= self.multiple, "--width", "is too small")
