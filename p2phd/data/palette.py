@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from p2phd import datasets
 from p2phd.data.io import MAX_ID, open_image
 from p2phd.data.names import check_class_names
 from p2phd.errors import DatasetError
+from p2phd.jsonfile import parse
 
 RGB = tuple[int, int, int]
 
@@ -104,7 +104,7 @@ def load_palette(spec: str) -> Palette:
 
 def _json_rows(text: str, where: str) -> list[dict[str, Any]]:
     try:
-        entries = json.loads(text)
+        entries = parse(text)
     except ValueError as exc:
         raise DatasetError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
