@@ -26,6 +26,8 @@ Cases use Cityscapes shapes (label_nc 35 + instance map, batch 1) and the refere
              instance map, JPEG photo) at 1 and at 2 worker processes, in items/s
   prep-coco  (only when named) the same for 1,000 COCO-Stuff items whose instance maps are
              drawn from a COCO annotation file (8 polygon objects per image)
+  prep-fields  (only when named) prep of 64 pairs of 1024x1024 measured fields as float32
+             TIFF, FITS and .npy, against the same pairs as 8-bit RGB PNG photos, in items/s
   edit       (only when named) `p2phd edit`'s round trip over HTTP on loopback: restyle a car
              (or relabel it), synthesize, PNG back, at 512x256 with a trained toy run
              (--edit-run, default toy_demo/run, and its test maps, resized to --edit-width)
@@ -352,6 +354,38 @@ def bench_prep_coco(tmp: Path, items: int = 1000) -> list[dict[str, object]]:
     return _time_prep(src, tmp, "prep-coco", items, cfg)
 
 
+def bench_prep_fields(tmp: Path, items: int = 64) -> list[dict[str, object]]:
+    """items/s of prep over `items` 1024x1024 pairs of measured fields as float32 TIFF,
+    FITS and .npy (limits given: one pass), against the same pairs as 8-bit RGB PNG photos
+    (label_nc 0), at 1 and 2 workers."""
+    import numpy as np
+    from PIL import Image
+
+    from p2phd.config import FieldRange
+    from p2phd.data.fields import write_field
+
+    rng = np.random.default_rng(0)
+    pair = [rng.normal(0, 500, (1, 1024, 1024)) for _ in range(2)]
+    rows = []
+    for suffix in (".tif", ".fits", ".npy", ".png"):
+        src = tmp / f"fields{suffix}"
+        for side, values in zip(("A", "B"), pair, strict=True):
+            (src / f"train_{side}").mkdir(parents=True)
+            for i in range(items):
+                path = src / f"train_{side}" / f"{i:04d}{suffix}"
+                if suffix == ".png":  # the photo path: 8-bit RGB
+                    grey = np.clip(values[0] / 8 + 128, 0, 255).astype(np.uint8)
+                    Image.fromarray(np.stack([grey] * 3, -1)).save(path)
+                else:
+                    write_field(path, values)
+        limits = FieldRange(low=-3000, high=3000)
+        cfg = PrepConfig() if suffix == ".png" else PrepConfig(in_range=limits, out_range=limits)
+        for row in _time_prep(src, tmp, f"prep-fields{suffix}", items, cfg):
+            what = "8-bit RGB PNG photos" if suffix == ".png" else f"float32 {suffix}"
+            rows.append({**row, "case": f"{row['case']} ({what})", "size": "1024x1024"})
+    return rows
+
+
 def _time_prep(
     src: Path, tmp: Path, name: str, items: int, cfg: PrepConfig
 ) -> list[dict[str, object]]:
@@ -410,8 +444,11 @@ def main() -> None:
             if case == "synth":
                 results += bench_synth(device, args, Path(tmp))
                 continue
-            if case in ("prep", "prep-coco"):
-                results += (bench_prep if case == "prep" else bench_prep_coco)(Path(tmp))
+            if case in ("prep", "prep-coco", "prep-fields"):
+                bench = {"prep": bench_prep, "prep-coco": bench_prep_coco}.get(
+                    case, bench_prep_fields
+                )
+                results += bench(Path(tmp))
                 continue
             if case == "edit":
                 results += bench_edit(args)

@@ -14,6 +14,8 @@ The public surface (the CLI is a thin layer over these; everything else is priva
     evaluate_run                synthesize a dataset's split with a run, then score it
     evaluate_folders            score a folder of images against photos and label maps
     Scores                      every number of one evaluation (eval.json's content)
+    evaluate_field_run          score a run on measured fields: MAE, RMSE, CC, PSNR, SSIM
+    read_field, write_field     measured fields (.npy, TIFF, FITS, 16-bit PNG) as [C, H, W]
     encode_features             E's per-instance features of a dataset (features.safetensors)
     cluster_features            k-means per class over them: the style bank
     export_onnx                 G with its input encoding as an ONNX file
@@ -44,6 +46,9 @@ _HOMES = {
     "evaluate_run": "p2phd.eval.evaluate",
     "evaluate_folders": "p2phd.eval.evaluate",
     "Scores": "p2phd.eval.scores",
+    "evaluate_field_run": "p2phd.eval.field_eval",
+    "read_field": "p2phd.data.fields",
+    "write_field": "p2phd.data.fields",
     "encode_features": "p2phd.synth.features",
     "cluster_features": "p2phd.synth.features",
     "export_onnx": "p2phd.synth.export",
@@ -65,6 +70,9 @@ __all__ = [
     "evaluate_run",
     "evaluate_folders",
     "Scores",
+    "evaluate_field_run",
+    "read_field",
+    "write_field",
     "encode_features",
     "cluster_features",
     "export_onnx",
@@ -72,8 +80,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from p2phd.data.fields import read_field, write_field
     from p2phd.errors import P2phdError
     from p2phd.eval.evaluate import EvalOptions, evaluate_folders, evaluate_run
+    from p2phd.eval.field_eval import evaluate_field_run
     from p2phd.eval.scores import Scores
     from p2phd.eval.segmenter import Convention
     from p2phd.runtime import DeviceOptions

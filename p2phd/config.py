@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -49,6 +50,83 @@ def _check_choices(obj: Any) -> None:
             )
 
 
+FieldScaleKind = Literal["linear", "log", "asinh"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FieldScale:
+    """How one side of a measured-field dataset maps physical values to [-1, 1] (data/fields.py):
+    linear between the saturation limits `low` and `high` (clipped outside them), after a
+    log10 or an asinh where `scale` says."""
+
+    channels: int
+    low: float
+    high: float
+    scale: FieldScaleKind = "linear"
+    units: str = ""  # shown on colour bars and pages ("G", "HU"); "" unknown
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _require(self.channels >= 1, "--input-nc", "must be >= 1")
+        _require(
+            math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high,
+            "--in-range",
+            f"{self.low},{self.high} is not a range MIN,MAX of finite numbers, MIN < MAX",
+        )
+        _require(
+            self.scale != "log" or self.low > 0,
+            "--in-scale",
+            f"log needs a range above 0, not {self.low},{self.high}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FieldRange:
+    """Saturation limits as prep's --in-range/--out-range declare them: physical values
+    `MIN,MAX`, or percentiles of the data `pLOW,pHIGH` (p1,p99) that prep measures."""
+
+    low: float
+    high: float
+    percent: bool = False
+
+    def __post_init__(self) -> None:
+        _require(
+            math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high,
+            "--in-range",
+            f"{self.low:g},{self.high:g} is not a range MIN,MAX of finite numbers, MIN < MAX",
+        )
+        _require(
+            not self.percent or (0 <= self.low and self.high <= 100),
+            "--in-range",
+            f"percentiles p{self.low:g},p{self.high:g} lie outside 0..100",
+        )
+
+    @classmethod
+    def parse(cls, text: str, option: str) -> FieldRange:
+        """`MIN,MAX` or `pLOW,pHIGH`, refused in one line naming `option`."""
+        parts = [p.strip() for p in text.split(",")]
+        percent = len(parts) == 2 and all(p[:1].lower() == "p" for p in parts)
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            low, high = (float(p[1:] if percent else p) for p in parts)
+            return cls(low=low, high=high, percent=percent)
+        except (ValueError, ConfigError):
+            raise ConfigError(
+                f"{option} {text}: give MIN,MAX in physical units (-3000,3000) or "
+                "percentiles of the data (p1,p99), MIN < MAX"
+            ) from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FieldSpec:
+    """A measured-field dataset's two sides, and the value that replaced NaN and inf."""
+
+    input: FieldScale
+    output: FieldScale
+    fill: float | None = None
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NetConfig:
     """Architecture of G, D and E (docs/design.md §4); the CLI's --label-nc, --ngf, --num-d ..."""
@@ -73,6 +151,7 @@ class NetConfig:
     n_layers_d: int = 3
     ndf: int = 64
     class_names: tuple[str, ...] = ()  # the label_nc classes' names (from the data); () unknown
+    fields: FieldSpec | None = None  # measured fields: how each side maps to [-1, 1]
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -82,8 +161,19 @@ class NetConfig:
             f"{self.label_nc} classes but {len(self.class_names)} class names",
         )
         _require(self.label_nc >= 0, "--label-nc", "must be >= 0 (0 means RGB input images)")
-        for name in ("input_nc", "output_nc"):  # photos are read as RGB or as grey
-            _require(getattr(self, name) in (1, 3), f"--{name.replace('_', '-')}", "is 1 or 3")
+        for name in ("input_nc", "output_nc"):  # photos are RGB or grey; fields any count
+            allowed = getattr(self, name) >= 1 if self.fields else getattr(self, name) in (1, 3)
+            _require(allowed, f"--{name.replace('_', '-')}", "is 1 or 3 for photos")
+        if self.fields is not None:
+            _require(
+                (self.fields.input.channels, self.fields.output.channels)
+                == (self.input_nc, self.output_nc),
+                "--input-nc",
+                f"the data's fields have {self.fields.input.channels} input and "
+                f"{self.fields.output.channels} output channels; leave --input-nc and "
+                "--output-nc out",
+            )
+            _require(self.label_nc == 0, "--label-nc", "measured fields take --label-nc 0")
         _require(
             not (self.label_nc == 0 and self.instance),
             "--instance",
@@ -177,9 +267,11 @@ class DataConfig:
 
     load_width: int | None = None  # resize to this width on load; None keeps the prepped size
     crop_size: int | None = None  # random square crop after the resize; None: no crop
-    flip: bool = True  # random horizontal flip
+    flip: bool = True  # random horizontal flip (off by default for measured fields)
+    rotate: float = 0.0  # measured fields: a random rotation within +-rotate degrees
 
     def __post_init__(self) -> None:
+        _require(0 <= self.rotate <= 180, "--rotate", "is an angle in degrees, 0..180")
         _require(self.load_width is None or self.load_width >= 8, "--load-width", "must be >= 8")
         _require(self.crop_size is None or self.crop_size >= 8, "--crop-size", "must be >= 8")
 
@@ -348,9 +440,20 @@ class PrepConfig:
     overwrite: bool = False
     layout: str = "auto"  # auto, reference, or a known dataset's (checked in data/sources.py)
     coco_instances: tuple[str, ...] = ()  # COCO instance annotation files (data/coco.py)
+    field: bool = False  # the *_A/*_B files are measured fields (.npy, FITS, float TIFF: auto)
+    in_range: FieldRange | None = None  # saturation limits; None: the data's min, max
+    out_range: FieldRange | None = None
+    in_scale: FieldScaleKind = "linear"
+    out_scale: FieldScaleKind = "linear"
+    in_units: str = ""
+    out_units: str = ""
+    fill: float | None = None  # replaces NaN and inf; None: they are refused
+    input_nc: int | None = None  # the fields' channels, checked when given
+    output_nc: int | None = None
     palette: Any = None  # a p2phd.data.palette.Palette: colour-coded label maps' colour -> id
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(self.width is None or self.width >= self.multiple, "--width", "is too small")
         _require(self.multiple >= 1, "--multiple", "must be >= 1")
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")

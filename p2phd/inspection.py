@@ -5,6 +5,7 @@ JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from p2phd import datasets
+from p2phd.config import FieldSpec
 from p2phd.data.io import check_ids, read_id_map
 from p2phd.data.manifest import MANIFEST, read_manifest
 from p2phd.data.names import class_name
@@ -165,6 +167,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
             "label_nc": net.label_nc,
             "instance": net.instance,
             "class_names": list(net.class_names),
+            "fields": _fields(net.fields),
         },
         "history": [{k: v for k, v in h.items() if k != "time"} for h in run.history()],
         "checkpoints": _checkpoints(run),
@@ -226,4 +229,17 @@ def inspect_data(data: Path) -> dict[str, Any]:
         "class_divisor": manifest.class_divisor,
         "splits": splits,
         "skipped": len(manifest.skipped),
+        "fields": _fields(manifest.fields),
+    }
+
+
+def _fields(spec: FieldSpec | None) -> dict[str, Any] | None:
+    """A measured-field mapping as JSON, with one line per side for people."""
+    if spec is None:
+        return None
+    from p2phd.data.fields import describe_scale
+
+    return {
+        **dataclasses.asdict(spec),
+        "described": {s: describe_scale(getattr(spec, s)) for s in ("input", "output")},
     }

@@ -17,7 +17,10 @@ from torch import Tensor
 
 
 def unit_image(image: Tensor) -> Tensor:
-    """uint8 values 0..255 -> float in [-1, 1], the range of G's output and of real images."""
+    """uint8 values 0..255 -> float in [-1, 1], the range of G's output and of real images;
+    measured fields arrive as float, already in [-1, 1] (prep normalised them)."""
+    if image.is_floating_point():
+        return image.float()
     return image.float() / 127.5 - 1
 
 

@@ -136,3 +136,38 @@ def test_the_benchmark_script_runs() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split(" | ")[0].strip("| ") for line in result.stdout.splitlines()[3:]]
     assert rows == ["infer512", "train512", "pool25", "seg"]
+
+
+@pytest.mark.slow
+def test_field_demo_learns_the_transform(tmp_path: Path) -> None:
+    """examples/field_demo.sh as written: its held-out correlation coefficient is printed
+    and at least 0.9, and synthesize's FITS keep the input's header in physical units."""
+    fits = pytest.importorskip("astropy.io.fits")
+    env = {**os.environ, "P2PHD_VENV": str(Path(sys.executable).parents[1])}
+    work = tmp_path / "field_demo"
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "field_demo.sh"), str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("held-out correlation"))
+    cc = float(line.rsplit(" ", 1)[1])
+    assert cc >= 0.9, result.stdout
+    assert json.loads((work / "eval" / "eval.json").read_text())["pooled"]["cc"] == cc
+    with fits.open(work / "synth" / "field_0000.fits") as hdus:
+        header, values = hdus[0].header, hdus[0].data
+    assert header["ORIGIN"] == "p2phd toy --kind field" and header["BUNIT"] == "a.u."
+    history = "".join(str(card) for card in header["HISTORY"])  # long cards wrap
+    assert f"run {work}/run step 120" in history
+    assert values.shape == (64, 128) and 100 < abs(values).max() < 300  # a.u., not [-1, 1]
+    # the README's notebook block for fields runs as written on the demo's folders
+    section = (ROOT / "README.md").read_text().split("### Measurements", 1)[1].split("\n## ")[0]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("(1, 64, 128) ")

@@ -102,6 +102,8 @@ PICKLE_ALLOWED = {
     ("interop", "except pickle.UnpicklingError as exc:"),
     ("weights", "import pickle  # only to catch the refusals of torch's weights-only reader"),
     ("weights", "except pickle.UnpicklingError as exc:"),
+    # measured fields: plain arrays only, object arrays refused
+    ("data.fields", "return np.load(path, allow_pickle=False)"),
     # a TorchScript segmenter the user names for evaluate: TorchScript, not Python pickles
     ("eval.segmenter", "return torch.jit.load(str(path), map_location=device).eval()"),
 }

@@ -31,18 +31,32 @@ def toy(
     height: Annotated[int, typer.Option(help="Scene height in pixels (64 .. 1024).")] = 64,
     width: Annotated[int, typer.Option(help="Scene width in pixels (128 .. 2048).")] = 128,
     seed: Annotated[int, typer.Option(help="Same seed, same scenes.")] = 0,
+    kind: Annotated[
+        str, typer.Option(help="scenes (label maps and photos) | field (measured fields).")
+    ] = "scenes",
+    file_format: Annotated[
+        str, typer.Option("--format", help="Fields: npy | fits (needs p2phd[fits]).")
+    ] = "npy",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Make procedural street scenes: label, instance and photo maps, and car styles.
+    """Make procedural street scenes (label, instance and photo maps, car styles), or
+    pairs of measured fields (--kind field: a signed field and a known transform of it).
 
     Example: p2phd toy toy_src --train 24 --test 4 --height 64 --width 128
     """
     from p2phd.data.toy import write_toy_dataset
+    from p2phd.data.toy_fields import write_field_toy
+    from p2phd.errors import ConfigError
 
+    if kind not in ("scenes", "field"):
+        raise ConfigError(f"--kind {kind}: use scenes or field")
+    write = write_field_toy if kind == "field" else write_toy_dataset
+    extra = {"file_format": file_format} if kind == "field" else {}
+    noun = "fields" if kind == "field" else "scenes"
     with progress_bar(quiet) as bar:
-        task = bar.add_task("toy scenes", total=train + test)
-        summary = write_toy_dataset(
+        task = bar.add_task(f"toy {noun}", total=train + test)
+        summary = write(
             out,
             n_train=train,
             n_test=test,
@@ -50,11 +64,12 @@ def toy(
             width=width,
             seed=seed,
             progress=lambda: bar.advance(task),
+            **extra,
         )
     if as_json:
         emit_json(summary)
     elif not quiet:
-        err.print(f"wrote {train} training and {test} test scenes to {out}")
+        err.print(f"wrote {train} training and {test} test {noun} to {out}")
 
 
 @app.command()
@@ -105,6 +120,50 @@ def prep(
             "cityscapes for its own colours.",
         ),
     ] = None,
+    in_range: Annotated[
+        str | None,
+        typer.Option(
+            "--in-range",
+            metavar="MIN,MAX",
+            help="Measured fields: the inputs' saturation limits in physical units, or "
+            "percentiles of the data (p1,p99); default the data's min,max.",
+        ),
+    ] = None,
+    out_range: Annotated[
+        str | None,
+        typer.Option("--out-range", metavar="MIN,MAX", help="The targets' limits, as --in-range."),
+    ] = None,
+    in_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--in-scale", help="linear | log | asinh: the inputs' scale before the limits."
+        ),
+    ] = None,
+    out_scale: Annotated[
+        str | None, typer.Option("--out-scale", help="linear | log | asinh, for the targets.")
+    ] = None,
+    in_units: Annotated[
+        str | None, typer.Option("--in-units", help="Measured fields: the inputs' units (G, HU).")
+    ] = None,
+    out_units: Annotated[
+        str | None, typer.Option("--out-units", help="Measured fields: the targets' units.")
+    ] = None,
+    fill: Annotated[
+        float | None,
+        typer.Option(help="Measured fields: replace NaN and inf by this value (else refused)."),
+    ] = None,
+    input_nc: Annotated[
+        int | None, typer.Option("--input-nc", help="Measured fields: the inputs' channels.")
+    ] = None,
+    output_nc: Annotated[
+        int | None, typer.Option("--output-nc", help="Measured fields: the targets' channels.")
+    ] = None,
+    field: Annotated[
+        bool | None,
+        typer.Option(
+            "--field", help="Read *_A/*_B as measured fields (auto for .npy, FITS, 16-bit)."
+        ),
+    ] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -113,7 +172,7 @@ def prep(
 
     Example: p2phd prep ~/cityscapes data/cityscapes --width 2048
     """
-    from p2phd.config import PrepConfig
+    from p2phd.config import FieldRange, PrepConfig
     from p2phd.data.names import read_class_names
     from p2phd.data.palette import load_palette
     from p2phd.data.prep import prepare_dataset
@@ -130,6 +189,16 @@ def prep(
             layout=layout,
             coco_instances=tuple(map(str, coco_instances)) if coco_instances else None,
             palette=load_palette(palette) if palette else None,
+            in_range=FieldRange.parse(in_range, "--in-range") if in_range else None,
+            out_range=FieldRange.parse(out_range, "--out-range") if out_range else None,
+            in_scale=in_scale,
+            out_scale=out_scale,
+            in_units=in_units,
+            out_units=out_units,
+            fill=fill,
+            input_nc=input_nc,
+            output_nc=output_nc,
+            field=field,
         )
     )
     with progress_bar(quiet) as bar:

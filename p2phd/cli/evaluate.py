@@ -81,6 +81,10 @@ def evaluate(
     seed: Annotated[int, Opt(help="KID's subsets.")] = 0,
     width: Annotated[int | None, Opt(help="Synthesize at this width (default: the run's).")] = None,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
+    bin_size: Annotated[
+        int | None,
+        Opt("--bin", help="Measured fields: also score on N x N binned means (solar papers)."),
+    ] = None,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
@@ -141,8 +145,30 @@ def evaluate(
             if run is None or data is None:
                 raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")
             folder = out or run / f"eval-{split}"
+            opened = Run.open(run, checkpoint)
+            if opened.net.fields is not None:
+                from p2phd.eval.field_eval import evaluate_field_run
+
+                fields = evaluate_field_run(
+                    opened,
+                    data,
+                    folder,
+                    split=split,
+                    width=width,
+                    bin_size=bin_size,
+                    device=devices,
+                    progress=progress,
+                )
+                if as_json:
+                    emit_json(fields.to_dict())
+                elif not quiet:
+                    _print_fields(fields.scores.rows(), fields.scores.count, fields.scores.notes)
+                    err.print(f"eval.json and index.html in {fields.out}")
+                return
+            if bin_size is not None:
+                raise ConfigError("--bin: bins measured fields; this run renders images")
             report = evaluate_run(
-                Run.open(run, checkpoint),
+                opened,
                 data,
                 folder,
                 split=split,
@@ -156,6 +182,15 @@ def evaluate(
     elif not quiet:
         _print(report.scores)
         err.print(f"eval.json and index.html in {report.out}")
+
+
+def _print_fields(rows: list[tuple[str, str]], count: int, notes: list[str]) -> None:
+    table = Table("score", "value", title=f"{count} fields", title_justify="left")
+    for name, value in rows:
+        table.add_row(name, value)
+    err.print(table)
+    for note in notes:
+        err.print(f"note: {note}")
 
 
 def _print(s: Scores) -> None:

@@ -78,12 +78,17 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("gan_mode", "lsgan | bce | hinge."),
         Flag("lambda_feat", "Weight of feature matching and of the VGG loss."),
         Flag("ganfeat_loss", "Discriminator feature matching.", "GLI", "--ganfeat-loss"),
-        Flag("vgg_loss", "VGG19 perceptual loss (needs the VGG19 weights).", "GLI"),
+        Flag(
+            "vgg_loss", "VGG19 perceptual loss (default: on; off for fields).", "GLI", None, False
+        ),
     ],
     "data": [
         Flag("load_width", "Resize the training images to this width."),
         Flag("crop_size", "Random square crop."),
-        Flag("flip", "Random horizontal flip."),
+        Flag(
+            "flip", "Random horizontal flip (default off for measured fields).", "GL", None, False
+        ),
+        Flag("rotate", "Measured fields: random rotation within +-DEG degrees."),
     ],
     "optim": [
         Flag("lr", "Adam learning rate."),
@@ -117,7 +122,7 @@ FLAGS: dict[str, list[Flag]] = {
 }
 # Config fields that are not options: the DATA argument, and facts read from the data and
 # from the VGG weights file.
-NOT_OPTIONS = {"run": {"data_root"}, "net": {"class_names"}, "loss": {"vgg_sha256"}}
+NOT_OPTIONS = {"run": {"data_root"}, "net": {"class_names", "fields"}, "loss": {"vgg_sha256"}}
 
 
 def flags_for(command: str) -> list[tuple[str, Flag]]:

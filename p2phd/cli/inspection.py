@@ -86,6 +86,8 @@ def _run(r: dict[str, Any]) -> None:
         f"data: {r['data']['root'] or '(imported)'}, label_nc {r['data']['label_nc']}, "
         f"{'instance maps' if r['data']['instance'] else 'no instance maps'}, trained at {size}",
     ]
+    if r["data"]["fields"]:
+        lines += _field_lines(r["data"]["fields"])
     if r["features"]:
         f = r["features"]
         lines.append(f"features: {f['feat_num']} per {f['pool']}")
@@ -106,12 +108,19 @@ def _run(r: dict[str, Any]) -> None:
     out.print(table)
 
 
+def _field_lines(fields: dict[str, Any]) -> list[str]:
+    return [f"measured fields: {side} {fields['described'][side]}" for side in ("input", "output")]
+
+
 def _data(r: dict[str, Any]) -> None:
     out.print(
         f"{r['path']}: {r['dataset'] or 'dataset'} ({r['source_layout']} layout), "
         f"label_nc {r['label_nc']}, "
         f"{'instance maps' if r['instance'] else 'no instance maps'}"
     )
+    if r["fields"]:
+        for line in _field_lines(r["fields"]):
+            out.print(line)
     for split, s in r["splits"].items():
         sizes = ", ".join("x".join(map(str, z)) for z in s["sizes"])
         out.print(f"{split}: {s['items']} items ({sizes}){'' if s['photos'] else ', no photos'}")

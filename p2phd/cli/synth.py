@@ -126,4 +126,4 @@ def synthesize(
     elif not quiet:
         for note in report.notes:
             err.print(f"note: {note}")
-        err.print(f"wrote {len(report.images)} images to {report.out}; open {report.index}")
+        err.print(f"wrote {len(report.images)} {report.noun} to {report.out}; open {report.index}")

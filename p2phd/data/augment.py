@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from p2phd.data.fields import resize_field
 from p2phd.data.io import resize_ids, resize_rgb
 from p2phd.errors import ConfigError
 
@@ -38,6 +41,7 @@ class AugmentParams:
     height: int
     crop: tuple[int, int, int, int] | None  # x, y, width, height
     flip: bool
+    angle: float = 0.0  # degrees, counter-clockwise (measured fields' --rotate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class Augment:
     crop_size: int | None
     flip: bool
     multiple: int
+    rotate: float = 0.0  # a random angle in [-rotate, rotate] degrees (measured fields)
 
     def load_size(self, width: int, height: int) -> tuple[int, int]:
         """Size after the load resize: `load_width` wide, height rounded to the multiple."""
@@ -67,7 +72,8 @@ class Augment:
                 )
             crop = (int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1)), c, c)
         flip = bool(self.flip and rng.random() < 0.5)
-        return AugmentParams(w, h, crop, flip)
+        angle = float(rng.uniform(-self.rotate, self.rotate)) if self.rotate else 0.0
+        return AugmentParams(w, h, crop, flip, angle)
 
 
 def apply_ids(params: AugmentParams, ids: np.ndarray) -> np.ndarray:
@@ -78,6 +84,33 @@ def apply_ids(params: AugmentParams, ids: np.ndarray) -> np.ndarray:
 def apply_rgb(params: AugmentParams, image: np.ndarray) -> np.ndarray:
     """Resize (bicubic), crop and flip an `[H, W, 3]` uint8 photo."""
     return _crop_flip(params, resize_rgb(image, params.width, params.height))
+
+
+def apply_field(params: AugmentParams, values: np.ndarray, fill: float) -> np.ndarray:
+    """Resize (area shrinking, bilinear enlarging), rotate (bilinear; corners brought in
+    take `fill`), crop and flip a `[C, H, W]` float field."""
+    resized = resize_field(values, params.width, params.height)
+    if params.angle:
+        resized = rotate_field(resized, params.angle, fill)
+    c = params.crop
+    cropped = resized if c is None else resized[:, c[1] : c[1] + c[3], c[0] : c[0] + c[2]]
+    if params.flip:
+        cropped = cropped[:, :, ::-1]
+    return np.ascontiguousarray(cropped, dtype=np.float32)
+
+
+def rotate_field(values: np.ndarray, degrees: float, fill: float) -> np.ndarray:
+    """`[C, H, W]` turned `degrees` counter-clockwise about its centre, in pixel space
+    (not stretched by the aspect ratio), bilinear; where no source pixel is, `fill`."""
+    _, h, w = values.shape
+    a = np.deg2rad(degrees)
+    cos, sin = float(np.cos(a)), float(np.sin(a))
+    # affine_grid works in [-1, 1] per axis: undo the aspect ratio around the rotation
+    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]])[None]
+    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None] - fill
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    turned = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (turned[0] + fill).numpy()
 
 
 def _crop_flip(params: AugmentParams, array: np.ndarray) -> np.ndarray:

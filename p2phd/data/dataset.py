@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from p2phd.config import NetConfig
-from p2phd.data.augment import Augment, apply_ids, apply_rgb
+from p2phd.data.augment import Augment, AugmentParams, apply_field, apply_ids, apply_rgb
+from p2phd.data.fields import read_npy, zero_of
 from p2phd.data.io import check_ids, read_id_map, read_rgb, to_channels
 from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError, DatasetError
@@ -59,7 +61,8 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         return len(self.items)
 
     def path(self, kind: str, index: int) -> Path:
-        return self.root / self.split / kind / f"{self.items[index].key}.png"
+        suffix = ".npy" if self.manifest.kind == "field" else ".png"
+        return self.root / self.split / kind / f"{self.items[index].key}{suffix}"
 
     def sample_sizes(self) -> set[tuple[int, int]]:
         """The distinct (width, height) of the samples after the load resize and the crop."""
@@ -73,6 +76,8 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         rng = np.random.default_rng([self.seed, epoch, index])
         params = self.augment.draw(rng, item.width, item.height)
         sample: dict[str, Any] = {"index": index}
+        if self.manifest.fields is not None:
+            return {**sample, **self._fields(params, index)}
         if self.label_nc == 0:
             photo = to_channels(
                 apply_rgb(params, read_rgb(self.path("input", index))), self.input_nc
@@ -91,11 +96,43 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         sample["image"] = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         return sample
 
+    def _fields(self, params: AugmentParams, index: int) -> dict[str, Tensor]:
+        """Input and target as float32 `[C, H, W]` in [-1, 1], augmented alike."""
+        assert self.manifest.fields is not None
+        out = {}
+        for key, folder, scale in (
+            ("label", "input", self.manifest.fields.input),
+            ("image", "img", self.manifest.fields.output),
+        ):
+            path = self.path(folder, index)
+            values = read_npy(path)
+            expected = (scale.channels, self.items[index].height, self.items[index].width)
+            if values.shape != expected or values.dtype != np.float32:
+                raise DatasetError(
+                    f"{path}: holds {values.dtype} {tuple(values.shape)}, not the float32 "
+                    f"{expected} dataset.json says; prep the dataset again"
+                )
+            out[key] = torch.from_numpy(apply_field(params, values, zero_of(scale)))
+        return out
+
 
 def check_fits(dataset: PreppedDataset, net: NetConfig) -> None:
     """The data feeds the nets of `net`: no class beyond theirs, instance maps where they
     take them, and sizes they keep (multiples of `net.size_multiple` after the load resize)."""
     root, prepped = dataset.root, dataset.label_nc
+    fields = dataset.manifest.fields
+    if (net.fields is None) != (fields is None):
+        held = "measured fields" if fields is not None else "images"
+        raise DatasetError(
+            f"{root}: holds {held}, but the run was trained on "
+            f"{'measured fields' if net.fields is not None else 'images'}; use data like "
+            "its training data"
+        )
+    if fields is not None and fields != net.fields:
+        raise DatasetError(
+            f"{root}: maps its values to [-1, 1] otherwise than the run's data ({fields} "
+            f"!= {net.fields}); prep it with the run's --in-range/--out-range and scales"
+        )
     if (net.label_nc == 0) != (prepped == 0):
         kinds = {True: "RGB input images (label_nc 0)", False: "label maps"}
         raise DatasetError(

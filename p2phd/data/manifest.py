@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from p2phd.config import FieldSpec
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.jsonfile import read_typed
 
@@ -59,11 +60,23 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class FieldStats:
+    """What prep measured on one side of a field dataset: the values' range (after --fill)
+    and how many values the saturation limits clipped."""
+
+    low: float
+    high: float
+    clipped: int = 0  # values outside the saturation limits
+    filled: int = 0  # NaN and inf values --fill replaced
+    values: int = 0  # values written (after resizing): what `clipped` is counted among
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What a prepped dataset holds: its classes, its instance maps and its items per split."""
 
-    kind: Literal["labels", "rgb"]
-    label_nc: int  # 0 for RGB inputs
+    kind: Literal["labels", "rgb", "field"]
+    label_nc: int  # 0 for RGB inputs and measured fields
     instance: bool
     multiple: int  # every size is a multiple of this
     splits: dict[str, ManifestSplit]
@@ -76,10 +89,14 @@ class Manifest:
     source: str = ""
     source_layout: str = ""
     skipped: tuple[Skipped, ...] = field(default=())
+    fields: FieldSpec | None = None  # measured fields: how each side maps to [-1, 1]
+    field_stats: dict[str, FieldStats] = field(default_factory=dict)  # "input", "output"
 
     def __post_init__(self) -> None:
-        if self.label_nc < 0 or (self.kind == "rgb") != (self.label_nc == 0):
+        if self.label_nc < 0 or (self.kind != "labels") != (self.label_nc == 0):
             raise ConfigError(f"label_nc: {self.label_nc} does not fit kind {self.kind!r}")
+        if (self.kind == "field") != (self.fields is not None):
+            raise ConfigError(f"fields: a {self.kind!r} dataset has them only for 'field'")
         if self.multiple < 1 or self.class_divisor < 1:
             raise ConfigError("multiple and class_divisor must be whole numbers >= 1")
         if self.class_names and len(self.class_names) != self.label_nc:

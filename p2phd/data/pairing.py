@@ -19,6 +19,8 @@ from p2phd.errors import DatasetError
 
 SPLITS = ("train", "test")
 NOUN = {"label": "label map", "input": "input photo", "inst": "instance map", "img": "photo"}
+ARRAY_SUFFIXES = (".npy", ".fits", ".fit", ".fts")  # measured fields (data/fields.py)
+SOURCE_SUFFIXES = (*IMAGE_SUFFIXES, *ARRAY_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Split:
     has_images: bool
 
 
-SourceKind = Literal["labels", "rgb"]  # label maps, or RGB input photos (label_nc 0)
+SourceKind = Literal["labels", "rgb", "field"]  # label maps, RGB photos, measured fields
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Role:
             if any(part.startswith(".") for part in rel.parts) or not path.is_file():
                 continue  # hidden files: macOS "._x.png" forks, editors' and our temp files
             if self.suffix is None:
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                if path.suffix.lower() not in SOURCE_SUFFIXES:
                     continue
                 key = name_key(rel.as_posix())
             elif path.name.endswith(self.suffix):
@@ -132,7 +134,7 @@ def pair_all(
     for split, found in splits.items():
         if not found.items and not found.bad:
             role = roles[split][0]
-            wanted = f"*{role.suffix}" if role.suffix else ", ".join(IMAGE_SUFFIXES)
+            wanted = f"*{role.suffix}" if role.suffix else ", ".join(SOURCE_SUFFIXES)
             raise DatasetError(
                 f"{role.folder}/: no images found (looked for {wanted}); add the source files "
                 "or remove the folder"

@@ -15,9 +15,10 @@ datasets) and `img/` (photos), one `<key>.png` each.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,10 +29,26 @@ import torch
 
 from p2phd import datasets
 from p2phd.atomic import atomic_dir, write_text
-from p2phd.config import PrepConfig
+from p2phd.config import FieldScale, FieldSpec, PrepConfig
 from p2phd.data import io
 from p2phd.data.augment import scaled_size
-from p2phd.data.manifest import MANIFEST, Manifest, ManifestItem, ManifestSplit, Skipped
+from p2phd.data.field_prep import (
+    FieldJob,
+    field_range,
+    field_spec,
+    first_channels,
+    process_field,
+    sample_size,
+)
+from p2phd.data.fields import describe_scale
+from p2phd.data.manifest import (
+    MANIFEST,
+    FieldStats,
+    Manifest,
+    ManifestItem,
+    ManifestSplit,
+    Skipped,
+)
 from p2phd.data.pairing import SPLITS, Item, Source, SourceKind
 from p2phd.data.palette import Palette
 from p2phd.data.sources import discover, read_item
@@ -68,6 +85,8 @@ class PrepReport:
     counts: dict[str, int]  # items written per split
     skipped: list[dict[str, str]]  # {"split", "key", "reason"}
     sizes: dict[str, list[int]]  # split -> [width, height], for splits of one size only
+    fields: FieldSpec | None = None  # measured fields: each side's scale
+    field_stats: dict[str, FieldStats] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (the `--json` output)."""
@@ -85,15 +104,35 @@ class PrepReport:
             size = " (mixed sizes)"
         if self.kind == "rgb":
             classes = "RGB inputs (label_nc 0)"
+        elif self.fields is not None:
+            classes = "measured fields: " + ", ".join(
+                self._describe_side(name, side, scale)
+                for name, side, scale in (
+                    ("input", "input", self.fields.input),
+                    ("target", "output", self.fields.output),
+                )
+            )
         else:
             known = datasets.get(self.label_nc_from)
             how = f"{known.summary}, " if known else _HOW.get(self.label_nc_from, "")
             classes = f"label_nc {self.label_nc} ({how}max label {self.max_label})"
         inst = "with instance maps" if self.instance else "no instance maps"
+        if self.fields is None:
+            classes += f"; {inst}"
         return (
             f"prepped {counts} items{size} into {self.out}/ from the {self.source_layout} "
-            f"layout; {classes}; {inst}; {len(self.skipped)} skipped"
+            f"layout; {classes}; {len(self.skipped)} skipped"
         )
+
+    def _describe_side(self, name: str, side: str, scale: FieldScale) -> str:
+        """'input 1 channel, linear in [-1000, 1000], 12 values clipped (0.40%)'."""
+        text = f"{name} {describe_scale(scale)}"
+        stats = self.field_stats.get(side)
+        if stats is not None and stats.clipped:
+            text += f", {stats.clipped} values clipped ({stats.clipped / stats.values:.2%})"
+        if stats is not None and stats.filled:
+            text += f", {stats.filled} NaN/inf filled"
+        return text
 
 
 @dataclass(frozen=True)
@@ -127,8 +166,10 @@ def prepare_dataset(
     target = Path(os.path.abspath(out))  # "." and "data/.." have no usable name or sibling
     with atomic_dir(target) as tmp:
         skipped = [{"split": b.split, "key": b.key, "reason": b.reason} for b in bad]
-        kept = _convert(source, tmp, cfg, progress, skipped)
+        kept, fields = _convert(source, tmp, cfg, progress, skipped)
         report = _report(out, cfg, source, kept, skipped, label_nc_from, class_names)
+        field_stats = _field_stats(kept) if fields else {}
+        report = dataclasses.replace(report, fields=fields, field_stats=field_stats)
         if report.kind == "labels" and cfg.label_nc is None and report.label_nc > 256:
             _widen_labels(tmp, kept)
         manifest = Manifest(
@@ -154,18 +195,50 @@ def prepare_dataset(
                 for split, rs in kept.items()
             },
             skipped=tuple(Skipped(**s) for s in skipped),
+            fields=fields,
+            field_stats=field_stats,
         )
         write_text(tmp / MANIFEST, manifest.to_json())
     return report
 
 
+def _check_field_options(cfg: PrepConfig, source: Source) -> None:
+    """The options of measured fields are refused for sources of label maps and photos."""
+    if source.kind == "field":
+        return
+    given = [
+        option
+        for option, value in (
+            ("--field", cfg.field),
+            ("--in-range", cfg.in_range),
+            ("--out-range", cfg.out_range),
+            ("--in-scale", cfg.in_scale != "linear"),
+            ("--out-scale", cfg.out_scale != "linear"),
+            ("--fill", cfg.fill is not None),
+            ("--in-units", cfg.in_units),
+            ("--out-units", cfg.out_units),
+            ("--input-nc", cfg.input_nc is not None),
+            ("--output-nc", cfg.output_nc is not None),
+        )
+        if value
+    ]
+    if given:
+        photos = source.kind == "rgb"
+        hint = ", or pass --field to read its *_A/*_B files as fields" if photos else ""
+        raise DatasetError(
+            f"{given[0]}: {source.root} holds {'photos' if photos else 'label maps'}, no "
+            f"measured fields (.npy, FITS, float or 16-bit TIFF and PNG); drop it{hint}"
+        )
+
+
 def _decide_classes(cfg: PrepConfig, source: Source) -> tuple[PrepConfig, str, tuple[str, ...]]:
     """label_nc and the class names: given (--palette, --class-names, --label-nc), those
     of a known dataset (Cityscapes: 35), or label_nc inferred from the data (then no names)."""
-    if source.kind == "rgb":
+    _check_field_options(cfg, source)
+    if source.kind != "labels":
         if cfg.palette is not None:
-            raise DatasetError(f"--palette: {source.root} holds RGB inputs (--label-nc 0)")
-        return cfg, "rgb", ()
+            raise DatasetError(f"--palette: {source.root} holds no label maps (*_A/ inputs)")
+        return cfg, source.kind, ()
     if cfg.palette is not None:
         palette = cfg.palette
         if cfg.class_names:
@@ -211,11 +284,14 @@ def _convert(
     cfg: PrepConfig,
     progress: Progress | None,
     skipped: list[dict[str, str]],
-) -> dict[str, list[dict[str, Any]]]:
-    """Convert every paired item into `tmp`; split -> results of the kept items.
+) -> tuple[dict[str, list[dict[str, Any]]], FieldSpec | None]:
+    """Convert every paired item into `tmp`; split -> results of the kept items (and, for
+    measured fields, their scales).
 
     Bad items are appended to `skipped` (only reached with `cfg.skip_bad`).
     """
+    if source.kind == "field":
+        return _convert_fields(source, tmp, cfg, progress, skipped)
     label_dtype = None
     if cfg.label_nc is not None and source.kind == "labels":
         label_dtype = "uint8" if cfg.label_nc <= 256 else "uint16"
@@ -224,11 +300,52 @@ def _convert(
         for split in source.splits.values()
         for item in split.items
     ]
-    kept: dict[str, list[dict[str, Any]]] = {split: [] for split in source.splits}
     try:
         results = _run(jobs, cfg.workers, cfg.skip_bad, progress)
     except LabelRangeError as first:
         raise DatasetError(f"{first}, {_label_nc_advice(source, jobs, cfg.workers)}") from None
+    return _keep(source, jobs, results, skipped), None
+
+
+def _convert_fields(
+    source: Source,
+    tmp: Path,
+    cfg: PrepConfig,
+    progress: Progress | None,
+    skipped: list[dict[str, str]],
+) -> tuple[dict[str, list[dict[str, Any]]], FieldSpec]:
+    """Measured fields (data/field_prep.py): a range pass where a side declares no range,
+    then the conversion; returns the kept items and the two sides' scales."""
+    channels = {"input": cfg.input_nc, "output": cfg.output_nc}
+    jobs = [
+        FieldJob(item, tmp, cfg.width, cfg.multiple, None, cfg.fill, channels)
+        for split in source.splits.values()
+        for item in split.items
+    ]
+    ranges: list[dict[str, Any]] = []
+    declared = (cfg.in_range, cfg.out_range)
+    if any(r is None or r.percent for r in declared):
+        sample = sample_size(len(jobs)) if any(r and r.percent for r in declared) else 0
+        passes = [dataclasses.replace(job, sample=sample) for job in jobs]
+        bar = progress
+        first = (lambda done, total: bar(done, 2 * total)) if bar else None
+        ranges = _run(passes, cfg.workers, cfg.skip_bad, first, field_range)
+        progress = (lambda done, total: bar(total + done, 2 * total)) if bar else None
+    found = [r for r in ranges if "error" not in r]
+    spec = field_spec(cfg, found, first_channels(jobs))
+    jobs = [dataclasses.replace(job, spec=spec) for job in jobs]
+    results = _run(jobs, cfg.workers, cfg.skip_bad, progress, process_field)
+    return _keep(source, jobs, results, skipped), spec
+
+
+def _keep(
+    source: Source,
+    jobs: list[Any],
+    results: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Split -> the results of the kept items; bad ones go to `skipped`."""
+    kept: dict[str, list[dict[str, Any]]] = {split: [] for split in source.splits}
     for job, result in zip(jobs, results, strict=True):
         if "error" in result:
             skipped.append(
@@ -257,7 +374,7 @@ def _report(
     """Summarise the kept items; label_nc is inferred here when nothing else decided it."""
     labels = [r["max_label"] for rs in kept.values() for r in rs if r["max_label"] is not None]
     max_label = max(labels, default=None)
-    if source.kind == "rgb":
+    if source.kind != "labels":
         label_nc = 0
     else:
         label_nc = cfg.label_nc if cfg.label_nc is not None else int(max_label or 0) + 1
@@ -294,7 +411,11 @@ def _unlabeled(source: Source) -> int | None:
 
 
 def _run(
-    jobs: list[_Job], workers: int, skip_bad: bool, progress: Progress | None
+    jobs: Sequence[Any],
+    workers: int,
+    skip_bad: bool,
+    progress: Progress | None,
+    work: Callable[[Any], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Process every job; without `skip_bad`, stop at the first bad item in job order."""
     total = len(jobs)
@@ -302,7 +423,7 @@ def _run(
         progress(0, total)
     results: list[dict[str, Any] | None] = [None] * total
     first_bad, done = total, 0
-    outcomes = _outcomes(jobs, workers)
+    outcomes = _outcomes(jobs, workers, work)
     try:
         for index, result in outcomes:
             results[index] = result
@@ -344,7 +465,7 @@ def _largest_label(job: _Job) -> int:
 
 
 def _outcomes(
-    jobs: list[_Job], workers: int, work: Callable[[_Job], Any] | None = None
+    jobs: Sequence[Any], workers: int, work: Callable[[Any], Any] | None = None
 ) -> Generator[tuple[int, Any], None, None]:
     """(index, result) pairs of `work` (default: `_process`) as jobs finish, in this process
     or in a pool (workers 0: one per CPU core, and this process alone below `FEW_ITEMS`,
@@ -402,6 +523,22 @@ def _process(job: _Job) -> dict[str, Any]:
                 io.write_png(base / "boundary" / f"{item.name}.png", edge.astype(np.uint8) * 255)
         io.write_png(path, written)
     return {"key": item.name, "width": width, "height": height, "max_label": max_label}
+
+
+def _field_stats(kept: dict[str, list[dict[str, Any]]]) -> dict[str, FieldStats]:
+    """Each side's measured range, clipped and filled counts over the kept items."""
+    stats = {}
+    for side in ("input", "output"):
+        rows = [r for rs in kept.values() for r in rs if f"range_{side}" in r]
+        if rows:
+            stats[side] = FieldStats(
+                low=min(r[f"range_{side}"][0] for r in rows),
+                high=max(r[f"range_{side}"][1] for r in rows),
+                clipped=sum(r[f"clipped_{side}"] for r in rows),
+                values=sum(r[f"values_{side}"] for r in rows),
+                filled=sum(r[f"filled_{side}"] for r in rows),
+            )
+    return stats
 
 
 def _widen_labels(tmp: Path, kept: dict[str, list[dict[str, Any]]]) -> None:

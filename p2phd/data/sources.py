@@ -64,7 +64,8 @@ def discover(src: Path, cfg: PrepConfig) -> Source:
         layout = found[0]
     elif layout not in found and not _holds(src, layout):
         raise DatasetError(f"{src}: not in the {layout} layout; {_expected()}")
-    if layout != "reference" and label_nc == 0:
+    known = datasets.get(layout)
+    if layout != "reference" and label_nc == 0 and (known is None or known.classes):
         raise DatasetError(f"{src}: {layout} has label maps; drop --label-nc 0")
     if cfg.palette is not None and layout != "reference":
         raise DatasetError(
@@ -76,12 +77,23 @@ def discover(src: Path, cfg: PrepConfig) -> Source:
             f"--coco-instances: {src} is in the {layout} layout; COCO's instance annotations "
             "go with COCO-Stuff's label maps (--layout coco-stuff)"
         )
-    known = datasets.get(layout)
     if known is not None and known.discover is not None:
         source = known.discover(src, cfg)
         return dataclasses.replace(source, dataset=known.name, classes=known.classes)
     kind = _reference_kind(src, label_nc)
-    return _identify(pair_all(src, "reference", kind, _reference_roles(src, kind)))
+    source = _identify(pair_all(src, "reference", kind, _reference_roles(src, kind)))
+    if kind == "rgb" and (cfg.field or _holds_fields(source)):
+        source = dataclasses.replace(source, kind="field")
+    return source
+
+
+def _holds_fields(source: Source) -> bool:
+    """RGB inputs are photos unless their files are measurements (.npy, FITS, float or
+    16-bit TIFF and PNG): the first input file decides."""
+    from p2phd.data.fields import is_field_file
+
+    first = next((i for s in source.splits.values() for i in s.items), None)
+    return first is not None and is_field_file(first.files["input"])
 
 
 def detect_layouts(src: Path) -> list[str]:

@@ -53,7 +53,8 @@ class Editor:
         random clusters, seed 0), so the editor opens a map as synthesize renders it."""
         self.synth, self.net, self.run = synth, synth.net, synth.run.root
         if self.net.label_nc == 0:
-            raise ConfigError(f"{self.run}: takes RGB input images; the editor edits label maps")
+            takes = "measured fields" if self.net.fields is not None else "RGB input images"
+            raise ConfigError(f"{self.run}: takes {takes}; the editor edits label maps")
         trained = synth.run.train_size
         self.width = width if width is not None else (trained[0] if trained else None)
         self.spec = spec or StyleSpec()

@@ -19,7 +19,9 @@ cluster=I`); -1, a region id >= R, or a class without clusters give the class's 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from p2phd.atomic import atomic_path
-from p2phd.config import NetConfig
+from p2phd.config import FieldSpec, NetConfig
 from p2phd.errors import ConfigError
 from p2phd.ops import encode_input
 from p2phd.synth.bank import FeatureBank
@@ -148,8 +150,21 @@ def export_onnx(
         )
         assert program is not None
         program.save(str(tmp))
+        if net.fields is not None:
+            _record_fields(tmp, net.fields)
     image = ["N", str(net.output_nc), "H", "W"]
     return ExportReport(Path(out), dict(zip(names, shapes, strict=True)), {"image": image})
+
+
+def _record_fields(path: Path, fields: FieldSpec) -> None:
+    """A measured-field run's mapping in the model's metadata (`p2phd.fields`, JSON): the
+    graph takes and gives values in [-1, 1], and this says which physical values they are."""
+    import onnx
+
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "p2phd.fields", json.dumps(dataclasses.asdict(fields))
+    onnx.save(model, str(path))
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from p2phd.data.dataset import size_batches
 from p2phd.data.io import write_image
 from p2phd.errors import ConfigError
 from p2phd.synth.edits import parse_relabel, parse_relabel_instance
+from p2phd.synth.field_synth import render_fields
 from p2phd.synth.inputs import Input, SynthItem, collect_items, read_input, size_notes, target_size
 from p2phd.synth.pipeline import Writers, ordered_map
 from p2phd.synth.run import Run
@@ -124,6 +125,7 @@ class SynthReport:
     notes: list[str] = field(default_factory=list)  # what the user should know, said once
     unedited: list[str] = field(default_factory=list)  # keys lacking a --relabel-instance id
     stale: list[str] = field(default_factory=list)  # images in `out` from an earlier run
+    noun: str = "images"  # what was written: images, or measured fields
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +203,8 @@ def synthesize(
     opts = options or SynthOptions()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
+    if synth.net.fields is not None:
+        return _fields(synth, inputs, out, inst, opts, progress)
     steps = plan(synth, inputs, inst, opts)
     earlier = image_files(out)
     make_dirs(out)
@@ -223,6 +227,22 @@ def synthesize(
     index = write_page(out, f"p2phd synthesize: {synth.run.root}", rows, synth.net, opts)
     images = [str(out / name) for key in sorted(rows) for name, _ in rows[key]]
     return SynthReport(out, index, images, notes, unedited, stale)
+
+
+def _fields(
+    synth: Synthesizer,
+    inputs: Sequence[Path],
+    out: Path,
+    inst: Sequence[Path],
+    opts: SynthOptions,
+    progress: Callable[[int, int], None] | None,
+) -> SynthReport:
+    """A run on measured fields: physical units in and out (synth/field_synth.py)."""
+    check_options(synth.net, opts)
+    if inst:
+        raise ConfigError("--inst: this run takes measured fields, not label and instance maps")
+    images, index = render_fields(synth, inputs, out, opts.width, opts.batch_size, progress)
+    return SynthReport(out, index, images, noun="fields")
 
 
 def image_files(out: Path) -> set[str]:

@@ -107,6 +107,37 @@ class Synthesizer:
             fake = self._generator()(encode_input(label, inst, feature_map, label_nc=net.label_nc))
         return [to_uint8(image) for image in fake]
 
+    def render_unit(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One forward pass over measured fields of one size: `[C, H, W]` float32 in
+        [-1, 1] in, G's `[C', H, W]` float32 in [-1, 1] out (the run maps the units)."""
+        x = torch.stack([torch.from_numpy(np.ascontiguousarray(v)) for v in values])
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            fake = self._generator()(x.to(self.device).float())
+        return [image.float().clamp(-1, 1).cpu().numpy() for image in fake]
+
+    def field(self, values: np.ndarray, *, width: int | None = None) -> np.ndarray:
+        """Render one measured field given in physical units (`[H, W]` or `[C, H, W]`), as
+        `p2phd synthesize` renders a file: the output in physical units, `[C', H, W]`
+        float64 at the input's own size."""
+        from p2phd.data.fields import check_finite, normalise, physical, resize_field
+
+        spec = self.net.fields
+        if spec is None:
+            raise ConfigError(f"{self.run.root}: was trained on images; pass a label map")
+        array = np.asarray(values, dtype=np.float64)
+        array = array[None] if array.ndim == 2 else array
+        if array.ndim != 3 or len(array) != spec.input.channels:
+            raise DatasetError(
+                f"values: expected [H, W] or [{spec.input.channels}, H, W], got "
+                f"{list(np.shape(values))}"
+            )
+        array, _ = check_finite(Path("<values>"), array, spec.fill)
+        _, h, w = array.shape
+        size = fit_size(w, h, self.net, width, Path("<values>"))
+        unit, _ = normalise(spec.input, resize_field(array, *size))
+        out = self.render_unit([unit])[0]
+        return resize_field(physical(spec.output, out), w, h)
+
     def __call__(
         self,
         label: np.ndarray,
@@ -130,6 +161,8 @@ class Synthesizer:
         a multiple of the run's 2^downsamplings); `key` seeds the random styles as a file's
         name does. Returns the image `[H', W', C]` uint8 (`[H', W']` for grey)."""
         net = self.net
+        if net.fields is not None:
+            return self.field(label, width=width)
         where = Path(f"<{key}>")
         label = _id_array(label, "label", rgb=net.label_nc == 0)
         if net.instance and inst is None:

@@ -145,11 +145,15 @@ def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
     """`label_nc`, `instance`, the class divisor and the class names default to the prepped
     dataset's."""
     manifest = read_manifest(Path(data_root))
-    dataset = {
+    dataset: dict[str, Any] = {
         "label_nc": manifest.label_nc,
         "instance": manifest.instance,
         "class_divisor": manifest.class_divisor,
     }
+    if manifest.fields is not None:  # the run maps values as its data does
+        dataset["fields"] = manifest.fields
+        dataset["input_nc"] = manifest.fields.input.channels
+        dataset["output_nc"] = manifest.fields.output.channels
     net = {**dataset, **net}
     if "class_names" not in net:  # the data's names name the data's classes
         same = net["label_nc"] == manifest.label_nc
@@ -159,15 +163,29 @@ def _with_dataset(net: dict[str, Any], data_root: Path) -> dict[str, Any]:
 
 def _config(stage: Stage, net: dict[str, Any], data_root: Path, flags: Flags) -> TrainConfig:
     run = RunOptions(data_root=str(data_root), **flags.get("run", {}))
-    loss, run = _with_vgg(LossConfig(**flags.get("loss", {})), run, None)
+    losses = flags.get("loss", {})
+    if net.get("fields") is not None:  # VGG19 knows photos, not measurements: off unless asked
+        losses = {"vgg_loss": False, **losses}
+    loss, run = _with_vgg(LossConfig(**losses), run, None)
     return TrainConfig(
         stage=stage,
         net=NetConfig(**net),
         loss=loss,
-        data=DataConfig(**flags.get("data", {})),
+        data=_data(flags.get("data", {}), data_root),
         optim=OptimConfig(**flags.get("optim", {})),
         run=run,
     )
+
+
+def _data(given: dict[str, Any], data_root: Path) -> DataConfig:
+    """The augmentation: flips off by default for measured fields (a magnetogram's sign and
+    handedness are its content), and rotation for them only."""
+    fields = read_manifest(Path(data_root)).kind == "field"
+    if not fields and given.get("rotate"):
+        raise ConfigError(
+            f"--rotate: {data_root} holds no measured fields; rotation is for them only"
+        )
+    return DataConfig(**{"flip": not fields, **given})
 
 
 def _local(data_root: Path, global_run: Path, flags: Flags) -> TrainConfig:

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from p2phd.checkpoint import RunDir
-from p2phd.config import TrainConfig
+from p2phd.config import FieldSpec, TrainConfig
 from p2phd.data.io import write_png
+from p2phd.field_view import field_pictures, with_bar
 from p2phd.ops import unit_image
 from p2phd.visual import (
     colorize,
@@ -31,13 +33,18 @@ def write_sample(
     index.html: the loss curves so far (from log.jsonl), the run's options, every grid."""
     label_nc = cfg.net.label_nc
     label = batch["label"][0]
-    shown = (
-        to_uint8(unit_image(label))
-        if label_nc == 0
-        else colorize(label.numpy().astype("int64"), label_nc)
-    )
-    real = to_uint8(unit_image(batch["image"][0]))
-    grid = hstack([shown, to_uint8(fake[0]), real])
+    if cfg.net.fields is not None:
+        grid = field_grid(label, fake[0], batch["image"][0], cfg.net.fields)
+        caption = "input | synthesized | target, in physical units"
+    else:
+        shown = (
+            to_uint8(unit_image(label))
+            if label_nc == 0
+            else colorize(label.numpy().astype("int64"), label_nc)
+        )
+        real = to_uint8(unit_image(batch["image"][0]))
+        grid = hstack([shown, to_uint8(fake[0]), real])
+        caption = "label | synthesized | real"
     folder = run.samples
     path = folder / f"step-{step:07d}.png"
     write_png(path, grid)
@@ -45,9 +52,21 @@ def write_sample(
     options = {k: v for k, v in cfg.to_dict().items() if isinstance(v, dict)}
     extra = "<h2>losses</h2>" + loss_curves_svg(read_log(run.log)) + options_table(options)
     legend = legend_entries(label_nc, cfg.net.class_names) if label_nc else None
-    rows = [(name.removesuffix(".png"), [(name, "label | synthesized | real")]) for name in names]
+    rows = [(name.removesuffix(".png"), [(name, caption)]) for name in names]
     write_index(folder, f"training samples: {run.root}", rows, legend=legend, extra_html=extra)
     return path
+
+
+def field_grid(inputs: Tensor, fake: Tensor, real: Tensor, spec: FieldSpec) -> np.ndarray:
+    """Input | synthesized | target of a measured field, each channel in its side's colour
+    map, a colour bar after each side."""
+    numpy = [t.detach().float().cpu().numpy() for t in (inputs, fake, real)]
+    left = with_bar(field_pictures(numpy[0], spec.input), spec.input)
+    right = with_bar(
+        field_pictures(numpy[1], spec.output) + field_pictures(numpy[2], spec.output),
+        spec.output,
+    )
+    return hstack([left, right], gap=12)
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

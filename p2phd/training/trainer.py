@@ -182,7 +182,11 @@ class Trainer:
         self.history = self._history()
         dist.barrier()  # rank 0 has cleaned up after any crash before anyone reads
         augment = Augment(
-            cfg.data.load_width, cfg.data.crop_size, cfg.data.flip, cfg.net.size_multiple
+            cfg.data.load_width,
+            cfg.data.crop_size,
+            cfg.data.flip,
+            cfg.net.size_multiple,
+            cfg.data.rotate,
         )
         net = cfg.net
         self.dataset = PreppedDataset(
