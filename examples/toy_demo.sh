@@ -15,10 +15,14 @@ p2phd() { "$VENV/bin/p2phd" "$@"; }
 # A small G1 (ngf 16, 3 downsamplings, 2 blocks) and D, with the instance-feature encoder E
 # (styles you can pick and edit); the VGG loss needs ImageNet weights (p2phd weights fetch
 # vgg19), which a fresh machine does not have, so it is off here.
+# G's weights are averaged as it trains (--ema-beta 0.999 after step 500), and every 5
+# epochs the test scenes are scored under the toy's oracle segmenter (mIoU); BEST names the
+# best-scored checkpoint (synthesize "$WORK/run@best").
 p2phd train-global "$WORK/data" --run "$WORK/run" --instance-feat \
   --ngf 16 --n-downsample-global 3 --n-blocks-global 2 --ndf 16 --n-layers-d 2 \
   --no-vgg-loss --epochs "$EPOCHS" --decay-epochs "$EPOCHS" \
-  --sample-every 200 --log-every 100 --num-workers 1
+  --sample-every 200 --log-every 100 --num-workers 1 \
+  --eval-every "$(( EPOCHS >= 5 ? 5 : 1 ))" --segmenter "$WORK/src/segmenter.pt2"
 # The style bank: every training instance encoded, each class clustered into up to 4 styles.
 [ -f "$WORK/run/clusters.safetensors" ] || {
   p2phd encode-features "$WORK/run" "$WORK/data" --quiet

@@ -54,6 +54,11 @@ class RunDir:
         return self.checkpoints / "LATEST"
 
     @property
+    def best(self) -> Path:
+        """Names the checkpoint with the best score of --eval-every (training/scoring.py)."""
+        return self.checkpoints / "BEST"
+
+    @property
     def samples(self) -> Path:
         return self.root / "samples"
 
@@ -121,6 +126,10 @@ class Checkpoint:
     def milestone(self) -> bool:
         """Kept by --keep-every: pruning leaves it."""
         return (self.path / KEEP).exists()
+
+    def has_average(self, role: str) -> bool:
+        """Whether the checkpoint holds the moving average of net `role` (`G_ema`)."""
+        return f"{role}_ema.safetensors" in self.state.files
 
     def tensors(self, name: str) -> dict[str, Tensor]:
         """Load `<name>.safetensors`, checking it is the size state.json recorded."""
@@ -243,9 +252,35 @@ def _complete_steps(run: RunDir) -> list[Path]:
 
 
 def _prune(run: RunDir, keep_last: int) -> None:
+    best = read_pointer(run.best)
     for old in _complete_steps(run)[:-keep_last]:
-        if not (old / KEEP).exists():
+        if not (old / KEEP).exists() and old.name != best:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def read_pointer(pointer: Path) -> str | None:
+    """The checkpoint folder name a pointer file (LATEST, BEST) holds, if it holds one."""
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return name if STEP_NAME.fullmatch(name) else None
+
+
+def write_best(run: RunDir, step: int) -> None:
+    """Point BEST at the checkpoint of `step` (atomically; it is never pruned)."""
+    write_text(run.best, run.step_dir(step).name + "\n")
+
+
+def best_checkpoint(run: RunDir) -> Checkpoint:
+    """The checkpoint BEST names, or an error saying how to get one."""
+    name = read_pointer(run.best)
+    if name is None or not (run.checkpoints / name / "state.json").is_file():
+        raise CheckpointError(
+            f"{run.root}: has no BEST checkpoint; train with --eval-every N to score "
+            "checkpoints as they are saved"
+        )
+    return open_checkpoint(run.checkpoints / name)
 
 
 def clean_partial(run: RunDir) -> None:
@@ -307,7 +342,10 @@ def require_checkpoint(run_path: Path) -> Checkpoint:
     return ckpt
 
 
-CHECKPOINT_CHOICES = "latest, a step number (1200) or epoch:N (the last saved in epoch N)"
+CHECKPOINT_CHOICES = (
+    "latest, best (the best scored by --eval-every), a step number (1200) or epoch:N (the "
+    "last saved in epoch N)"
+)
 
 
 def complete_checkpoints(run: RunDir) -> list[Checkpoint]:
@@ -321,11 +359,14 @@ def select_checkpoint(run_path: Path, which: str = "latest") -> Checkpoint:
     number, or `epoch:N`, the newest checkpoint saved during epoch N (counted from 1, as
     the log and inspect count them)."""
     epoch = which.removeprefix("epoch:") if which.startswith("epoch:") else None
-    if which != "latest" and not which.isdigit() and not (epoch and epoch.isdigit()):
+    named = which in ("latest", "best")
+    if not named and not which.isdigit() and not (epoch and epoch.isdigit()):
         raise ConfigError(f"--checkpoint {which}: use {CHECKPOINT_CHOICES}")
     latest = require_checkpoint(run_path)
     if which == "latest":
         return latest
+    if which == "best":
+        return best_checkpoint(RunDir(Path(run_path)))
     run = RunDir(Path(run_path))
     if which.isdigit():
         path = run.step_dir(int(which))
@@ -356,9 +397,12 @@ def load_strict(module: nn.Module, tensors: dict[str, Tensor], where: str) -> No
     module.load_state_dict(tensors, strict=True)
 
 
-def load_net(ckpt: Checkpoint, role: str, device: torch.device) -> nn.Module:
-    """The checkpoint's G, D or E, built from its own config and loaded strictly, in eval
-    mode on `device`: the one way a saved net comes back."""
+def load_net(
+    ckpt: Checkpoint, role: str, device: torch.device, *, averaged: bool = False
+) -> nn.Module:
+    """The checkpoint's G, D or E (with `averaged`, the moving average of G or E), built
+    from its own config and loaded strictly, in eval mode on `device`: the one way a saved
+    net comes back."""
     net = ckpt.config.net
     if role == "E" and not net.use_features:
         raise ConfigError(
@@ -367,5 +411,6 @@ def load_net(ckpt: Checkpoint, role: str, device: torch.device) -> nn.Module:
         )
     build = {"G": build_generator, "D": build_discriminator, "E": build_encoder}[role]
     module = build(net)
-    load_strict(module, ckpt.tensors(role), f"{ckpt.path}/{role}.safetensors")
+    file = f"{role}_ema" if averaged else role
+    load_strict(module, ckpt.tensors(file), f"{ckpt.path}/{file}.safetensors")
     return module.to(device).eval()

@@ -51,6 +51,7 @@ def _check_choices(obj: Any) -> None:
 
 
 FieldScaleKind = Literal["linear", "log", "asinh"]
+BestMetric = Literal["auto", "miou", "fid", "psnr", "cc"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -288,10 +289,14 @@ class OptimConfig:
     seed: int = 0
     fix_global_epochs: int = 10  # local stage: epochs with G1 frozen (the reference's
     #                              niter_fix_global); train-joint continues from there
+    ema_beta: float = 0.999  # a moving average of G's (and E's) weights; 0: none
+    ema_start: int = 500  # steps in which the average copies the weights, before it averages
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "--lr", "must be > 0")
         _require(self.fix_global_epochs >= 1, "--fix-global-epochs", "must be >= 1")
+        _require(0 <= self.ema_beta < 1, "--ema-beta", "must lie in [0, 1) (0: no average)")
+        _require(self.ema_start >= 0, "--ema-start", "must be >= 0")
         _require(0 <= self.beta1 < 1, "--beta1", "must lie in [0, 1)")
         _require(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs", "must be >= 0")
         _require(self.epochs + self.decay_epochs >= 1, "--epochs", "need at least one epoch")
@@ -332,9 +337,16 @@ class RunOptions:
     keep_last: int = 3
     keep_every: int = 0  # also keep the last checkpoint of every Nth epoch; 0: none
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
+    eval_every: int = 0  # score a held-out split every N epochs (training/scoring.py); 0: never
+    eval_split: str = "test"  # the prepped split scored: test, or val (prep --val-fraction)
+    best_metric: BestMetric = "auto"  # what BEST follows; auto: miou, fid, psnr (fields: cc)
+    segmenter: str | None = None  # for mIoU during training
+    inception: str | None = None  # for FID and KID during training
+    tensorboard: bool = False  # also write TensorBoard event files (training/board.py)
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _require(self.eval_every >= 0, "--eval-every", "must be >= 0 (0: never)")
         _require(self.max_steps is None or self.max_steps >= 1, "--max-steps", "must be >= 1")
         for name in ("log_every", "sample_every", "save_every", "keep_last", "max_nonfinite"):
             _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
@@ -451,9 +463,11 @@ class PrepConfig:
     input_nc: int | None = None  # the fields' channels, checked when given
     output_nc: int | None = None
     palette: Any = None  # a p2phd.data.palette.Palette: colour-coded label maps' colour -> id
+    val_fraction: float = 0.0  # hold out this fraction of train as a `val` split
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _require(0 <= self.val_fraction < 1, "--val-fraction", "must lie in [0, 1)")
         _require(self.width is None or self.width >= self.multiple, "--width", "is too small")
         _require(self.multiple >= 1, "--multiple", "must be >= 1")
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")

@@ -31,6 +31,8 @@ def inspect_path(
     """A run folder (at `checkpoint`) or one of its checkpoint folders, a prepped dataset
     folder, or a label map (with its instance map)."""
     path = Path(path)
+    if not path.exists() and "@" in path.name:  # RUN@best
+        return inspect_run(Run.open(path, checkpoint))
     if path.is_dir() and (path / "config.json").is_file():
         return inspect_run(Run.open(path, checkpoint))
     if path.is_dir() and (path / MANIFEST).is_file():
@@ -149,6 +151,13 @@ def inspect_run(run: Run) -> dict[str, Any]:
         "features": (
             {"pool": net.style_pool, "feat_num": net.feat_num} if net.use_features else None
         ),
+        "weights": {
+            "raw": True,
+            "ema": ckpt.has_average("G"),
+            "ema_beta": optim.ema_beta,
+            "ema_start": optim.ema_start,
+            "used": run.weights,
+        },
         "schedule": {
             "epochs": optim.epochs,
             "decay_epochs": optim.decay_epochs,

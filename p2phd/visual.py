@@ -150,13 +150,17 @@ def relative_url(path: str) -> str:
 
 
 def loss_curves_svg(
-    records: Sequence[dict[str, float]], width: int = 300, height: int = 130
+    records: Sequence[dict[str, float]],
+    width: int = 300,
+    height: int = 130,
+    terms: Sequence[str] = LossTerms._fields,
 ) -> str:
-    """Small multiples of the logged loss terms against the step, as inline SVG (one panel
-    per term that is on: a term that stays 0, such as g_vgg without the VGG loss, is left
-    out). Each panel is scaled to its own range, written beside it."""
+    """Small multiples of the logged `terms` (the loss terms; or the scores of
+    --eval-every) against the step, as inline SVG (one panel per term that is on: a term
+    that stays 0, such as g_vgg without the VGG loss, is left out). Each panel is scaled
+    to its own range, written beside it."""
     panels = []
-    for term in LossTerms._fields:
+    for term in terms:
         points = [(r["step"], r[term]) for r in records if term in r and math.isfinite(r[term])]
         if not points or all(v == 0 for _, v in points):
             continue

@@ -389,7 +389,10 @@ def test_every_command_that_reads_a_run_takes_a_checkpoint(
     for args, message in [
         (("--checkpoint", "7"), "no checkpoint at --checkpoint 7; it has steps 1, 2"),
         (("--checkpoint", "epoch:3"), "it has epochs 1"),
-        (("--checkpoint", "soon"), "--checkpoint soon: use latest, a step number"),
+        (
+            ("--checkpoint", "soon"),
+            "--checkpoint soon: use latest, best (the best scored by --eval-every), a step number",
+        ),
     ]:
         for command in (
             ("export", tiny_feature_run, "--out", tmp_path / "g.onnx", *args),

@@ -44,6 +44,11 @@ def test_toy_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert scores["segmentation_real"]["miou"] > 0.9 and 0 < scores["segmentation"]["miou"] < 1
     assert "mIoU (synthesized)" in result.stderr
     assert (work / "run" / "checkpoints" / "LATEST").read_text().strip() == "step-0000096"
+    # scored as it trains (every epoch at TOY_EPOCHS 1), on the averaged weights
+    passes = sorted(p.name for p in (work / "run" / "evals").iterdir())
+    assert passes == ["step-0000048", "step-0000096"]
+    best = (work / "run" / "checkpoints" / "BEST").read_text().strip()
+    assert best in passes and "scored step 96" in result.stderr + result.stdout
     again = subprocess.run(
         ["bash", str(ROOT / "examples" / "toy_demo.sh"), str(work)],
         env=env,

@@ -65,7 +65,8 @@ def test_short_run_writes_a_complete_run_folder(toy_data: Path, tmp_path: Path) 
     assert (ckpts / "LATEST").read_text().strip() == "step-0000004"
     assert sorted(p.name for p in ckpts.iterdir()) == ["LATEST", "step-0000004"]  # pruned
     files = sorted(p.name for p in (ckpts / "step-0000004").iterdir())
-    assert files == "D.safetensors G.safetensors config.json optim.safetensors state.json".split()
+    expected = "D G G_ema optim".split()  # G_ema: the moving average of G's weights
+    assert files == sorted([f"{n}.safetensors" for n in expected] + ["config.json", "state.json"])
     state = json.loads((ckpts / "step-0000004" / "state.json").read_text())
     assert state["step"] == 4 and state["stage"] == "global" and state["lr"] == 2e-4
     record = json.loads((run / "config.json").read_text())

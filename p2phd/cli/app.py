@@ -143,11 +143,19 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA) | fp32 | bf16.")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the nets as one graph.")]
 # Which checkpoint of RUN every command that reads a run takes (p2phd.synth.run.Run.open).
+Weights = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="auto (the moving average where the run has one) | ema | raw.",
+    ),
+]
 Checkpoint = Annotated[
     str,
     typer.Option(
         "--checkpoint",
-        help="latest | STEP | epoch:N (the last saved in epoch N); p2phd inspect RUN lists them.",
+        help="latest | best | STEP | epoch:N (the last saved in epoch N); p2phd inspect RUN "
+        "lists them.",
     ),
 ]
 

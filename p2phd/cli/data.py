@@ -164,6 +164,13 @@ def prep(
             "--field", help="Read *_A/*_B as measured fields (auto for .npy, FITS, 16-bit)."
         ),
     ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--val-fraction",
+            help="Hold out this fraction of train as a val split (for --eval-split val).",
+        ),
+    ] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -199,6 +206,7 @@ def prep(
             input_nc=input_nc,
             output_nc=output_nc,
             field=field,
+            val_fraction=val_fraction,
         )
     )
     with progress_bar(quiet) as bar:

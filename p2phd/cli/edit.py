@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import Checkpoint, Compile, Device, Opt, Precision, app, err, user_errors
+from p2phd.cli.app import (
+    Checkpoint,
+    Compile,
+    Device,
+    Opt,
+    Precision,
+    Weights,
+    app,
+    err,
+    user_errors,
+)
 
 
 @app.command()
@@ -30,6 +40,7 @@ def edit(
     precision: Precision = "auto",
     compile: Compile = False,
     checkpoint: Checkpoint = "latest",
+    weights: Weights = "auto",
 ) -> None:
     """Edit label maps in the browser and watch the photo follow: select, relabel, restyle,
     paint; download the maps, the style map and the synthesize command that reproduces them.
@@ -42,7 +53,9 @@ def edit(
     from p2phd.synth.run import Run
     from p2phd.synth.synthesizer import Synthesizer
 
-    synth = Synthesizer(Run.open(run, checkpoint), DeviceOptions(device, precision, compile))
+    synth = Synthesizer(
+        Run.open(run, checkpoint, weights), DeviceOptions(device, precision, compile)
+    )
     editor = Editor(synth, labels or (), inst or (), width=width)
     try:
         server = EditServer(editor, host, port)

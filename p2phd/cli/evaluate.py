@@ -17,6 +17,7 @@ from p2phd.cli.app import (
     Opt,
     Precision,
     Quiet,
+    Weights,
     app,
     counting,
     emit_json,
@@ -89,6 +90,7 @@ def evaluate(
     precision: Precision = "auto",
     compile: Compile = False,
     checkpoint: Checkpoint = "latest",
+    weights: Weights = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -145,7 +147,7 @@ def evaluate(
             if run is None or data is None:
                 raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")
             folder = out or run / f"eval-{split}"
-            opened = Run.open(run, checkpoint)
+            opened = Run.open(run, checkpoint, weights)
             if opened.net.fields is not None:
                 from p2phd.eval.field_eval import evaluate_field_run
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from p2phd.cli.app import AsJson, Checkpoint, Opt, Quiet, app, emit_json, err, user_errors
+from p2phd.cli.app import AsJson, Checkpoint, Opt, Quiet, Weights, app, emit_json, err, user_errors
 
 
 @app.command()
@@ -28,6 +28,7 @@ def export(
         ),
     ] = "maps",
     checkpoint: Checkpoint = "latest",
+    weights: Weights = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -39,7 +40,7 @@ def export(
     from p2phd.synth.run import Run
 
     report = export_onnx(
-        Run.open(run, checkpoint), out, raw_input=raw_input, opset=opset, styles=styles
+        Run.open(run, checkpoint, weights), out, raw_input=raw_input, opset=opset, styles=styles
     )
     if as_json:
         emit_json(report.to_dict())

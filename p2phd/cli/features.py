@@ -15,6 +15,7 @@ from p2phd.cli.app import (
     Opt,
     Precision,
     Quiet,
+    Weights,
     app,
     counting,
     emit_json,
@@ -39,6 +40,7 @@ def encode_features(
     precision: Precision = "auto",
     compile: Compile = False,
     checkpoint: Checkpoint = "latest",
+    weights: Weights = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -50,7 +52,7 @@ def encode_features(
     from p2phd.synth.features import encode_features as encode
     from p2phd.synth.run import Run
 
-    opened = Run.open(run, checkpoint)
+    opened = Run.open(run, checkpoint, weights)
     with progress_bar(quiet) as bar:
         report = encode(
             opened,

@@ -98,6 +98,8 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("batch_size", "Images per step and process."),
         Flag("seed", "Seed of the weights, the order and the augmentation."),
         Flag("fix_global_epochs", "Epochs with G1 frozen before train-joint.", "L"),
+        Flag("ema_beta", "Moving average of G's (and E's) weights, per step (0: none)."),
+        Flag("ema_start", "Steps the average copies the weights before it averages."),
     ],
     "run": [
         Flag(
@@ -118,6 +120,12 @@ FLAGS: dict[str, list[Flag]] = {
         Flag("keep_last", "Checkpoints kept.", "GLJ"),
         Flag("keep_every", "Also keep each Nth epoch's last checkpoint (0: none).", "GLJ"),
         Flag("max_nonfinite", "Stop after this many non-finite steps in a row.", "GLJ"),
+        Flag("eval_every", "Score --eval-split every N epochs (0: never); BEST follows.", "GLJ"),
+        Flag("eval_split", "The prepped split scored: test, or val (prep --val-fraction).", "GLJ"),
+        Flag("best_metric", "auto | miou | fid | psnr | cc: what BEST follows.", "GLJ"),
+        Flag("segmenter", "A segmenter (.pt/.pt2) for mIoU during training.", "GLJ"),
+        Flag("inception", "pytorch-fid's Inception, for FID during training.", "GLJ"),
+        Flag("tensorboard", "Also write TensorBoard events (p2phd[tensorboard]).", "GLJ"),
     ],
 }
 # Config fields that are not options: the DATA argument, and facts read from the data and

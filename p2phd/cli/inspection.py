@@ -86,6 +86,14 @@ def _run(r: dict[str, Any]) -> None:
         f"data: {r['data']['root'] or '(imported)'}, label_nc {r['data']['label_nc']}, "
         f"{'instance maps' if r['data']['instance'] else 'no instance maps'}, trained at {size}",
     ]
+    w = r["weights"]
+    if w["ema"]:
+        lines.append(
+            f"weights: raw + moving average (beta {w['ema_beta']:g} after step "
+            f"{w['ema_start']}), renders with: {w['used']}"
+        )
+    else:
+        lines.append("weights: raw only (no moving average in this checkpoint)")
     if r["data"]["fields"]:
         lines += _field_lines(r["data"]["fields"])
     if r["features"]:

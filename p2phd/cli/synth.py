@@ -15,6 +15,7 @@ from p2phd.cli.app import (
     Opt,
     Precision,
     Quiet,
+    Weights,
     app,
     counting,
     emit_json,
@@ -79,6 +80,7 @@ def synthesize(
     precision: Precision = "auto",
     compile: Compile = False,
     checkpoint: Checkpoint = "latest",
+    weights: Weights = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -93,7 +95,7 @@ def synthesize(
     from p2phd.synth.run import Run
     from p2phd.synth.synthesizer import Synthesizer
 
-    opened = Run.open(run, checkpoint)
+    opened = Run.open(run, checkpoint, weights)
     options = make_options(
         opened,
         style=style,

@@ -188,6 +188,10 @@ def run_training(
                             f"step {r.step}/{r.total_steps} {epoch} lr {r.lr:.2e} "
                             f"{totals} ({terms})"
                         )
+            elif r.event == "eval" and not quiet and r.scores is not None:
+                found = ", ".join(f"{k} {v:.4g}" for k, v in r.scores.items() if v is not None)
+                best = " (new BEST)" if r.best else ""
+                bar.console.print(f"scored step {r.step} ({epoch}): {found}{best}")
 
         result = train(cfg, run, show, init_from=init_from)
     if not result.is_main:

@@ -159,6 +159,8 @@ def prepare_dataset(
     src, out = Path(src), Path(out)
     _check_out(src, out, cfg.overwrite)
     source = discover(src, cfg)
+    if cfg.val_fraction:
+        source = hold_out(source, cfg.val_fraction)
     cfg, label_nc_from, class_names = _decide_classes(cfg, source)
     bad = [b for split in source.splits.values() for b in split.bad]
     if bad and not cfg.skip_bad:
@@ -200,6 +202,27 @@ def prepare_dataset(
         )
         write_text(tmp / MANIFEST, manifest.to_json())
     return report
+
+
+VAL = "val"
+
+
+def hold_out(source: Source, fraction: float) -> Source:
+    """A `val` split of `fraction` of the training items (at least one), chosen by a fixed
+    seed so that prep gives the same split every time; --eval-every scores it."""
+    train = source.splits.get("train")
+    if train is None or len(train.items) < 2:
+        raise DatasetError(f"--val-fraction: {source.root} has too few training items to hold out")
+    n = len(train.items)
+    count = min(n - 1, max(1, round(fraction * n)))
+    chosen = set(np.random.default_rng(0).permutation(n)[:count].tolist())
+    val = [replace(item, split=VAL) for i, item in enumerate(train.items) if i in chosen]
+    kept = [item for i, item in enumerate(train.items) if i not in chosen]
+    splits = dict(source.splits)
+    splits["train"] = replace(train, items=kept)
+    splits[VAL] = replace(train, items=val, bad=[])
+    ordered = {k: splits[k] for k in ("train", VAL, *splits) if k in splits}
+    return replace(source, splits=ordered)
 
 
 def _check_field_options(cfg: PrepConfig, source: Source) -> None:
@@ -358,7 +381,8 @@ def _keep(
             f"{source.root}: nothing left to prep, all {len(skipped)} items are bad "
             f"(first: {skipped[0]['reason']})"
         )
-    skipped.sort(key=lambda s: (SPLITS.index(s["split"]), s["key"]))
+    order = (*SPLITS, VAL)
+    skipped.sort(key=lambda s: (order.index(s["split"]) if s["split"] in order else 9, s["key"]))
     return kept
 
 

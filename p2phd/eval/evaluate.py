@@ -57,6 +57,7 @@ class EvalOptions:
     kid_subset_size: int = 1000
     seed: int = 0
     batch_size: int = 8
+    use_cached_inception: bool = True  # no --inception: the one `p2phd weights fetch` cached
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
@@ -67,7 +68,11 @@ class EvalOptions:
         none is given, and the weights files there: checked before any image is
         synthesized, so a typo costs a second, not a whole split's synthesis."""
         opts = self
-        if opts.inception is None and (path := cached("inception")) is not None:
+        if (
+            opts.inception is None
+            and opts.use_cached_inception
+            and (path := cached("inception")) is not None
+        ):
             opts = dataclasses.replace(opts, inception=path)
         opts.check_files()
         return opts

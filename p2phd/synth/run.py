@@ -35,18 +35,29 @@ from p2phd.synth.bank import CLUSTERS, FEATURES, FeatureBank
 class Run:
     """A run folder and its newest checkpoint; G, E and the style bank on first use."""
 
-    def __init__(self, root: Path, checkpoint: Checkpoint) -> None:
+    def __init__(self, root: Path, checkpoint: Checkpoint, weights: str = "auto") -> None:
         self.root, self.checkpoint = Path(root), checkpoint
+        self.weights = _weights(checkpoint, weights)
         self._nets: dict[tuple[str, str], nn.Module] = {}
         self._bank: FeatureBank | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], checkpoint: str = "latest") -> Run:
-        """Open the run trained (or imported) into `path` at `checkpoint`: `latest`, a step
-        number or `epoch:N` (see `select_checkpoint`). `path` may also be one checkpoint
-        folder of a run (`RUN/checkpoints/step-0001200`). A folder that is not a run, or a
-        run without that checkpoint, is a one-line error saying what to pass instead."""
+    def open(
+        cls, path: str | os.PathLike[str], checkpoint: str = "latest", weights: str = "auto"
+    ) -> Run:
+        """Open the run trained (or imported) into `path` at `checkpoint`: `latest`, `best`,
+        a step number or `epoch:N` (see `select_checkpoint`), also written `RUN@best`.
+        `path` may also be one checkpoint folder of a run (`RUN/checkpoints/step-0001200`).
+        A folder that is not a run, or a run without that checkpoint, is a one-line error
+        saying what to pass instead.
+        `weights`: `ema` (the moving average of G and E), `raw` (the trained weights), or
+        `auto`: the average where the checkpoint has one."""
         given = Path(path)
+        if not given.exists() and "@" in given.name:  # RUN@best, RUN@1200: the checkpoint
+            base, _, which = str(given).rpartition("@")
+            if checkpoint != "latest":
+                raise ConfigError(f"{given}: names its checkpoint; drop --checkpoint")
+            given, checkpoint = Path(base), which
         if STEP_NAME.fullmatch(given.name) and given.parent.name == "checkpoints":
             if checkpoint != "latest":
                 raise ConfigError(
@@ -57,11 +68,11 @@ class Run:
                 raise CheckpointError(f"{given}: not a complete checkpoint (no state.json)")
             root = given.parent.parent
             require_checkpoint(root)  # the folder around it is a run
-            return cls(root, open_checkpoint(given))
-        return cls(given, select_checkpoint(given, checkpoint))
+            return cls(root, open_checkpoint(given), weights)
+        return cls(given, select_checkpoint(given, checkpoint), weights)
 
     def __repr__(self) -> str:
-        return f"Run({str(self.root)!r}, {self.stage} stage, step {self.step})"
+        return f"Run({str(self.root)!r}, {self.stage} stage, step {self.step}, {self.weights})"
 
     @property
     def config(self) -> TrainConfig:
@@ -129,5 +140,22 @@ class Run:
     def _net(self, role: str, device: torch.device) -> nn.Module:
         key = (role, str(device))
         if key not in self._nets:
-            self._nets[key] = load_net(self.checkpoint, role, device)
+            averaged = self.weights == "ema" and role in ("G", "E")
+            self._nets[key] = load_net(self.checkpoint, role, device, averaged=averaged)
         return self._nets[key]
+
+
+WEIGHTS = ("auto", "ema", "raw")
+
+
+def _weights(ckpt: Checkpoint, asked: str) -> str:
+    """`ema` or `raw`: which weights of G and E the run renders with."""
+    if asked not in WEIGHTS:
+        raise ConfigError(f"--weights {asked}: use ema (the moving average), raw or auto")
+    has = ckpt.has_average("G")
+    if asked == "ema" and not has:
+        raise CheckpointError(
+            f"{ckpt.path}: holds no moving average of G (trained with --ema-beta 0, or "
+            "before p2phd kept one); use --weights raw"
+        )
+    return "ema" if asked == "ema" or (asked == "auto" and has) else "raw"

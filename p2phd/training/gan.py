@@ -31,6 +31,7 @@ from p2phd.nets.generator import LocalEnhancer, build_generator
 from p2phd.nets.vgg import load_vgg19
 from p2phd.ops import encode_label, generator_input, unit_image
 from p2phd.runtime import autocast
+from p2phd.training.average import WeightAverage
 from p2phd.training.distributed import Dist
 
 ADAM_BETA2 = 0.999  # the reference's, fixed
@@ -70,6 +71,14 @@ class Pix2PixHD:
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.optim.lr, betas, fused=True)
         self.g_fwd, self.d_fwd = self._wrap(self.G), self._wrap(self.D)
         self.e_fwd = self._wrap(self.E) if self.E is not None else None
+        # Moving averages of G and E (training/average.py), made equal to them once the
+        # weights are loaded (training/state.py)
+        self.averages: dict[str, WeightAverage] = {}
+        if cfg.optim.ema_beta > 0:
+            beta, start = cfg.optim.ema_beta, cfg.optim.ema_start
+            self.averages["G"] = WeightAverage(self.G, beta, start)
+            if self.E is not None:
+                self.averages["E"] = WeightAverage(self.E, beta, start)
         self.losses = self.compute_losses
         if cfg.run.compile and not dist.enabled:
             # G, E, D, VGG and every loss term as one graph, forward and backward
@@ -157,6 +166,11 @@ class Pix2PixHD:
         self.dist.max_(flags)  # every rank skips and stops alike
         self.update(skip=flags[0])
         return fake, terms, flags
+
+    def update_averages(self, step: int) -> None:
+        """After training step `step`: the moving averages follow the weights."""
+        for average in self.averages.values():
+            average.update(step)
 
     def step_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """A loader batch on the device, as the step takes it: (the encoded label: G's input

@@ -28,14 +28,14 @@ from p2phd.visual import (
 
 def write_sample(
     run: RunDir, step: int, batch: dict[str, Any], fake: Tensor, cfg: TrainConfig
-) -> Path:
+) -> np.ndarray:
     """Write label | synthesized | real of the batch's first sample, and refresh the samples'
-    index.html: the loss curves so far (from log.jsonl), the run's options, every grid."""
+    index.html: the loss curves so far (from log.jsonl), the run's options, every grid.
+    Returns the grid."""
     label_nc = cfg.net.label_nc
     label = batch["label"][0]
     if cfg.net.fields is not None:
         grid = field_grid(label, fake[0], batch["image"][0], cfg.net.fields)
-        caption = "input | synthesized | target, in physical units"
     else:
         shown = (
             to_uint8(unit_image(label))
@@ -44,17 +44,32 @@ def write_sample(
         )
         real = to_uint8(unit_image(batch["image"][0]))
         grid = hstack([shown, to_uint8(fake[0]), real])
-        caption = "label | synthesized | real"
+    write_png(run.samples / f"step-{step:07d}.png", grid)
+    write_samples_page(run, cfg)
+    return grid
+
+
+def write_samples_page(run: RunDir, cfg: TrainConfig) -> None:
+    """The samples' index.html: the loss curves and the scores so far (from log.jsonl),
+    the run's options, every grid."""
     folder = run.samples
-    path = folder / f"step-{step:07d}.png"
-    write_png(path, grid)
+    label_nc = cfg.net.label_nc
+    caption = (
+        "input | synthesized | target, in physical units"
+        if cfg.net.fields is not None
+        else "label | synthesized | real"
+    )
     names = sorted((p.name for p in folder.glob("step-*.png")), reverse=True)
     options = {k: v for k, v in cfg.to_dict().items() if isinstance(v, dict)}
-    extra = "<h2>losses</h2>" + loss_curves_svg(read_log(run.log)) + options_table(options)
+    records = read_log(run.log)
+    extra = "<h2>losses</h2>" + loss_curves_svg(records)
+    scored = sorted({k for r in records for k in r if k.startswith("eval_")})
+    if scored:  # --eval-every
+        extra += "<h2>scores on the held-out split</h2>" + loss_curves_svg(records, terms=scored)
+    extra += options_table(options)
     legend = legend_entries(label_nc, cfg.net.class_names) if label_nc else None
     rows = [(name.removesuffix(".png"), [(name, caption)]) for name in names]
     write_index(folder, f"training samples: {run.root}", rows, legend=legend, extra_html=extra)
-    return path
 
 
 def field_grid(inputs: Tensor, fake: Tensor, real: Tensor, spec: FieldSpec) -> np.ndarray:

@@ -37,7 +37,25 @@ def training_tensors(model: Pix2PixHD) -> tuple[dict[str, dict[str, Tensor]], di
     }
     if model.E is not None:
         tensors["E"] = model.E.state_dict()
+    for name, average in model.averages.items():
+        tensors[average_file(name)] = average.average.state_dict()
     return tensors, {"G": g_group, "D": d_group}
+
+
+def average_file(role: str) -> str:
+    """The checkpoint file of a net's moving average: `G_ema`, `E_ema`."""
+    return f"{role}_ema"
+
+
+def restore_averages(model: Pix2PixHD, ckpt: Checkpoint | None) -> None:
+    """The averages from the checkpoint where it has them; otherwise (a new run, a run from
+    before averages, the local stage's start) they start equal to the weights."""
+    for name, average in model.averages.items():
+        file = average_file(name)
+        if ckpt is not None and f"{file}.safetensors" in ckpt.state.files:
+            load_strict(average.average, ckpt.tensors(file), f"{ckpt.path}/{file}.safetensors")
+        else:
+            average.reset()
 
 
 def restore(model: Pix2PixHD, ckpt: Checkpoint) -> None:

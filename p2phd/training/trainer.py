@@ -46,11 +46,18 @@ from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits, st
 from p2phd.errors import ConfigError, TrainingAborted
 from p2phd.loss_terms import LossTerms
 from p2phd.runtime import resolve_precision, seed_everything, use_fast_kernels
+from p2phd.training.board import Board, check_tensorboard
 from p2phd.training.distributed import Dist, setup, teardown
 from p2phd.training.gan import Pix2PixHD
 from p2phd.training.process import RunLock, StopSignals, worker_init
-from p2phd.training.samples import write_sample
-from p2phd.training.state import restore, start_from_global, training_tensors
+from p2phd.training.samples import write_sample, write_samples_page
+from p2phd.training.scoring import Scorer, check_scoring, clean_partial_evals
+from p2phd.training.state import (
+    restore,
+    restore_averages,
+    start_from_global,
+    training_tensors,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ class TrainingEvent:
     """What the trainer tells its caller (the CLI's progress bar): the start, then every
     step, with the losses at logging steps. `epoch` counts from 1."""
 
-    event: Literal["start", "step"]
+    event: Literal["start", "step", "eval"]
     step: int
     total_steps: int
     epoch: int
@@ -78,6 +85,8 @@ class TrainingEvent:
     nonfinite_skipped: int = 0
     resumed_from: int | None = None
     data: TrainingData | None = None  # at the start: what is trained on, at which size
+    scores: dict[str, float | None] | None = None  # an --eval-every pass's
+    best: bool = False  # the pass's checkpoint is the new BEST
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +218,8 @@ class Trainer:
         self.model = Pix2PixHD(cfg, self.precision, dist)
         self.step = self.saved_step = self.nonfinite_skipped = 0
         event: dict[str, Any] = {"stage": cfg.stage, "event": "start"}
-        if self._resume():
+        resumed = self._resume()
+        if resumed is not None:
             event["event"] = "resume"
             if self.extended:
                 event["extended"] = self.extended  # the schedule grew: --epochs/--decay-epochs
@@ -218,6 +228,12 @@ class Trainer:
             self._check_g1_size(source, init_from)
             start_from_global(self.model, source)
             event["from"] = str(source.path.resolve())
+        restore_averages(self.model, resumed)
+        check_scoring(cfg)
+        self.scorer = Scorer(cfg, run) if cfg.run.eval_every and dist.is_main else None
+        if cfg.run.tensorboard:
+            check_tensorboard()
+        self.board = Board(run.root, self.step) if cfg.run.tensorboard and dist.is_main else None
         self.resumed_from = self.step if event["event"] == "resume" else None
         self.history.append({**event, "step": self.step, "time": time.time()})
         if dist.is_main:
@@ -232,6 +248,7 @@ class Trainer:
         self.extended = schedule_growth(stored, self.cfg)
         if self.dist.is_main:
             clean_partial(self.run)
+            clean_partial_evals(self.run)
         return history
 
     def _check_sizes(self) -> None:
@@ -262,14 +279,15 @@ class Trainer:
             )
 
     # ---- checkpoints ---------------------------------------------------------------------
-    def _resume(self) -> bool:
+    def _resume(self) -> Checkpoint | None:
+        """The checkpoint resumed from (its weights, optimisers and RNG loaded), if any."""
         ckpt = latest_checkpoint(self.run)
         if ckpt is None:
-            return False
+            return None
         restore(self.model, ckpt)
         self.step = self.saved_step = ckpt.step
         self.nonfinite_skipped = ckpt.state.nonfinite_skipped
-        return True
+        return ckpt
 
     def save(self, epoch: int, *, milestone: bool = False) -> Path | None:
         """Rank 0 writes a checkpoint of the current step; the others just note it."""
@@ -349,12 +367,17 @@ class Trainer:
             )
         )
         self._last_log = (time.perf_counter(), self.step)
+        epoch_end = self.step > 0 and self.step % self.steps_per_epoch == 0
+        if epoch_end and self.step == self.saved_step and self._scoring_due():
+            self._score(epoch - 1)  # a kill stopped this pass: it comes first
         batches = _closing_batches(loader if self.step < total else [])
         try:
             with StopSignals() as signals:
                 saved, stopping = self._loop(batches, total, signals)
         finally:
             batches.close()  # ends the loader's workers now, whatever ended the loop
+            if self.board is not None:
+                self.board.close()
         self.dist.barrier()  # the last checkpoint is complete before any rank exits
         stopped_by = None
         if stopping:  # this rank's signal, or (under torchrun) another rank's
@@ -384,6 +407,7 @@ class Trainer:
             x, real, pool = self.model.step_inputs(batch)
             fake, terms, now = self.model.step(x, real, pool, stop=signals.signum is not None)
             self.step += 1
+            self.model.update_averages(self.step)
             flags.push(self.step, now)
             logging = self.step % opts.log_every == 0 or self.step == total
             milestone = (
@@ -391,7 +415,8 @@ class Trainer:
                 and self.step % self.steps_per_epoch == 0  # the epoch's last step
                 and (epoch + 1) % opts.keep_every == 0
             )
-            saving = self.step % opts.save_every == 0 or milestone
+            scoring = self._scoring_due()
+            saving = self.step % opts.save_every == 0 or milestone or scoring
             stopping = self._read(flags, self.step if logging or saving else self.step - 1)
             values = None
             if logging:
@@ -412,13 +437,41 @@ class Trainer:
                 )
             )
             if self.dist.is_main and (self.step % opts.sample_every == 0 or self.step == total):
-                write_sample(self.run, self.step, batch, fake, self.cfg)
+                grid = write_sample(self.run, self.step, batch, fake, self.cfg)
+                if self.board is not None:
+                    self.board.image(self.step, grid)
             if saving and self._streak == 0:  # never mid-streak
                 saved = self.save(epoch, milestone=milestone)
+                if scoring:
+                    self._score(epoch)
         stopping = self._read(flags, self.step) or stopping
         if self.step > self.saved_step:  # the end, or a signal: keep what was done
             saved = self.save(epoch)
         return saved, stopping
+
+    def _scoring_due(self) -> bool:
+        """Whether the current step ends an epoch --eval-every scores, not scored yet."""
+        every = self.cfg.run.eval_every
+        if not every or self.step == 0 or self.step % self.steps_per_epoch:
+            return False
+        if (self.step // self.steps_per_epoch) % every:
+            return False
+        return self.scorer is None or not self.scorer.done(self.step)  # other ranks: rank 0's
+
+    def _score(self, epoch: int) -> None:
+        """Score the checkpoint just saved (rank 0; the others wait), log it, report it."""
+        if self.scorer is not None:
+            scores, best = self.scorer.score(self.step)
+            record = {"step": self.step, "epoch": epoch + 1, "time": time.time()}
+            record |= {f"eval_{k}": v for k, v in scores.items() if v is not None}
+            append_line(self.run.log, json.dumps(record))
+            write_samples_page(self.run, self.cfg)  # the scores' curves
+            if self.board is not None:
+                self.board.scores(self.step, scores)
+            total = self.total_steps()
+            self.report(TrainingEvent("eval", self.step, total, epoch + 1, self.total_epochs(),
+                                      scores=scores, best=best))  # fmt: skip
+        self.dist.barrier()
 
     def _read(self, flags: LateFlags, upto: int) -> bool:
         """Count the skipped steps up to `upto` (waiting for them) and end the run after too
@@ -454,3 +507,5 @@ class Trainer:
             **values._asdict(),
         }
         append_line(self.run.log, json.dumps(record))
+        if self.board is not None:
+            self.board.losses(self.step, values, lr)
