@@ -376,3 +376,41 @@ def test_a_short_training_reaches_a_quality_floor(tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert json.loads(out)["segmentation"]["miou"] >= 0.22, out
+
+
+EVIL = "open({marker!r}, 'w').write('pwned')"
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (exec, (EVIL.format(marker=self.marker),))
+
+
+def test_a_malicious_pt2_segmenter_runs_no_code(tmp_path: Path, toy_source: Path) -> None:
+    """torch.export.load would unpickle a .pt2's sample inputs without restriction when the
+    weights-only read fails: a file built that way ran code (issue 23)."""
+    import io
+    import pickle
+    import zipfile
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(toy_source / "segmenter.pt2") as src, zipfile.ZipFile(evil, "w") as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if "/data/sample_inputs/" in f"/{info.filename}":
+                buffer = io.BytesIO()
+                pickle.dump(_Evil(str(marker)), buffer)
+                data = buffer.getvalue()
+            out.writestr(info, data)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    Image.new("RGB", (32, 32)).save(fake / "a.png")
+    code, out = cli("evaluate", "--fake", fake, "--real", fake, "--labels", fake, "--out",
+                    tmp_path / "e", "--segmenter", evil, "--label-nc", "256")  # fmt: skip
+    assert not marker.exists(), "the segmenter file ran code"
+    assert code == 2 and "sample_inputs" in out and "unrestricted pickle" in out, out
+    assert len(out.strip().splitlines()) == 1

@@ -102,6 +102,16 @@ PICKLE_ALLOWED = {
     ("interop", "except pickle.UnpicklingError as exc:"),
     ("weights", "import pickle  # only to catch the refusals of torch's weights-only reader"),
     ("weights", "except pickle.UnpicklingError as exc:"),
+    # torch.export archives: their pickled parts read weights-only, pickle's loads refused
+    ("eval.exported", "import pickle  # only to catch the refusals of torch's weights-only reader"),
+    (
+        "eval.exported",
+        "except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:",
+    ),
+    ("eval.exported", "except pickle.UnpicklingError as exc:"),
+    ("eval.exported", "saved = (torch.load, _package.pickle)"),
+    ("eval.exported", "torch.load, _package.pickle = load, _NoPickle  # type: ignore[assignment]"),
+    ("eval.exported", "torch.load, _package.pickle = saved"),
     # measured fields: plain arrays only, object arrays refused
     ("data.fields", "return np.load(path, allow_pickle=False)"),
     # a TorchScript segmenter the user names for evaluate: TorchScript, not Python pickles

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from p2phd import datasets
 from p2phd.errors import CheckpointError, ConfigError
+from p2phd.eval.exported import load_exported
 
 IGNORE = 255
 
@@ -98,10 +99,12 @@ def _load(path: Path, device: torch.device) -> Any:
             "torch.export (.pt2) file"
         )
     try:
-        if path.suffix == ".pt2":
-            return torch.export.load(str(path)).module().to(device)
+        if path.suffix == ".pt2":  # read without unpickling anything but weights
+            return load_exported(path).to(device)
         # TorchScript: a program of TorchScript ops, run by the user's choice of file
         return torch.jit.load(str(path), map_location=device).eval()
+    except CheckpointError:
+        raise
     except Exception as exc:  # any file that is not such a program is the same user error
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
