@@ -258,7 +258,7 @@ def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
     import numpy as np
 
     from p2phd.edit.editor import Editor
-    from p2phd.edit.server import EditServer
+    from p2phd.edit.server import TOKEN_HEADER, EditServer
     from p2phd.runtime import DeviceOptions
     from p2phd.synth.run import Run
     from p2phd.synth.synthesizer import Synthesizer
@@ -275,7 +275,7 @@ def bench_edit(args: argparse.Namespace) -> list[dict[str, object]]:
 
     def call(path: str, body: dict[str, object]) -> None:
         payload = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", TOKEN_HEADER: server.token}
         request = urllib.request.Request(server.url + path[1:], payload, headers)
         urllib.request.urlopen(request).read()
         urllib.request.urlopen(server.url + "api/image.png").read()

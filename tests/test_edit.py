@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from p2phd.edit.editor import Editor, stroke_mask
-from p2phd.edit.server import MAX_BODY, EditServer
+from p2phd.edit.server import MAX_BODY, TOKEN_HEADER, EditServer, content_disposition
 from p2phd.errors import ConfigError
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.run import Run
@@ -38,12 +38,25 @@ class Client:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
+        self.token = ""
+
+    def page_token(self) -> str:
+        """The session token the page carries, as the page's script reads it."""
+        if not self.token:
+            with urllib.request.urlopen(self.url + "/", timeout=60) as response:
+                page = response.read().decode()
+            self.token = page.split('name="p2phd-token" content="', 1)[1].split('"', 1)[0]
+        return self.token
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data, headers or {}, method=method)
+        sent = {}
+        if method == "POST":  # as the page sends its changes
+            sent = {"Content-Type": "application/json", TOKEN_HEADER: self.page_token()}
+        sent.update(headers or {})
+        req = urllib.request.Request(self.url + path, data, sent, method=method)
         try:
             with urllib.request.urlopen(req, timeout=60) as response:
                 return response.status, self._decode(response)
@@ -294,7 +307,11 @@ def test_requests_for_other_hosts_and_oversized_bodies_are_refused(client: Clien
     req = urllib.request.Request(
         client.url + "/api/upload",
         b"{}",
-        {"Content-Length": str(MAX_BODY + 1), "Content-Type": "application/json"},
+        {
+            "Content-Length": str(MAX_BODY + 1),
+            "Content-Type": "application/json",
+            TOKEN_HEADER: client.page_token(),
+        },
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(req, timeout=30)
@@ -302,8 +319,52 @@ def test_requests_for_other_hosts_and_oversized_bodies_are_refused(client: Clien
     assert client.get("/api/info")["maps"]
 
 
+def test_other_origins_cannot_drive_the_editor(client: Client) -> None:
+    """CSRF: a page of another origin can make the browser send requests; they change
+    nothing (issue 24)."""
+    before = client.get("/api/info")
+    state = client.post("/api/open", {"key": "toy_test_00000"})
+    attempts = [
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Content-Type": "text/plain"},  # a "simple" request needs no preflight
+        {TOKEN_HEADER: "guessed"},
+    ]
+    for headers in attempts:
+        code, answer = client.request("POST", "/api/relabel", {"id": 6001, "class": "sky"},
+                                      headers=headers)  # fmt: skip
+        assert code == 403 and "error" in answer, (headers, answer)
+    code, answer = client.request("GET", "/api/info", headers={"Origin": "http://evil.example"})
+    assert code == 403
+    again = client.post("/api/open", {"key": "toy_test_00000"})
+    assert not again["edited"], again  # the map is as its files are: nothing changed
+    assert state["open"] == again["open"]
+    assert client.get("/api/info")["maps"] == before["maps"]
+    own = client.url.removesuffix("/")
+    code, _ = client.request("POST", "/api/open", {"key": "toy_test_00000"},
+                             headers={"Origin": own, "Sec-Fetch-Site": "same-origin"})  # fmt: skip
+    assert code == 200  # the page's own origin is fine
+
+
+def test_download_names_cannot_inject_headers(client: Client, tmp_path: Path) -> None:
+    named = {"label": "AAAA", "label_name": "x\r\nSet-Cookie: a=1.png"}
+    code, answer = client.request("POST", "/api/upload", named)
+    assert code == 400 and "control characters" in answer["error"]
+    assert content_disposition("a\r\nSet-Cookie: x=1.png") == (
+        'attachment; filename="a__Set-Cookie: x=1.png"; '
+        "filename*=UTF-8''aSet-Cookie%3A%20x%3D1.png"
+    )
+    req = urllib.request.Request(client.url + "/api/download/label.png")
+    with urllib.request.urlopen(req, timeout=60) as response:
+        disposition = response.headers.get_all("Content-Disposition")
+        assert len(disposition) == 1 and "filename*=UTF-8''" in disposition[0]
+        assert response.headers.get("Set-Cookie") is None
+
+
 def test_page_and_its_files_are_served(client: Client) -> None:
     page = client.get("/").decode()
+    assert f'name="p2phd-token" content="{client.page_token()}"' in page
+    assert len(client.page_token()) >= 24
     assert '<script src="/editor.js">' in page and "http" not in page.replace("http-equiv", "")
     assert b"/api/select" in client.get("/editor.js")
     assert b".swatch" in client.get("/editor.css")

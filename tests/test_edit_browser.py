@@ -116,3 +116,60 @@ def test_clicking_a_car_and_a_swatch_restyles_the_car_only(
         server.shutdown()
         server.server_close()
         editor.close()
+
+
+EVIL_PAGE = """<!doctype html><title>elsewhere</title><script>
+const target = "{url}api/relabel";
+const body = JSON.stringify({{id: {car}, class: "sky"}});
+const sent = [];
+async function attempt(options) {{
+  try {{ const r = await fetch(target, options); sent.push(r.type + ":" + r.status); }}
+  catch (error) {{ sent.push("blocked"); }}
+}}
+(async () => {{
+  await attempt({{method: "POST", mode: "no-cors", body,
+                  headers: {{"Content-Type": "text/plain"}}}});
+  await attempt({{method: "POST", body, headers: {{"Content-Type": "application/json"}}}});
+  document.body.dataset.done = sent.join(",");
+}})();
+</script><body></body>"""
+
+
+def test_a_page_of_another_origin_cannot_edit(
+    browser: Browser, tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """CSRF in a real browser (issue 24): a page served from another origin posts to the
+    editor, as a simple no-cors request and as JSON; the open map does not change."""
+    import functools
+    import http.server
+
+    test = toy_data / "test"
+    editor = Editor(
+        Synthesizer(Run.open(tiny_feature_run), DeviceOptions("cpu")),
+        [test / "label"],
+        [test / "inst"],
+    )
+    server = EditServer(editor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    assert editor.maps is not None and editor.maps.inst is not None
+    car = int(min(i for i in np.unique(editor.maps.inst) if i // 1000 == CAR))
+    before = editor.maps.label.copy()
+    (tmp_path / "index.html").write_text(EVIL_PAGE.format(url=server.url, car=car))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        browser.send("Page.navigate", {"url": f"http://127.0.0.1:{other.server_port}/"},
+                     session=True)  # fmt: skip
+        browser.wait_for("document.body && document.body.dataset.done")
+        outcome = browser.evaluate("document.body.dataset.done")
+        assert outcome.split(",")[0] in ("opaque:0", "blocked"), outcome  # no-cors: unreadable
+        assert outcome.split(",")[1] == "blocked", outcome  # JSON: the preflight fails
+        assert np.array_equal(editor.maps.label, before)  # nothing changed
+        state = editor.state()
+        assert not state["can_undo"] and not state["edited"], state
+    finally:
+        other.shutdown()
+        server.shutdown()
+        server.server_close()
+        editor.close()

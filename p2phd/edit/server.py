@@ -14,6 +14,8 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
+import secrets
 import socket
 import sys
 import threading
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from p2phd.edit.editor import Editor, png_bytes
 from p2phd.errors import ConfigError, NotFoundError, P2phdError
@@ -34,6 +36,9 @@ STATIC = {
     "/editor.css": ("editor.css", "text/css; charset=utf-8"),
 }
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+TOKEN_HEADER = "X-P2phd-Token"  # every POST carries the page's session token
+TOKEN_SLOT = b"__P2PHD_TOKEN__"  # where index.html gets it
+SAME_SITE = ("same-origin", "none")  # Sec-Fetch-Site values of the page itself and of a user
 
 Query = dict[str, list[str]]
 Reply = tuple[str, bytes]  # content type, body
@@ -54,6 +59,7 @@ class EditServer(ThreadingHTTPServer):
 
     def __init__(self, editor: Editor, host: str = "127.0.0.1", port: int = 0) -> None:
         self.editor, self.lock, self.loopback = editor, threading.Lock(), is_loopback(host)
+        self.token = secrets.token_urlsafe(24)  # this session's; only its own page knows it
         if ":" in host:
             self.address_family = socket.AF_INET6
         try:
@@ -88,11 +94,14 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             self._check_host()
+            self._check_origin()
+            if method == "POST":
+                self._check_post()
             body = self._body() if method == "POST" else {}
             if method == "GET" and url.path in STATIC:
                 name, kind = STATIC[url.path]
                 page = resources.files("p2phd").joinpath("edit", "static", name).read_bytes()
-                self._send(200, kind, page)
+                self._send(200, kind, page.replace(TOKEN_SLOT, self.server.token.encode()))
                 return
             route = ROUTES.get((method, url.path))
             if route is None:
@@ -102,6 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, kind, payload, attachment=url.path.startswith("/api/download/"))
         except NotFoundError as exc:
             self._error(404, str(exc))
+        except ForbiddenError as exc:
+            self._error(403, str(exc))
         except P2phdError as exc:
             self._error(400, str(exc))
         except Exception as exc:  # a bug: said on the page and the terminal, server lives on
@@ -115,6 +126,32 @@ class _Handler(BaseHTTPRequestHandler):
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
         if host not in LOOPBACK_NAMES:
             raise ConfigError(f"Host {host!r}: this editor answers on 127.0.0.1 only")
+
+    def _check_origin(self) -> None:
+        """Cross-site requests are refused: a page of another origin, opened in the user's
+        browser, must not drive the editor (CSRF). Browsers say where a request comes from
+        in Origin and Sec-Fetch-Site; the page's own requests are same-origin."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in SAME_SITE:
+            raise ForbiddenError(f"Sec-Fetch-Site {site!r}: the editor answers its own page only")
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != self._own_origin():
+            raise ForbiddenError(f"Origin {origin[:80]!r}: the editor answers its own page only")
+
+    def _own_origin(self) -> str:
+        host = self.headers.get("Host") or ""
+        return f"http://{host}"
+
+    def _check_post(self) -> None:
+        """A change needs JSON (which another origin cannot send without a preflight this
+        server never grants) and the session token of the page."""
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            self.close_connection = True
+            raise ForbiddenError(f"Content-Type {kind or 'none'!r}: send application/json")
+        if not secrets.compare_digest(self.headers.get(TOKEN_HEADER) or "", self.server.token):
+            self.close_connection = True
+            raise ForbiddenError(f"{TOKEN_HEADER}: missing or wrong; reload the editor's page")
 
     def _body(self) -> dict[str, Any]:
         length = self.headers.get("Content-Length")
@@ -141,13 +178,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         if attachment:
             name = self.server.editor.downloads().get(self.path.rsplit("/", 1)[-1].split(".")[0])
-            self.send_header("Content-Disposition", f'attachment; filename="{name}"')
+            self.send_header("Content-Disposition", content_disposition(name or "download"))
         self.end_headers()
         self.wfile.write(payload)
 
     def _error(self, status: int, message: str) -> None:
         line = " ".join(message.split())
         self._send(status, "application/json", json.dumps({"error": line}).encode())
+
+
+class ForbiddenError(P2phdError):
+    """A request from somewhere other than the editor's own page (status 403)."""
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with the file name as RFC 6266 gives it: a plain-ASCII `filename` (no
+    control characters, quotes or backslashes: nothing can end the header) and the exact
+    name as `filename*`, percent-encoded UTF-8."""
+    plain = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
+    exact = quote("".join(c for c in name if c.isprintable()), safe="")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
 
 
 # -- routes: each reads its arguments, calls the editor once, and says what to send --------
@@ -192,6 +242,9 @@ def _file(body: dict[str, Any], name: str) -> bytes:
 
 
 def _upload(e: Editor, q: Query, b: dict[str, Any]) -> Reply:
+    for field in ("label_name", "inst_name"):
+        if any(not c.isprintable() for c in str(b.get(field, ""))):
+            raise ConfigError(f"{field}: a file name with control characters; rename the file")
     inst = _file(b, "inst") if b.get("inst") else None
     return _json(
         e.upload(_file(b, "label"), str(b.get("label_name", "")), inst, str(b.get("inst_name", "")))

@@ -14,11 +14,15 @@ const ui = {
 
 // -- the API ------------------------------------------------------------------------------
 
+// The session's token, which the server put in this page: every change carries it.
+const TOKEN = document.querySelector('meta[name="p2phd-token"]').content;
+
 async function call(method, path, body) {
   const options = { method, headers: {} };
-  if (body !== undefined) {
-    options.body = JSON.stringify(body);
+  if (method === "POST") {
+    options.body = JSON.stringify(body === undefined ? {} : body);
     options.headers["Content-Type"] = "application/json";
+    options.headers["X-P2phd-Token"] = TOKEN;
   }
   const response = await fetch(path, options);
   const data = await response.json();
