@@ -15,7 +15,9 @@ NETS=(--instance-feat --ngf 16 --n-downsample-global 3 --n-blocks-global 2 --ndf
 
 [ -f "$WORK/src/toy.json" ] || p2phd toy "$WORK/src" --train 48 --test 6 --height 64 --width 128
 [ -f "$WORK/data/dataset.json" ] || p2phd prep "$WORK/src" "$WORK/data" --quiet
-score() {  # run weights -> "miou psnr"
+score() {  # run weights -> "miou psnr": the style bank encoded by that E, then the scores
+  p2phd encode-features "$1" "$WORK/data" --weights "$2" --quiet
+  p2phd cluster "$1" --k 4 --quiet
   p2phd evaluate "$1" "$WORK/data" --segmenter "$WORK/src/segmenter.pt2" --weights "$2" \
     --out "$1/eval-$2" --json --quiet \
     | "$VENV/bin/python" -c 'import json,sys; s=json.load(sys.stdin); print(s["segmentation"]["miou"], s["psnr"])'

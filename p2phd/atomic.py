@@ -14,12 +14,12 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from p2phd.errors import WriteError
+from p2phd.errors import ConfigError, WriteError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -113,6 +113,18 @@ def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_apart(out: Path, inputs: Sequence[tuple[str, Path]], option: str) -> None:
+    """Refuse an output folder that is, holds or lies inside one of the `inputs` ((what,
+    path) pairs): writing there would overwrite what is read, or read what is written."""
+    target = Path(os.path.abspath(out)).resolve()
+    for what, path in inputs:
+        source = Path(os.path.abspath(path)).resolve()
+        if target == source or source.is_relative_to(target):
+            raise ConfigError(f"{option} {out}: holds {what} {path}; pass a new folder")
+        if source.is_dir() and target.is_relative_to(source):
+            raise ConfigError(f"{option} {out}: is inside {what} {path}; pass a folder outside it")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,6 +112,21 @@ def counting(bar: Progress, description: str) -> Callable[[int, int], None]:
         bar.update(task, completed=done, total=total, visible=True)
 
     return update
+
+
+@contextmanager
+def terminated_cleanly() -> Iterator[None]:
+    """SIGTERM ends the command as Ctrl-C does, by an exception (exit status 143), so its
+    temporary folders are removed on the way out instead of left behind."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def emit_json(data: dict[str, Any]) -> None:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -294,6 +297,8 @@ def _check_out(src: Path, out: Path, overwrite: bool) -> None:
     resolved, source = out.resolve(), src.resolve()
     if resolved == source or resolved in source.parents:
         raise DatasetError(f"{out}: holds the source {src}; choose another output folder")
+    if source in resolved.parents:
+        raise DatasetError(f"{out}: is inside the source {src}; choose a folder outside it")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DatasetError(
             f"{out}: exists and is not empty; pass --overwrite to replace it or choose "
@@ -504,7 +509,13 @@ def _outcomes(
     # Not fork: the CLI's progress bar runs a thread, and forking a threaded process can hang.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        min(workers, len(jobs)),
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
+    with pool:
         futures = {pool.submit(work, job): index for index, job in enumerate(jobs)}
         try:
             for future in as_completed(futures):
@@ -512,6 +523,25 @@ def _outcomes(
         finally:
             for future in futures:
                 future.cancel()
+
+
+def _worker_init(parent: int) -> None:
+    """Prep's workers leave Ctrl-C to prep, and die with it: a kill -9 or SIGTERM of prep
+    alone must not leave them running (holding the caller's pipe, `prep ... | cat`). Their
+    parent is the fork server, so a thread watches prep itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the id now belongs to another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="p2phd-prep-parent").start()
 
 
 def _process(job: _Job) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from p2phd.atomic import make_dirs, sync_folder
+from p2phd.atomic import check_apart, make_dirs, sync_folder
 from p2phd.config import NetConfig
 from p2phd.data.dataset import size_batches
 from p2phd.data.io import write_image
@@ -203,6 +203,15 @@ def synthesize(
     opts = options or SynthOptions()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
+    check_apart(
+        out,
+        [
+            *(("the input", p) for p in inputs),
+            *(("the instance maps", p) for p in inst),
+            *(("the photos of --style-from", p) for p in opts.style_from),
+        ],
+        "--out",
+    )
     if synth.net.fields is not None:
         return _fields(synth, inputs, out, inst, opts, progress)
     steps = plan(synth, inputs, inst, opts)

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from p2phd.checkpoint import RunDir, read_config_record, require_checkpoint
+from p2phd.checkpoint import RunDir, latest_checkpoint, read_config_record, require_checkpoint
 from p2phd.config import (
     DataConfig,
     LossConfig,
@@ -53,8 +53,10 @@ _COMMAND = {"global": "train-global", "local": "train-local", "joint": "train-jo
 def training_config(
     stage: Stage, data_root: Path, run: Path, flags: Flags, global_run: Path | None = None
 ) -> TrainConfig:
-    """The config for `p2phd train-<stage> DATA --run RUN [options]`."""
-    if (Path(run) / "config.json").is_file():
+    """The config for `p2phd train-<stage> DATA --run RUN [options]`. A run folder without
+    a checkpoint has trained nothing (its first start was refused, or stopped before the
+    first save): it starts anew with these options, not bound by the ones it had."""
+    if has_trained(Path(run)):
         return _resumed(stage, data_root, Path(run), flags)
     if stage == "joint":
         raise CheckpointError(f"--run {run}: not a p2phd run; train it with train-local first")
@@ -66,6 +68,11 @@ def training_config(
             )
         return _local(data_root, global_run, flags)
     return _config("global", _with_dataset(dict(flags.get("net", {})), data_root), data_root, flags)
+
+
+def has_trained(run: Path) -> bool:
+    """Whether `run` holds a config and a checkpoint: what binds a resumed run."""
+    return (run / "config.json").is_file() and latest_checkpoint(RunDir(run)) is not None
 
 
 def _check_conflicts(stored: TrainConfig, cfg: TrainConfig, run: Path) -> None:

@@ -241,14 +241,15 @@ class Trainer:
 
     # ---- set-up checks -------------------------------------------------------------------
     def _history(self) -> list[dict[str, Any]]:
-        """The run's stage history (empty for a new run); notes how the schedule grew."""
-        if not self.run.config.is_file():
+        """The run's stage history (empty for a new run, or one that saved no checkpoint:
+        it trained nothing, so it starts afresh); notes how the schedule grew."""
+        if self.dist.is_main and self.run.config.is_file():
+            clean_partial(self.run)
+            clean_partial_evals(self.run)
+        if not self.run.config.is_file() or latest_checkpoint(self.run) is None:
             return []
         stored, history = read_config_record(self.run.config)
         self.extended = schedule_growth(stored, self.cfg)
-        if self.dist.is_main:
-            clean_partial(self.run)
-            clean_partial_evals(self.run)
         return history
 
     def _check_sizes(self) -> None:
