@@ -246,6 +246,11 @@ class NetConfig:
         g = 2 ** (self.n_downsample_global + self.n_local_enhancers)
         return max(g, 2**self.n_downsample_e) if self.use_features else g
 
+    @property
+    def min_side(self) -> int:
+        """The smallest height and width G (and E) take: two pixels at the bottleneck."""
+        return 2 * self.size_multiple
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LossConfig:

@@ -324,6 +324,7 @@ def test_other_origins_cannot_drive_the_editor(client: Client) -> None:
     nothing (issue 24)."""
     before = client.get("/api/info")
     state = client.post("/api/open", {"key": "toy_test_00000"})
+    label_before = client.get("/api/label.png")
     attempts = [
         {"Origin": "http://evil.example"},
         {"Sec-Fetch-Site": "cross-site"},
@@ -336,9 +337,9 @@ def test_other_origins_cannot_drive_the_editor(client: Client) -> None:
         assert code == 403 and "error" in answer, (headers, answer)
     code, answer = client.request("GET", "/api/info", headers={"Origin": "http://evil.example"})
     assert code == 403
+    assert np.array_equal(client.get("/api/label.png"), label_before)  # nothing changed
     again = client.post("/api/open", {"key": "toy_test_00000"})
-    assert not again["edited"], again  # the map is as its files are: nothing changed
-    assert state["open"] == again["open"]
+    assert state["open"] == again["open"] and state["can_undo"] == again["can_undo"]
     assert client.get("/api/info")["maps"] == before["maps"]
     own = client.url.removesuffix("/")
     code, _ = client.request("POST", "/api/open", {"key": "toy_test_00000"},

@@ -122,3 +122,28 @@ def test_a_refused_first_start_does_not_bind_the_run(toy_data: Path, tmp_path: P
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["optim"]["batch_size"] == 1
     assert [h["event"] for h in config["history"]] == ["start"]
+
+
+@pytest.mark.parametrize("width", ["0", "4", "8"])
+def test_sizes_the_nets_cannot_take_are_refused(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path, width: str
+) -> None:
+    """Issue 24, point 5: a bottleneck of 1 pixel was a torch traceback."""
+    test = toy_data / "test"
+    code, text = cli("synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
+                     "--out", tmp_path / "o", "--width", width, "--device", "cpu")  # fmt: skip
+    assert code == 2 and len(text.strip().splitlines()) == 1, text
+    assert "at least" in text and "Traceback" not in text, text
+    code, text = cli("encode-features", tiny_feature_run, toy_data, "--width", width)
+    assert code == 2 and "at least" in text, text
+
+
+def test_the_smallest_size_renders(tiny_feature_run: Path, toy_data: Path, tmp_path: Path) -> None:
+    from p2phd.synth.run import Run
+
+    net = Run.open(tiny_feature_run).net
+    test = toy_data / "test"
+    code, text = cli("synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
+                     "--out", tmp_path / "o", "--width", str(2 * net.min_side),
+                     "--device", "cpu", "--quiet")  # fmt: skip
+    assert code == 0, text

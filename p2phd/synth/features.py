@@ -89,8 +89,8 @@ def encode_features(
     options = device or DeviceOptions()
     dev, prec = options.resolve()
     net, cfg = run.net, run.config
-    if width is not None and width < net.size_multiple:
-        raise ConfigError(f"--width {width}: must be at least {net.size_multiple}")
+    if width is not None and width < net.min_side:
+        raise ConfigError(f"--width {width}: must be at least {net.min_side} for this run's nets")
     encoder: Callable[..., Tensor] = run.encoder(dev)
     if options.compile:
         encoder = torch.compile(encoder, fullgraph=True)

@@ -22,7 +22,7 @@ from p2phd.data.io import (
     to_channels,
 )
 from p2phd.data.names import KEY_RULE, name_key
-from p2phd.errors import DatasetError
+from p2phd.errors import ConfigError, DatasetError
 from p2phd.synth.edits import relabel
 
 
@@ -112,14 +112,32 @@ def fit_size(w: int, h: int, net: NetConfig, width: int | None, where: Path) -> 
     """A `w` x `h` map's size for G: resized to `width` by the one size rule, or as it is
     when it is a multiple of the run's 2^downsamplings."""
     m = net.size_multiple
+    if width is not None and width < 1:
+        raise ConfigError(f"--width {width}: give a width of at least {net.min_side} pixels")
     if width is not None:
-        return scaled_size(w, h, width, m)
-    if w % m or h % m:
+        size = scaled_size(w, h, width, m)
+    elif w % m or h % m:
         raise DatasetError(
             f"{where}: {w}x{h} is not a multiple of {m} for this run; "
             f"pass --width {max(m, round(w / m) * m)} to resize"
         )
-    return w, h
+    else:
+        size = (w, h)
+    check_min_size(size, net, where)
+    return size
+
+
+def check_min_size(size: tuple[int, int], net: NetConfig, where: object) -> None:
+    """Both sides at least `net.min_side`: smaller maps leave G's bottleneck 1 pixel wide,
+    which its reflection padding cannot pad (torch's error, never a picture)."""
+    w, h = size
+    if min(w, h) < net.min_side:
+        n = net.min_side
+        fit = max(n, -(-n * w // h) // net.size_multiple * net.size_multiple) if h < n else n
+        raise ConfigError(
+            f"{where}: {w}x{h} is too small for this run's G, whose sides must be at least "
+            f"{n} (2 x its 2^downsamplings); pass --width {fit} or more"
+        )
 
 
 @dataclass
