@@ -153,9 +153,6 @@ class Scorer:
                 self.metric
             )
 
-    def done(self, step: int) -> bool:
-        return recorded_scores(self.run, step) is not None
-
     def score(self, step: int) -> tuple[dict[str, float | None], bool]:
         """Score the checkpoint of `step`; (its scores, whether it is the new BEST). The
         global RNG is left as it was: a resumed run trains on exactly as before."""

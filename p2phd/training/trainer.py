@@ -51,7 +51,12 @@ from p2phd.training.distributed import Dist, setup, teardown
 from p2phd.training.gan import Pix2PixHD
 from p2phd.training.process import RunLock, StopSignals, worker_init
 from p2phd.training.samples import write_sample, write_samples_page
-from p2phd.training.scoring import Scorer, check_scoring, clean_partial_evals
+from p2phd.training.scoring import (
+    Scorer,
+    check_scoring,
+    clean_partial_evals,
+    recorded_scores,
+)
 from p2phd.training.state import (
     restore,
     restore_averages,
@@ -457,7 +462,8 @@ class Trainer:
             return False
         if (self.step // self.steps_per_epoch) % every:
             return False
-        return self.scorer is None or not self.scorer.done(self.step)  # other ranks: rank 0's
+        # every rank reads the run folder, so all agree (rank 0 writes the pass after this)
+        return recorded_scores(self.run, self.step) is None
 
     def _score(self, epoch: int) -> None:
         """Score the checkpoint just saved (rank 0; the others wait), log it, report it."""
