@@ -147,3 +147,80 @@ def test_the_smallest_size_renders(tiny_feature_run: Path, toy_data: Path, tmp_p
                      "--out", tmp_path / "o", "--width", str(2 * net.min_side),
                      "--device", "cpu", "--quiet")  # fmt: skip
     assert code == 0, text
+
+
+def folders(tmp_path: Path, label_value: int = 1) -> tuple[Path, Path, Path]:
+    fake, real, labels = (tmp_path / n for n in ("fake", "real", "labels"))
+    for folder in (fake, real, labels):
+        folder.mkdir()
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(fake / "a.png")
+    Image.new("RGB", (32, 32), (100, 90, 90)).save(real / "a.png")
+    Image.fromarray(np.full((32, 32), label_value, np.uint8)).save(labels / "a.png")
+    return fake, real, labels
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--seg-mean", "nan,nan,nan"], "give finite numbers"),
+        (["--seg-std", "inf,1,1"], "give finite numbers"),
+        (["--label-nc", "8", "LABEL200"], "label value 200"),
+        (["NOREAL"], "give --real"),
+    ],
+)
+def test_evaluate_refuses_options_that_make_scores_meaningless(
+    tmp_path: Path, toy_source: Path, extra: list[str], expected: str
+) -> None:
+    """Issue 24, point 7: each of these exited 0 with scores."""
+    fake, real, labels = folders(tmp_path, 200 if "LABEL200" in extra else 1)
+    args = ["evaluate", "--fake", fake, "--labels", labels, "--out", tmp_path / "e",
+            "--segmenter", toy_source / "segmenter.pt2"]  # fmt: skip
+    if "NOREAL" not in extra:
+        args += ["--real", real]
+    code, text = cli(*args, *(e for e in extra if e not in ("LABEL200", "NOREAL")))
+    assert code == 2 and expected in text and len(text.strip().splitlines()) == 1, text
+    assert not (tmp_path / "e" / "eval.json").exists()
+
+
+def test_a_segmenter_giving_nan_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    class Nan(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 4, x.shape[2], x.shape[3]), float("nan"))
+
+    torch.jit.script(Nan()).save(str(tmp_path / "nan.pt"))
+    fake, real, labels = folders(tmp_path)
+    code, text = cli("evaluate", "--fake", fake, "--real", real, "--labels", labels, "--out",
+                     tmp_path / "e", "--segmenter", tmp_path / "nan.pt")  # fmt: skip
+    assert code == 2 and "NaN or infinite logits" in text, text
+
+
+@pytest.mark.parametrize("kind", ["scenes", "field"])
+def test_toy_sizes_are_bounded(tmp_path: Path, kind: str) -> None:
+    code, text = cli("toy", tmp_path / "t", "--kind", kind, "--width", "100000")
+    assert code == 2 and "100000" in text and len(text.strip().splitlines()) == 1, text
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_style_map_is_read_with_a_size_bound(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    test = toy_data / "test"
+    code, text = cli("synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
+                     "--out", tmp_path / "o", "--style-map", "/dev/zero")  # fmt: skip
+    assert code == 2 and "--style-map /dev/zero" in text and "larger than" in text, text
+
+
+def test_vary_an_absent_instance_is_said(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    import json
+
+    test = toy_data / "test"
+    code, text = cli("synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
+                     "--out", tmp_path / "o", "--variations", "2", "--vary", "instance:99999",
+                     "--device", "cpu", "--json", "--quiet")  # fmt: skip
+    assert code == 0, text
+    notes = json.loads(text)["notes"]
+    assert any("--vary instance:99999: 2 of 2 label maps have no such instance" in n for n in notes)

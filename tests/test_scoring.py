@@ -188,3 +188,16 @@ def test_tensorboard_missing_is_one_line(
     code, out = train(toy_data, tmp_path / "run", "--tensorboard", "--max-steps", "1")
     assert code == 2 and "pip install 'p2phd[tensorboard]'" in out, out
     assert len(out.strip().splitlines()) == 1
+
+
+def test_a_feature_run_is_scored_with_encoded_styles(
+    toy_source: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """A run with instance features has no style bank while it trains: the pass takes the
+    styles E encodes from the split's photos (the toy demo's case)."""
+    run = tmp_path / "run"
+    code, out = train(toy_data, run, "--instance-feat", "--batch-size", "2", "--epochs", "1",
+                      "--decay-epochs", "0", "--eval-every", "1",
+                      "--segmenter", toy_source / "segmenter.pt2")  # fmt: skip
+    assert code == 0, out
+    assert [r["step"] for r in evals(run)] == [4] and "eval_miou" in evals(run)[0]

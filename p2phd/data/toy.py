@@ -42,6 +42,7 @@ from p2phd.datasets.toy import (  # the toy world's classes and colours
 from p2phd.errors import ConfigError, DatasetError
 
 _MIN_SIDE = 32
+_MAX_HEIGHT, _MAX_WIDTH = 1024, 2048  # as `p2phd toy --help` says
 _SPLITS = (("train", 0, "toy"), ("test", 1, "toy_test"))  # split, seed stream, name stem
 
 Colour = Sequence[float] | np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -312,6 +313,11 @@ def write_toy_dataset(
         raise ToyOptionError(f"need at least 1 training and 0 test scenes, got {n_train}, {n_test}")
     if height < _MIN_SIDE or width < _MIN_SIDE:
         raise ToyOptionError(f"height and width must be >= {_MIN_SIDE}, got {height}x{width}")
+    if height > _MAX_HEIGHT or width > _MAX_WIDTH:
+        raise ToyOptionError(
+            f"--height {height} --width {width}: toy scenes are at most "
+            f"{_MAX_HEIGHT}x{_MAX_WIDTH} pixels (height x width)"
+        )
     if seed < 0:
         raise ToyOptionError(f"seed must be >= 0, got {seed}")
     out = Path(out)

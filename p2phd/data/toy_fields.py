@@ -55,6 +55,8 @@ def write_field_toy(
     """Write the pairs into `out` (built under a temporary name, renamed when complete)."""
     if file_format not in FORMATS:
         raise ConfigError(f"--format {file_format}: use {' or '.join(FORMATS)}")
+    if not (16 <= height <= 4096 and 16 <= width <= 4096):
+        raise ConfigError(f"--height {height} --width {width}: toy fields are 16 to 4096 pixels")
     if n_train < 1 or n_test < 1:
         raise ConfigError(f"need at least 1 training and 1 test field, got {n_train}, {n_test}")
     out = Path(out)

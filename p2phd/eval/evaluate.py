@@ -21,7 +21,7 @@ import torch
 import p2phd
 from p2phd import datasets
 from p2phd.atomic import make_dirs, write_text
-from p2phd.data.io import read_id_map, read_rgb, resize_ids, resize_rgb
+from p2phd.data.io import check_ids, read_id_map, read_rgb, resize_ids, resize_rgb
 from p2phd.data.names import class_name
 from p2phd.downloads import cached, known
 from p2phd.errors import ConfigError, DatasetError
@@ -58,6 +58,7 @@ class EvalOptions:
     seed: int = 0
     batch_size: int = 8
     use_cached_inception: bool = True  # no --inception: the one `p2phd weights fetch` cached
+    encoded_styles: bool = False  # feature runs: styles E encodes from the split's photos
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
@@ -126,7 +127,15 @@ def evaluate_run(
         )
     net = run.net
     inst = [split_dir / "inst"] if net.instance else []
-    synth = SynthOptions(batch_size=opts.batch_size, width=width, save_labels=False)
+    # styles encoded from the split's own photos where asked (scoring during training, when
+    # there is no style bank yet): the reference's --use_encoded_image
+    encoded = net.use_features and opts.encoded_styles
+    synth = SynthOptions(
+        batch_size=opts.batch_size,
+        width=width,
+        save_labels=False,
+        style_from=(split_dir / "img",) if encoded else (),
+    )
     halfway = (lambda done, total: progress(done, 2 * total)) if progress else None
     synthesize(
         Synthesizer(run, device),
@@ -165,6 +174,11 @@ def evaluate_folders(
     """Score a folder of synthesized images against real photos (FID, KID, PSNR) and label
     maps (mIoU with a segmenter), paired by key; no run needed. `label_nc` bounds the label
     maps' class ids."""
+    if real is None:
+        raise ConfigError(
+            f"--fake {fake}: give --real, the photos to score the images against (and "
+            "--labels for mIoU)"
+        )
     opts = (options or EvalOptions()).checked()
     pairs = pair_folders(Path(fake), Path(real) if real else None, Path(labels) if labels else None)
     context = {"fake": str(fake), "real": str(real)}
@@ -199,7 +213,7 @@ def score(
         weights["inception_sha256"] = sha256_file(Path(opts.inception))
         inception = load_fid_inception(Path(opts.inception)).to(dev)
     mapping = _mapping(opts.label_map, names, label_nc)
-    tally = _Tally(segmenter, inception, mapping, opts, dev, resize)
+    tally = _Tally(segmenter, inception, mapping, opts, dev, resize, label_nc)
     for start in range(0, len(pairs), opts.batch_size):
         tally.add(pairs[start : start + opts.batch_size])
         if progress:  # after synthesis, scoring is the second half of the work
@@ -234,6 +248,7 @@ class _Tally:
     opts: EvalOptions
     device: torch.device
     resize: bool
+    label_nc: int  # label maps hold ids below this
     fake_features: list[np.ndarray] = field(default_factory=list)
     real_features: list[np.ndarray] = field(default_factory=list)
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # "fake" / "real"
@@ -254,7 +269,8 @@ class _Tally:
                 real = self._sized(reals[i], size, p.real, p.fake, resize_rgb)
                 psnr = metrics.psnr(fakes[i], real) if real is not None else None
             if self.segmenter is not None and p.label is not None:
-                label = read_id_map(p.label)
+                label = check_ids(p.label, read_id_map(p.label), "label", self.label_nc,
+                                  "pass label maps of these classes, or --label-nc")  # fmt: skip
                 sized = self._sized(label, size, p.label, p.fake, resize_ids)
                 if sized is not None:
                     truth = self.mapping[sized]

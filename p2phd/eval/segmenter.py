@@ -10,6 +10,7 @@ names: load segmenters you trust, as you would any model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,11 @@ class Convention:
             raise ConfigError(f"--seg-range {self.value_range}: use unit, signed or byte")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("--seg-mean and --seg-std take 3 numbers each, std > 0")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ConfigError(
+                f"--seg-mean {','.join(map(str, self.mean))} --seg-std "
+                f"{','.join(map(str, self.std))}: give finite numbers"
+            )
 
 
 class Segmenter:
@@ -84,6 +90,11 @@ class Segmenter:
             raise CheckpointError(
                 f"--segmenter {self.path}: gave {_shape(logits)}, not [N, C, "
                 "h, w] logits; pass a segmentation net"
+            )
+        if not bool(torch.isfinite(logits).all()):
+            raise CheckpointError(
+                f"--segmenter {self.path}: gave NaN or infinite logits on a {list(x.shape)} "
+                "input; check the file and its --seg-mean/--seg-std"
             )
         return logits
 

@@ -217,8 +217,15 @@ def synthesize(
     steps = plan(synth, inputs, inst, opts)
     earlier = image_files(out)
     make_dirs(out)
-    rows, unedited = render_all(synth, steps, out, opts, progress)
+    rows, unedited, unvaried = render_all(synth, steps, out, opts, progress)
     notes = list(steps.notes)
+    if unvaried:
+        assert opts.style.vary is not None
+        notes.append(
+            f"--vary instance:{opts.style.vary[1]}: {len(unvaried)} of {len(steps.items)} "
+            f"label maps have no such instance, so their variations are alike (first: "
+            f"{unvaried[0]})"
+        )
     if unedited:
         notes.append(
             f"{len(unedited)} of {len(steps.items)} label maps lack an instance of "
@@ -276,14 +283,17 @@ def render_all(
     out: Path,
     opts: SynthOptions,
     progress: Callable[[int, int], None] | None,
-) -> tuple[Rows, list[str]]:
+) -> tuple[Rows, list[str], list[str]]:
     """The pipeline: reader threads decode, check, resize and edit the inputs ahead of the
     batched forward pass on the device, writer threads encode and write behind it, and the
     folder is flushed to disk once at the end rather than file by file. Returns each key's
-    images with their captions, and the keys a --relabel-instance id was missing from."""
+    images with their captions, the keys a --relabel-instance id was missing from, and those
+    the --vary instance was missing from."""
     net = synth.net
     rows: Rows = {}
     unedited: list[str] = []
+    unvaried: list[str] = []
+    vary = opts.style.vary if opts.variations > 1 else None
     workers = opts.workers if opts.workers >= 0 else max(1, os.cpu_count() or 1)
     edits = (opts.relabel, opts.relabel_instance)
     read = functools.partial(_read_batch, net=net, sizes=steps.sizes, edits=edits)
@@ -295,6 +305,9 @@ def render_all(
         for batch in ordered_map(read, steps.batches, workers=workers, ahead=2):
             for r in batch:
                 unedited += [r.item.key] if r.missing else []
+                if vary is not None and vary[0] == "instance":
+                    if r.inst is None or not bool((r.inst == vary[1]).any()):
+                        unvaried.append(r.item.key)
                 if opts.save_labels:
                     shown = (
                         as_rgb(r.label) if net.label_nc == 0 else colorize(r.label, net.label_nc)
@@ -318,7 +331,7 @@ def render_all(
             if progress:
                 progress(len(rows), len(steps.items))
     sync_folder(out)  # one flush for every image written
-    return rows, unedited
+    return rows, unedited, unvaried
 
 
 def write_page(out: Path, title: str, rows: Rows, net: NetConfig, opts: SynthOptions) -> Path:

@@ -10,7 +10,6 @@ reference's `sample_features` bug). Choices are made for all regions at once.
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from p2phd.data.names import class_id, class_name, class_with_id
 from p2phd.errors import ConfigError
+from p2phd.jsonfile import read_json
 from p2phd.synth.bank import FeatureBank
 
 
@@ -70,11 +70,14 @@ def parse_vary(
     raise ConfigError(f"--vary {text}: use class:C (a number or a name) or instance:ID")
 
 
+STYLE_MAP_MAX_BYTES = 64 * 1024 * 1024  # the editor writes kilobytes
+
+
 def read_style_map(path: Path, feat_num: int, label_nc: int, names: Sequence[str] = ()) -> StyleMap:
     """`{"instances": {"26001": 2}, "classes": {"vegetation": [0.1, -0.3, 0.5]}}`: cluster
     indices or explicit vectors of feat_num finite numbers; classes by number or name."""
     try:
-        data = json.loads(Path(path).read_bytes())
+        data = read_json(Path(path), max_bytes=STYLE_MAP_MAX_BYTES)  # /dev/zero ends here
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"--style-map {path}: not a readable JSON file ({reason})") from None

@@ -10,6 +10,7 @@ names the checkpoint with the best score of `--best-metric`.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from p2phd.atomic import atomic_dir, write_text
 from p2phd.checkpoint import RunDir, read_pointer, write_best
 from p2phd.config import TrainConfig
+from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError
 from p2phd.eval.evaluate import EvalOptions, evaluate_run
 from p2phd.eval.field_eval import evaluate_field_run
@@ -61,11 +63,16 @@ def check_scoring(cfg: TrainConfig) -> None:
     if not run.eval_every:
         return
     best_metric(cfg)
-    split = Path(run.data_root) / run.eval_split
-    if not split.is_dir():
+    entry = read_manifest(Path(run.data_root)).splits.get(run.eval_split)
+    if entry is None or not entry.items:
         raise ConfigError(
             f"--eval-split {run.eval_split}: {run.data_root} has no such split; prep one "
             "(a test_* source, or prep --val-fraction F for a val split)"
+        )
+    if not entry.has_images:
+        raise ConfigError(
+            f"--eval-split {run.eval_split}: {run.data_root} has no photos (targets) in it "
+            "to score against; pass another split, or prep --val-fraction F"
         )
     for option, path in (("--segmenter", run.segmenter), ("--inception", run.inception)):
         if path is not None and not Path(path).is_file():
@@ -92,6 +99,7 @@ def score_checkpoint(root: Path, step: int, cfg: TrainConfig) -> dict[str, float
                 inception=Path(opts.inception) if opts.inception else None,
                 segmenter=Path(opts.segmenter) if opts.segmenter else None,
                 use_cached_inception=False,
+                encoded_styles=True,  # a feature run has no style bank while it trains
             )
             report = evaluate_run(run, Path(opts.data_root), tmp, split=opts.eval_split,
                                   options=options, device=device)  # fmt: skip
@@ -101,6 +109,7 @@ def score_checkpoint(root: Path, step: int, cfg: TrainConfig) -> dict[str, float
                 "miou": s.segmentation.miou if s.segmentation is not None else None,
                 "fid": s.fid,
             }
+        scores = {k: v if v is None or math.isfinite(v) else None for k, v in scores.items()}
         record = {"step": step, "weights": run.weights, "scores": scores}
         write_text(tmp / SCORES, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return scores
