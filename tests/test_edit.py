@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -379,17 +383,28 @@ def test_stroke_mask_covers_the_capsule_around_the_line() -> None:
         stroke_mask((20, 40), [[100, 100]], 2)
 
 
-def test_edit_command_serves_until_interrupted(tiny_feature_run: Path, toy_data: Path) -> None:
-    test = toy_data / "test"
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_edit_command_serves_until_signalled(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Started with both signals ignored (as a shell's background job, or a CI wrapper, starts
+    it), the server still stops on either within seconds: exit 128 + N, its port free, its
+    temporary folder gone, and no traceback."""
+    test, temp = toy_data / "test", tmp_path / "tmp"
+    temp.mkdir()
     args = [sys.executable, "-m", "p2phd", "edit", str(tiny_feature_run), str(test / "label")]
+
+    def ignore_both() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     proc = subprocess.Popen(
         [*args, "--inst", str(test / "inst"), "--device", "cpu"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # Ctrl-C as a terminal sends it, even when the suite runs with SIGINT ignored (a
-        # background job inherits that, and Python then keeps it ignored)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env={**os.environ, "TMPDIR": str(temp)},
+        preexec_fn=ignore_both,
     )
     try:
         assert proc.stdout is not None
@@ -397,10 +412,31 @@ def test_edit_command_serves_until_interrupted(tiny_feature_run: Path, toy_data:
         assert line.startswith("p2phd edit: open http://127.0.0.1:"), line
         url = line.split()[3]
         assert Client(url).get("/api/info")["maps"] == ["toy_test_00000", "toy_test_00001"]
+        assert [p.name[:11] for p in temp.iterdir()] == ["p2phd-edit-"]
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=10)
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "Traceback" not in err
+        proc.kill()
+    assert proc.returncode == 128 + sig and "Traceback" not in err, err
+    assert list(temp.iterdir()) == []
+    with socket.socket() as free:  # the port is given back (a server would bind it again)
+        free.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        free.bind(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))))
+
+
+def test_a_client_that_goes_away_is_no_traceback(
+    server: EditServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A browser tab closed mid-request leaves the terminal quiet, and the server serves on."""
+    host, port = server.server_address[:2]
+    for _ in range(3):
+        with socket.create_connection((str(host), int(port))) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.sendall(b"GET /api/image.png HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        # closed with a reset before the photo is sent: the server meets a reset connection
+    time.sleep(0.5)
+    assert Client(server.url).get("/api/info")["maps"]
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_edit_refuses_a_bad_run_in_one_line(tmp_path: Path) -> None:

@@ -69,9 +69,8 @@ def edit(
         )
     typer.echo(f"p2phd edit: open {server.url}  (Ctrl-C stops)")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        signum = server.serve_until_signalled()
     finally:
         server.server_close()
         editor.close()
+    raise typer.Exit(128 + signum if signum else 0)

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -53,7 +54,7 @@ def is_loopback(host: str) -> bool:
 
 
 class EditServer(ThreadingHTTPServer):
-    """Serves the editor page and its API; `serve_forever` until interrupted."""
+    """Serves the editor page and its API until SIGINT or SIGTERM (`serve_until_signalled`)."""
 
     daemon_threads = True
 
@@ -69,6 +70,31 @@ class EditServer(ThreadingHTTPServer):
                 f"--host {host} --port {port}: cannot listen ({exc.strerror or exc}); "
                 "pick another port, or 0 for a free one"
             ) from None
+
+    def serve_until_signalled(self, poll_interval: float = 0.2) -> int:
+        """Serve until SIGINT or SIGTERM and return its number. Both are handled here
+        whatever the process inherited: a background job of a shell starts with SIGINT
+        ignored, and Python keeps it so, which left the server deaf to Ctrl-C."""
+        received: list[int] = []
+
+        def stop(signum: int, frame: Any) -> None:
+            if not received:  # shutdown() waits for serve_forever: never in its own thread
+                received.append(signum)
+                threading.Thread(target=self.shutdown, daemon=True).start()
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.serve_forever(poll_interval)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return received[0] if received else 0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is no error worth a traceback; anything else is a bug."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -109,6 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 kind, payload = route(self.server.editor, parse_qs(url.query), body)
             self._send(200, kind, payload, attachment=url.path.startswith("/api/download/"))
+        except ConnectionError:  # the client went away (closed tab, reload): nothing to answer
+            self.close_connection = True
         except NotFoundError as exc:
             self._error(404, str(exc))
         except ForbiddenError as exc:
