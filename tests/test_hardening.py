@@ -224,3 +224,38 @@ def test_vary_an_absent_instance_is_said(
     assert code == 0, text
     notes = json.loads(text)["notes"]
     assert any("--vary instance:99999: 2 of 2 label maps have no such instance" in n for n in notes)
+
+
+STOP_DURING_EXPORT = """
+import os, signal, sys, torch
+MODE = sys.argv[1]
+def stop(*args, **kwargs):
+    if MODE == "INT":
+        raise KeyboardInterrupt  # where Ctrl-C lands: deep inside the exporter
+    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pause()
+torch.onnx.export = stop
+sys.argv = ["p2phd", *sys.argv[2:]]
+from p2phd.cli.app import main
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", ["INT", "TERM"])
+def test_a_stopped_export_is_one_line_and_leaves_nothing(
+    tiny_feature_run: Path, tmp_path: Path, sig: str
+) -> None:
+    """Ctrl-C or SIGTERM in the middle of a command's work is one line (exit 130, 143): no
+    traceback, and no half-written output or temporary file."""
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_DURING_EXPORT, sig,
+         "export", str(tiny_feature_run), "--out", str(out / "g.onnx")],
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )  # fmt: skip
+    assert done.returncode == 128 + getattr(signal, f"SIG{sig}"), done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "stopped" in done.stderr
+    assert list(out.iterdir()) == []

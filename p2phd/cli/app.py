@@ -1,7 +1,9 @@
 """The typer app and what every command shares: one-line errors, progress, JSON output.
 
-Known problems (`P2phdError`) print one line and exit with status 2; anything else is a bug
-and exits with status 1 and a traceback.
+Known problems (`P2phdError`) print one line and exit with status 2; Ctrl-C and SIGTERM stop
+a command as an exception does (its temporary files are removed on the way out) and exit
+with status 130 or 143 in one line; anything else is a bug and exits with status 1 and a
+traceback.
 """
 
 from __future__ import annotations
@@ -48,16 +50,25 @@ R = TypeVar("R")
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a `P2phdError` into one line on stderr and exit status 2."""
+    """Turn a `P2phdError` into one line on stderr and exit status 2, and a stop by Ctrl-C or
+    SIGTERM into one line and 130 or 143 (commands with a stop of their own, training and
+    the editor's server, handle the signals themselves while they run)."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
+            with terminated_cleanly():
+                return command(*args, **kwargs)
         except P2phdError as exc:
             line = " ".join(str(exc).split("\n"))  # one line, even if a message forgot
             err.print(f"[bold red]error:[/] {escape(line)}")
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]stopped:[/] interrupted (Ctrl-C); nothing half-written is kept")
+            raise typer.Exit(128 + signal.SIGINT) from None
+        except Terminated:
+            err.print("[bold red]stopped:[/] terminated (SIGTERM); nothing half-written is kept")
+            raise typer.Exit(128 + signal.SIGTERM) from None
 
     return wrapper
 
@@ -114,13 +125,17 @@ def counting(bar: Progress, description: str) -> Callable[[int, int], None]:
     return update
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is, as Ctrl-C raises `KeyboardInterrupt`."""
+
+
 @contextmanager
 def terminated_cleanly() -> Iterator[None]:
-    """SIGTERM ends the command as Ctrl-C does, by an exception (exit status 143), so its
-    temporary folders are removed on the way out instead of left behind."""
+    """SIGTERM ends the command as Ctrl-C does, by an exception, so its temporary folders
+    are removed on the way out instead of left behind."""
 
     def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

@@ -17,7 +17,6 @@ from p2phd.cli.app import (
     err,
     given,
     progress_bar,
-    terminated_cleanly,
     user_errors,
 )
 
@@ -210,7 +209,7 @@ def prep(
             val_fraction=val_fraction,
         )
     )
-    with terminated_cleanly(), progress_bar(quiet) as bar:
+    with progress_bar(quiet) as bar:
         report = prepare_dataset(src, data, cfg, progress=counting(bar, "prep"))
     summary = report.to_dict()
     if as_json:
