@@ -15,7 +15,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +111,8 @@ def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
             yield tmp
             _commit(tmp, path, durable)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # a read-only folder refuses even this: the error is the write's
+            tmp.unlink()
         raise
 
 

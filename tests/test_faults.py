@@ -305,6 +305,28 @@ def test_encode_and_cluster_refused_write(
     assert snapshot(run) == before and leftovers(run) == []
 
 
+def test_a_read_only_folder_refuses_the_cleanup_too(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a read-only file system even removing the temporary file is refused: the error
+    stays the write's one line, not a traceback from the cleanup."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_feature_run, run)
+    real_unlink = Path.unlink
+
+    def read_only_unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.is_relative_to(tmp_path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only_unlink)
+    refuse_writes(monkeypatch, errno.EROFS)
+    code = errno.EROFS
+    assert_refused(*cli("encode-features", run, toy_data, *TEST), "features.safetensors", code)
+    assert_refused(*cli("cluster", run, "--k", "3", "--quiet"), "clusters.safetensors", code)
+    assert_refused(*cli("export", run, "--out", tmp_path / "g.onnx", "--quiet"), "g.onnx", code)
+
+
 @pytest.mark.parametrize("code", REFUSALS, ids=errno.errorcode.get)
 def test_import_and_prep_refused_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
