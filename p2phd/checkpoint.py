@@ -170,8 +170,9 @@ def read_config_record(path: Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
     """Parse a config.json written by `config_record`."""
     try:
         record = read_json(path, max_bytes=STATE_MAX_BYTES)
-        if not isinstance(record, dict) or not isinstance(record.get("history", []), list):
-            raise ValueError("expected an object with 'config' and 'history'")
+        history = record.get("history", []) if isinstance(record, dict) else None
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise ValueError("expected an object with 'config' and a 'history' of objects")
         return TrainConfig.from_dict(record["config"]), list(record.get("history", []))
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(

@@ -6,7 +6,6 @@ JSON."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from p2phd.data.names import class_name
 from p2phd.datasets.cityscapes import CLASSES as CITYSCAPES_CLASSES
 from p2phd.datasets.cityscapes import is_cityscapes_name
 from p2phd.errors import DatasetError
+from p2phd.jsonfile import SchemaError, read_json
 from p2phd.loss_terms import active_terms
 from p2phd.synth.run import Run
 
@@ -185,15 +185,25 @@ def inspect_run(run: Run) -> dict[str, Any]:
     for kind, file in (("encoded", run.features_path), ("clusters", run.clusters_path)):
         meta = file.with_suffix(".json")
         if meta.is_file():
-            try:
-                classes = json.loads(meta.read_text()).get("classes", {})
-            except ValueError:
-                continue
-            report[kind] = {
-                class_name(int(c), names): (v if kind == "encoded" else v.get("clusters"))
-                for c, v in classes.items()
-            }
+            report[kind] = _bank_summary(meta, kind, names)
     return report
+
+
+def _bank_summary(meta: Path, kind: str, names: tuple[str, ...]) -> dict[str, Any] | str:
+    """Class name -> instances encoded (or clusters found) from a bank file's JSON summary,
+    or why it cannot be read: inspect shows a damaged summary rather than stopping on it."""
+    try:
+        classes = read_json(meta, max_bytes=16 << 20).get("classes", {})
+        summary = {}
+        for c, v in classes.items():
+            count = v if kind == "encoded" else v.get("clusters")
+            if not (c.isdigit() and isinstance(count, int)):
+                raise SchemaError(f"classes.{c[:20]}: expected a class id and a count")
+            summary[class_name(int(c), names)] = count
+        return summary
+    except (OSError, SchemaError, AttributeError) as exc:
+        again = "encode-features" if kind == "encoded" else "cluster"
+        return f"{meta.name} unreadable ({exc}); run {again} again"
 
 
 def _checkpoints(run: Run) -> list[dict[str, Any]]:

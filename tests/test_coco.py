@@ -190,6 +190,37 @@ def _ade20k(root: Path) -> Path:
     return root
 
 
+def _set(path: str, value: Any) -> Any:
+    """A change to a COCO file's data: `value` at `path` ("annotations.0.segmentation")."""
+
+    def change(content: Any) -> None:
+        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+        for key in parents:
+            content = content[key]
+        content[last] = value
+
+    return change
+
+
+MILLION = [[0, 0, 64, 64] * 500_000]  # a million points, back and forth across the image
+CHANGES = {
+    "width a string": _set("images.0.width", "abc"),
+    "width huge": _set("images.0.width", 100_000),
+    "image an int": _set("images.0", 7),
+    "duplicate image id": _set("images.1.id", 139),
+    "unlisted image": _set("annotations.0.image_id", 7),
+    "category 0": _set("annotations.0.category_id", 0),
+    "iscrowd 5": _set("annotations.0.iscrowd", 5),
+    "huge mask": _set("annotations.1.segmentation", {"size": [100_000, 100_000], "counts": "0"}),
+    "million points": _set("annotations.0.segmentation", MILLION),
+    "far point": _set("annotations.0.segmentation", [[0, 0, 1e300, 0, 40, 24]]),
+    "counts past the mask": _set(
+        "annotations.3.segmentation", {"size": [64, 64], "counts": [0, 10**9]}
+    ),
+    "polygon of strings": _set("annotations.0.segmentation", [["a"] * 6]),
+}
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -204,6 +235,19 @@ def _ade20k(root: Path) -> Path:
         ("given twice", "instances_val2017.json too; pass each split's annotation file once"),
         ("no pycocotools", "pip install 'p2phd[coco]'"),
         ("other layout", "is in the ade20k layout; COCO's instance annotations go with"),
+        ("deep", "unreadable (nested deeper than 64 levels)"),
+        ("width a string", "images[0].width: 'abc' is not of the expected type"),
+        ("width huge", "images[0].width: 100000 is not in 1..16384"),
+        ("image an int", "images[0]: expected an object"),
+        ("duplicate image id", "image id 139 is given twice"),
+        ("unlisted image", "an annotation of image 7, which the file does not list"),
+        ("category 0", "annotations[0].category_id: 0 is no category"),
+        ("iscrowd 5", "annotations[0].iscrowd: 5 is not 0 or 1"),
+        ("huge mask", "is a mask of 100000x100000, the image is 64x64"),
+        ("million points", "outline is 6.4e+07 pixels long, more than 1000 times"),
+        ("far point", "a polygon reaches far outside the 64x64 image"),
+        ("counts past the mask", "its RLE counts do not cover the 64x64 mask"),
+        ("polygon of strings", "a polygon holds something other than numbers"),
     ],
 )
 def test_bad_instance_annotations_end_in_one_line(
@@ -239,6 +283,11 @@ def test_bad_instance_annotations_end_in_one_line(
         monkeypatch.setitem(sys.modules, "pycocotools", None)
     elif damage == "other layout":
         src = _ade20k(tmp_path / "ade")
+    elif damage == "deep":
+        val.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    elif damage in CHANGES:
+        CHANGES[damage](content)
+        val.write_text(json.dumps(content))
     code, out = cli("prep", src, tmp_path / "data", *files)
     assert code == 2 and message in " ".join(out.split()), out
     assert len(out.strip().splitlines()) == 1 and not (tmp_path / "data").exists()

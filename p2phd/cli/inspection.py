@@ -101,7 +101,12 @@ def _run(r: dict[str, Any]) -> None:
         lines.append(f"features: {f['feat_num']} per {f['pool']}")
     for kind in ("encoded", "clusters"):
         if kind in r:
-            per = ", ".join(f"{name}: {n}" for name, n in r[kind].items())
+            found = r[kind]  # a damaged summary comes as the sentence that says so
+            per = (
+                found
+                if isinstance(found, str)
+                else ", ".join(f"{k}: {n}" for k, n in found.items())
+            )
             lines.append(
                 f"{'instances encoded' if kind == 'encoded' else 'clusters (k)'} per class: {per}"
             )

@@ -10,11 +10,11 @@ in any folder layout.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from p2phd.errors import ConfigError, DatasetError
+from p2phd.jsonfile import SchemaError, parse, read_bounded
 
 # Longest first, so "_gtFine_labelIds" goes before "_labelIds" is tried.
 KEY_SUFFIXES = tuple(
@@ -36,16 +36,19 @@ def name_key(name: str) -> str:
     return stem
 
 
+CLASS_NAMES_MAX_BYTES = 1 << 20  # a name a line: tens of thousands of classes
+
+
 def read_class_names(path: Path) -> tuple[str, ...]:
     """Class names from a JSON list of strings, or from a text file with one name a line."""
     try:
-        text = Path(path).read_text()
-    except (OSError, ValueError) as exc:
+        text = read_bounded(Path(path), CLASS_NAMES_MAX_BYTES).decode()
+    except (OSError, ValueError) as exc:  # SchemaError (too large) and bad UTF-8 are ValueErrors
         raise DatasetError(f"--class-names {path}: unreadable ({exc})") from None
     if text.lstrip().startswith("["):
         try:
-            names = json.loads(text)
-        except ValueError as exc:
+            names = parse(text)
+        except SchemaError as exc:
             raise DatasetError(f"--class-names {path}: not a JSON list ({exc})") from None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DatasetError(f"--class-names {path}: a JSON list must hold strings only")

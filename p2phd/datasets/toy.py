@@ -3,13 +3,13 @@ folder is recognised by the `toy.json` the toy writes beside its reference layou
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from p2phd.data.names import check_class_names
 from p2phd.data.pairing import Source
 from p2phd.datasets import KnownDataset
 from p2phd.errors import DatasetError
+from p2phd.jsonfile import SchemaError, read_json
 
 # The toy world: its classes, and the colours the scenes (p2phd.data.toy) are painted in and
 # the toy's oracle segmenter (p2phd.data.toy_segmenter) reads back.
@@ -36,8 +36,11 @@ def _folder_classes(folder: Path) -> tuple[str, ...] | None:
     if not toy.is_file():
         return None
     try:
-        return check_class_names(json.loads(toy.read_text())["classes"], str(toy))
-    except (OSError, ValueError, KeyError, TypeError, DatasetError):
+        classes = read_json(toy, max_bytes=1 << 20).get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            return None
+        return check_class_names(classes, str(toy))
+    except (OSError, SchemaError, AttributeError, DatasetError):
         return None  # not ours after all: the classes are inferred
 
 

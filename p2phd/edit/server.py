@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from p2phd.edit.editor import Editor, png_bytes
 from p2phd.errors import ConfigError, NotFoundError, P2phdError
+from p2phd.jsonfile import SchemaError, parse
 
 MAX_BODY = 32 * 1024 * 1024  # bytes of one request: a 2048x1024 label, instance and photo fit
 STATIC = {
@@ -191,9 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ConfigError(f"request of {int(length)} bytes: uploads are limited to 32 MiB")
         raw = self.rfile.read(int(length))
         try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            raise ConfigError("the request body is not JSON") from None
+            data = parse(raw) if raw else {}
+        except SchemaError as exc:
+            raise ConfigError(f"the request body is not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError("the request body must be a JSON object")
         return data

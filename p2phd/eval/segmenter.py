@@ -9,7 +9,6 @@ names: load segmenters you trust, as you would any model.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 from p2phd import datasets
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.eval.exported import load_exported
+from p2phd.jsonfile import SchemaError, read_json
 
 IGNORE = 255
 
@@ -137,9 +137,8 @@ def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
         pairs = dict(known.label_table)
     else:
         try:
-            loaded = json.loads(Path(mapping).read_text())
-            pairs = {int(k): int(v) for k, v in loaded.items()}
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            pairs = _label_pairs(read_json(Path(mapping), max_bytes=1 << 20), len(table))
+        except (OSError, SchemaError) as exc:
             names = ", ".join(d.name for d in datasets.known() if d.label_table is not None)
             raise ConfigError(
                 f"--label-map {mapping}: use identity, {names} or a JSON file "
@@ -149,3 +148,18 @@ def label_lookup(mapping: str, label_nc: int) -> np.ndarray:
         if 0 <= label < len(table):
             table[label] = cls
     return table
+
+
+def _label_pairs(data: object, size: int) -> dict[int, int]:
+    """A `--label-map` file's `{"label id": segmenter class or 255}`, every entry checked: a
+    label past the table would be dropped without a word."""
+    if not isinstance(data, dict):
+        raise SchemaError("expected an object of label id: class")
+    pairs = {}
+    for key, value in data.items():
+        if not key.isdigit() or int(key) >= size:
+            raise SchemaError(f"{key[:20]!r}: a label id is a number in 0..{size - 1}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= IGNORE:
+            raise SchemaError(f"{key}: a class is a number in 0..{IGNORE} ({IGNORE}: not scored)")
+        pairs[int(key)] = value
+    return pairs

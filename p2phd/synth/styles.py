@@ -10,7 +10,6 @@ reference's `sample_features` bug). Choices are made for all regions at once.
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from p2phd.data.names import class_id, class_name, class_with_id
 from p2phd.errors import ConfigError
+from p2phd.jsonfile import SchemaError, read_json
 from p2phd.synth.bank import FeatureBank
 
 
@@ -76,13 +76,9 @@ STYLE_MAP_MAX_BYTES = 64 * 1024 * 1024  # the editor writes kilobytes
 def read_style_map(path: Path, feat_num: int, label_nc: int, names: Sequence[str] = ()) -> StyleMap:
     """`{"instances": {"26001": 2}, "classes": {"vegetation": [0.1, -0.3, 0.5]}}`: cluster
     indices or explicit vectors of feat_num finite numbers; classes by number or name."""
-    try:
-        with open(path, "rb") as f:  # bounded: /dev/zero ends here
-            raw = f.read(STYLE_MAP_MAX_BYTES + 1)
-        if len(raw) > STYLE_MAP_MAX_BYTES:
-            raise ValueError(f"larger than {STYLE_MAP_MAX_BYTES // 2**20} MiB")
-        data = json.loads(raw)  # NaN is parsed, to be named below as not finite
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON, bad UTF-8
+    try:  # NaN is parsed, to be named below as not finite where it stands
+        data = read_json(path, max_bytes=STYLE_MAP_MAX_BYTES, allow_nan=True)
+    except (OSError, SchemaError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"--style-map {path}: not a readable JSON file ({reason})") from None
     if not isinstance(data, dict) or set(data) - {"instances", "classes"}:

@@ -3,7 +3,6 @@ the loss curves so far and the run's options."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from p2phd.checkpoint import RunDir
 from p2phd.config import FieldSpec, TrainConfig
 from p2phd.data.io import write_png
 from p2phd.field_view import field_pictures, with_bar
+from p2phd.jsonfile import SchemaError, parse
 from p2phd.ops import unit_image
 from p2phd.visual import (
     colorize,
@@ -85,12 +85,15 @@ def field_grid(inputs: Tensor, fake: Tensor, real: Tensor, spec: FieldSpec) -> n
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of log.jsonl (a line cut short by a crash is skipped)."""
+    """The numbers of each record of log.jsonl by step (a line cut short by a crash, or one
+    of another shape, is skipped: the page is drawn from what can be read)."""
     records = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                record = parse(line)
+            except SchemaError:
                 continue
+            if isinstance(record, dict) and type(record.get("step")) is int:
+                records.append({k: v for k, v in record.items() if type(v) in (int, float)})
     return records
