@@ -132,8 +132,15 @@ class Checkpoint:
         return f"{role}_ema.safetensors" in self.state.files
 
     def tensors(self, name: str) -> dict[str, Tensor]:
-        """Load `<name>.safetensors`, checking it is the size state.json recorded."""
+        """Load `<name>.safetensors`, checking it is the size state.json recorded, a file of
+        this folder (not a link elsewhere) and finite: weights that would render NaN, or an
+        optimiser that would train on it, are refused as training refuses to save them."""
         path = self.path / f"{name}.safetensors"
+        if path.is_symlink() and path.resolve().parent != self.path.resolve():
+            raise CheckpointError(
+                f"{path}: links to {path.resolve()}, outside its checkpoint; a checkpoint holds "
+                "its own files: copy the file in, or delete this checkpoint folder"
+            )
         expected = self.state.files.get(path.name)
         if not path.is_file():
             if self.state.imported is not None:
@@ -148,12 +155,19 @@ class Checkpoint:
                 "the file is damaged: delete this checkpoint folder to fall back to the previous"
             )
         try:
-            return load_file(str(path))
+            tensors = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(
                 f"{path}: unreadable ({_first_line(exc)}); delete this "
                 "checkpoint folder to fall back to the previous one"
             ) from None
+        for key, value in tensors.items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(
+                    f"{path}: {key} holds NaN or inf; the weights are damaged: delete this "
+                    "checkpoint folder to fall back to the previous one"
+                )
+        return tensors
 
 
 def config_record(cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -292,7 +306,13 @@ def clean_partial(run: RunDir) -> None:
 
 
 def open_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint folder's state.json and config.json."""
+    """Read a checkpoint folder's state.json and config.json. The folder is its run's own: a
+    step folder that links into another run is refused, not followed."""
+    if Path(path).is_symlink() and path.resolve().parent != path.parent.resolve():
+        raise CheckpointError(
+            f"{path}: links to {path.resolve()}, outside {path.parent}; a run's checkpoints "
+            "are its own folders: copy the checkpoint in, or delete the link"
+        )
     where = path / "state.json"
     fix = "delete this checkpoint folder to fall back to the previous one"
     try:
@@ -312,6 +332,11 @@ def open_checkpoint(path: Path) -> Checkpoint:
 def latest_checkpoint(run: RunDir) -> Checkpoint | None:
     """The checkpoint LATEST names; without a LATEST, the newest complete one. LATEST names a
     folder directly inside checkpoints/, never a path elsewhere."""
+    if run.latest.exists() and not run.latest.is_file():
+        raise CheckpointError(
+            f"{run.latest}: is a folder, not the file naming the newest checkpoint; delete it "
+            "(the newest complete checkpoint is then used)"
+        )
     if run.latest.is_file():
         try:
             name = run.latest.read_text().strip()

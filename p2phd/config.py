@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from p2phd.errors import ConfigError
 from p2phd.jsonfile import SchemaError, decode, parse
+from p2phd.limits import MAX_LABEL_NC, check_range, check_seed, check_side
 
 M = TypeVar("M")  # a label or instance map: numpy array or tensor
 
@@ -162,6 +163,7 @@ class NetConfig:
             f"{self.label_nc} classes but {len(self.class_names)} class names",
         )
         _require(self.label_nc >= 0, "--label-nc", "must be >= 0 (0 means RGB input images)")
+        check_range(self.label_nc, "--label-nc", 0, MAX_LABEL_NC)
         for name in ("input_nc", "output_nc"):  # photos are RGB or grey; fields any count
             allowed = getattr(self, name) >= 1 if self.fields else getattr(self, name) in (1, 3)
             _require(allowed, f"--{name.replace('_', '-')}", "is 1 or 3 for photos")
@@ -278,8 +280,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(0 <= self.rotate <= 180, "--rotate", "is an angle in degrees, 0..180")
-        _require(self.load_width is None or self.load_width >= 8, "--load-width", "must be >= 8")
-        _require(self.crop_size is None or self.crop_size >= 8, "--crop-size", "must be >= 8")
+        check_side(self.load_width, "--load-width", low=8)
+        check_side(self.crop_size, "--crop-size", low=8)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -306,6 +308,7 @@ class OptimConfig:
         _require(self.epochs >= 0 and self.decay_epochs >= 0, "--epochs", "must be >= 0")
         _require(self.epochs + self.decay_epochs >= 1, "--epochs", "need at least one epoch")
         _require(self.batch_size >= 1, "--batch-size", "must be >= 1")
+        check_seed(self.seed)
 
     @property
     def total_epochs(self) -> int:
@@ -474,8 +477,11 @@ class PrepConfig:
         _check_choices(self)
         _require(0 <= self.val_fraction < 1, "--val-fraction", "must lie in [0, 1)")
         _require(self.width is None or self.width >= self.multiple, "--width", "is too small")
+        check_side(self.width, "--width")
         _require(self.multiple >= 1, "--multiple", "must be >= 1")
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")
+        if self.label_nc is not None:
+            check_range(self.label_nc, "--label-nc", 0, MAX_LABEL_NC)
         _require(self.workers >= 0, "--workers", "must be >= 0 (0: one per CPU core)")
 
 

@@ -409,7 +409,7 @@ def test_edit_command_serves_until_signalled(
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("p2phd edit: open http://127.0.0.1:"), line
+        assert line.startswith("p2phd edit: open http://127.0.0.1:"), line or proc.stderr.read()
         url = line.split()[3]
         assert Client(url).get("/api/info")["maps"] == ["toy_test_00000", "toy_test_00001"]
         assert [p.name[:11] for p in temp.iterdir()] == ["p2phd-edit-"]

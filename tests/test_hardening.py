@@ -259,3 +259,76 @@ def test_a_stopped_export_is_one_line_and_leaves_nothing(
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "stopped" in done.stderr
     assert list(out.iterdir()) == []
+
+
+def _alien_object(inst_path: Path, ident: int = 9001) -> None:
+    """Put an object of class 9 (id 9001) into an instance map of the toy's 8 classes."""
+    inst = np.asarray(Image.open(inst_path)).copy()
+    inst[:4, :4] = ident
+    Image.fromarray(inst.astype(np.uint16)).save(inst_path)
+
+
+def test_instances_of_a_class_past_label_nc_are_refused(
+    toy_data: Path, tiny_feature_run: Path, tmp_path: Path
+) -> None:
+    """An object of class 9 under 8 classes would index past the one-hot input and the style
+    bank: synthesize and training refuse it, naming the file and the id. (prep takes any
+    instance numbering: without instance features the ids only draw boundaries.)"""
+    import shutil
+
+    test = tmp_path / "test"
+    shutil.copytree(toy_data / "test", test)
+    _alien_object(test / "inst" / "toy_test_00000.png")
+    code, out = cli(
+        "synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
+        "--out", tmp_path / "o", "--device", "cpu", "--quiet",
+    )  # fmt: skip
+    assert code == 2 and "instance id 9001 belongs to class 9, past the 8 classes" in out, out
+
+    data = tmp_path / "prepped"
+    shutil.copytree(toy_data, data)
+    _alien_object(next((data / "train" / "inst").iterdir()))
+    code, out = cli(
+        "train-global", data, "--run", tmp_path / "run", "--ngf", "8", "--ndf", "8",
+        "--no-vgg-loss", "--device", "cpu", "--quiet", "--max-steps", "20",
+    )  # fmt: skip
+    assert code == 2 and "instance id 9001 belongs to class 9" in out, out
+
+
+def test_a_dangling_link_in_the_source_is_named(toy_source: Path, tmp_path: Path) -> None:
+    """A link to nothing was dropped without a word: the item is bad like any other."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(toy_source, src)
+    photo = sorted((src / "train_img").iterdir())[0]
+    photo.unlink()
+    photo.symlink_to(tmp_path / "gone.png")
+    code, out = cli("prep", src, tmp_path / "data", "--quiet")
+    assert code == 2 and f"{photo}: links to {tmp_path / 'gone.png'}, which does not exist" in out
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("change", ["photo", "dataset.json"])
+def test_a_photo_changed_after_prep_stops_training(
+    toy_data: Path, tmp_path: Path, change: str
+) -> None:
+    import json
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_data, data)
+    photo = sorted((data / "train" / "img").iterdir())[0]
+    if change == "photo":
+        Image.open(photo).resize((256, 128)).save(photo)
+        said = f"{photo}: is 256x128, but dataset.json says 128x64"
+    else:
+        manifest = json.loads((data / "dataset.json").read_text())
+        manifest["splits"]["train"]["items"][0]["width"] = 64
+        (data / "dataset.json").write_text(json.dumps(manifest))
+        said = "is 128x64, but dataset.json says 64x64"
+    code, out = cli(
+        "train-global", data, "--run", tmp_path / "run", "--ngf", "8", "--ndf", "8",
+        "--no-vgg-loss", "--device", "cpu", "--quiet", "--max-steps", "20",
+    )  # fmt: skip
+    assert code == 2 and said in out and "prep the dataset again" in out, out

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "p2phd"
 FORBIDDEN = {
     "config": ("p2phd.",),  # stdlib only, besides errors and jsonfile (allowed below)
     "jsonfile": ("p2phd.",),  # stdlib only, besides errors (allowed below)
+    "limits": ("p2phd.",),  # stdlib only, besides errors (allowed below)
     "errors": ("p2phd.",),
     "ops": ("p2phd.",),
     "nets.": (
@@ -45,8 +46,9 @@ FORBIDDEN = {
     "synth.": ("p2phd.edit", "p2phd.eval", "p2phd.training.trainer", "p2phd.training.gan"),
 }
 ALLOWED = {
-    "config": ("p2phd.errors", "p2phd.jsonfile"),
+    "config": ("p2phd.errors", "p2phd.jsonfile", "p2phd.limits"),
     "errors": (),
+    "limits": ("p2phd.errors",),
     "jsonfile": ("p2phd.errors",),
     "ops": (),
     "weights": ("p2phd.errors",),

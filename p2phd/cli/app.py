@@ -49,6 +49,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_SMALLER = "pass a smaller --width, --load-width, --crop-size or --batch-size"
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn a `P2phdError` into one line on stderr and exit status 2, and a stop by Ctrl-C or
     SIGTERM into one line and 130 or 143 (commands with a stop of their own, training and
@@ -62,6 +65,14 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         except P2phdError as exc:
             line = " ".join(str(exc).split("\n"))  # one line, even if a message forgot
             err.print(f"[bold red]error:[/] {escape(line)}")
+            raise typer.Exit(2) from None
+        except MemoryError:
+            err.print(f"[bold red]error:[/] out of memory; {_SMALLER}")
+            raise typer.Exit(2) from None
+        except RuntimeError as exc:  # torch's OutOfMemoryError, without importing torch here
+            if type(exc).__name__ != "OutOfMemoryError":
+                raise
+            err.print(f"[bold red]error:[/] out of GPU memory; {_SMALLER}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[bold red]stopped:[/] interrupted (Ctrl-C); nothing half-written is kept")

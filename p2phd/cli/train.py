@@ -176,6 +176,8 @@ def run_training(
                 bar.update(task, total=r.total_steps, completed=r.step, visible=True, epoch=epoch)
                 if not quiet and r.data is not None:
                     bar.console.print(first_line(cfg.stage, r))
+                    if r.data.memory_note:
+                        bar.console.print(f"note: {r.data.memory_note}")
                 if r.resumed_from is not None and not quiet:
                     bar.console.print(f"resuming {run} from step {r.resumed_from}")
             elif r.event == "step":

@@ -41,8 +41,12 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         seed: int,
         input_nc: int = 3,
         output_nc: int = 3,
+        instance_classes: bool = False,
     ) -> None:
+        """`instance_classes`: instance ids below the class divisor are class ids, as
+        instance features read them, and are checked against label_nc like objects."""
         self.root = Path(root)
+        self.instance_classes = instance_classes
         self.manifest = read_manifest(self.root)
         entry = self.manifest.splits.get(split)
         if entry is None or not entry.items:
@@ -79,22 +83,43 @@ class PreppedDataset(Dataset[dict[str, Any]]):
         if self.manifest.fields is not None:
             return {**sample, **self._fields(params, index)}
         if self.label_nc == 0:
-            photo = to_channels(
-                apply_rgb(params, read_rgb(self.path("input", index))), self.input_nc
-            )
-            sample["label"] = torch.from_numpy(photo).permute(2, 0, 1)
+            path = self.path("input", index)
+            photo = self._sized(path, read_rgb(path), index)
+            sample["label"] = torch.from_numpy(
+                to_channels(apply_rgb(params, photo), self.input_nc)
+            ).permute(2, 0, 1)
         else:
             path = self.path("label", index)
             label = check_ids(
                 path, read_id_map(path), "label", self.label_nc, "prep the dataset again"
             )
+            label = self._sized(path, label, index)
             sample["label"] = torch.from_numpy(apply_ids(params, label).astype(np.int32))
         if self.instance:
-            inst = read_id_map(self.path("inst", index), "instance map")
+            path = self.path("inst", index)
+            inst = check_ids(
+                path, read_id_map(path, "instance map"), "inst", self.label_nc,
+                divisor=self.manifest.class_divisor, objects_only=not self.instance_classes,
+            )  # fmt: skip
+            inst = self._sized(path, inst, index)
             sample["inst"] = torch.from_numpy(apply_ids(params, inst).astype(np.int32))
-        image = to_channels(apply_rgb(params, read_rgb(self.path("img", index))), self.output_nc)
+        path = self.path("img", index)
+        image = to_channels(
+            apply_rgb(params, self._sized(path, read_rgb(path), index)), self.output_nc
+        )
         sample["image"] = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         return sample
+
+    def _sized(self, path: Path, array: np.ndarray, index: int) -> np.ndarray:
+        """`array` if it has the size dataset.json gives its item: a file changed after prep
+        (or a damaged dataset.json) would be cropped and resized as another size."""
+        item = self.items[index]
+        if array.shape[:2] != (item.height, item.width):
+            raise DatasetError(
+                f"{path}: is {array.shape[1]}x{array.shape[0]}, but dataset.json says "
+                f"{item.width}x{item.height}; the file changed after prep: prep the dataset again"
+            )
+        return array
 
     def _fields(self, params: AugmentParams, index: int) -> dict[str, Tensor]:
         """Input and target as float32 `[C, H, W]` in [-1, 1], augmented alike."""

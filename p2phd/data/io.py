@@ -81,10 +81,16 @@ def check_ids(
     role: Literal["label", "inst"],
     label_nc: int | None = None,
     fix: str = "fix the map",
+    divisor: int | None = None,
+    objects_only: bool = True,
 ) -> np.ndarray:
-    """The one check of an id map's values: ids are >= 0 and fit 16 bits, and labels are
-    < `label_nc` (when given). `fix` ends the out-of-range message; `{top}` in it becomes
-    the smallest label_nc that would hold the map."""
+    """The one check of an id map's values: ids are >= 0 and fit 16 bits, labels are
+    < `label_nc` (when given), and so are the classes of instance ids numbered by
+    `divisor` (class * divisor + k; an object of a class past label_nc would index past the
+    nets' one-hot and the style bank). Ids below the divisor are classes too where
+    instance features read them so (not `objects_only`); elsewhere they may be any
+    numbering that only draws boundaries. `fix` ends the out-of-range message; `{top}` in
+    it becomes the smallest label_nc that would hold the map."""
     low, top = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
     what = "label value" if role == "label" else "instance id"
     if low < 0:
@@ -97,7 +103,28 @@ def check_ids(
         raise DatasetError(
             f"{path}: {what} {top} is above {MAX_ID}; ids must fit 16 bits: renumber them"
         )
+    if role == "inst" and label_nc is not None and divisor is not None and ids.size:
+        ident, cls = top_instance_class(ids, divisor, objects_only)
+        if cls >= label_nc:
+            raise DatasetError(
+                f"{path}: instance id {ident} belongs to class {cls}, past the {label_nc} "
+                f"classes (ids are class * {divisor} + k); use instance maps of these classes"
+            )
     return ids
+
+
+def top_instance_class(ids: np.ndarray, divisor: int, objects_only: bool = True) -> tuple[int, int]:
+    """(id, class) of the instance id of the largest class, (-1, -1) for none: ids from
+    `divisor` on are class * divisor + k; those below are their class unless
+    `objects_only`."""
+    top = int(ids.max()) if ids.size else -1
+    best = (top, top // divisor) if top >= divisor else (-1, -1)
+    if not objects_only:
+        below = ids[ids < divisor]
+        plain = int(below.max()) if below.size else -1
+        if plain > best[1]:
+            best = (plain, plain)
+    return best
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -8,6 +8,7 @@ message names the file, the missing partner and the key rule.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,13 +97,28 @@ class Role:
         city = key.rsplit("_", 2)[0]
         return str(self.folder / city / f"{key}{self.suffix}")
 
+    def _wanted(self, path: Path) -> bool:
+        """Whether a file of this name would be one of this role's."""
+        if self.suffix is None:
+            return path.suffix.lower() in SOURCE_SUFFIXES
+        return path.name.endswith(self.suffix)
+
     def scan(self, split: str) -> tuple[dict[str, Path], list[Bad]]:
         """Key -> file; two files with one key (a.png and a.jpg) are a bad item."""
         found: dict[str, list[Path]] = {}
+        dangling: list[Bad] = []
         for path in sorted(self.folder.rglob("*")):
             rel = path.relative_to(self.folder)
-            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            if any(part.startswith(".") for part in rel.parts):
                 continue  # hidden files: macOS "._x.png" forks, editors' and our temp files
+            if not path.is_file():
+                if path.is_symlink() and self._wanted(path):  # a link to nothing: say so
+                    target = os.readlink(path)
+                    dangling.append(
+                        Bad(split, name_key(rel.as_posix()), f"{path}: links to {target}, "
+                            "which does not exist; fix or remove the link")
+                    )  # fmt: skip
+                continue
             if self.suffix is None:
                 if path.suffix.lower() not in SOURCE_SUFFIXES:
                     continue
@@ -113,7 +129,7 @@ class Role:
                 continue
             found.setdefault(key, []).append(path)
         files = {key: paths[0] for key, paths in found.items() if len(paths) == 1}
-        bad = [
+        bad = dangling + [
             Bad(split, key, f"{paths[0]} and {paths[1]} share the key {key!r}; keep only one")
             for key, paths in found.items()
             if len(paths) > 1

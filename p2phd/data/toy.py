@@ -40,6 +40,7 @@ from p2phd.datasets.toy import (  # the toy world's classes and colours
     WINDSCREEN,
 )
 from p2phd.errors import ConfigError, DatasetError
+from p2phd.limits import check_seed
 
 _MIN_SIDE = 32
 _MAX_HEIGHT, _MAX_WIDTH = 1024, 2048  # as `p2phd toy --help` says
@@ -318,8 +319,7 @@ def write_toy_dataset(
             f"--height {height} --width {width}: toy scenes are at most "
             f"{_MAX_HEIGHT}x{_MAX_WIDTH} pixels (height x width)"
         )
-    if seed < 0:
-        raise ToyOptionError(f"seed must be >= 0, got {seed}")
+    check_seed(seed)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(

@@ -19,6 +19,7 @@ import numpy as np
 from p2phd.atomic import atomic_dir
 from p2phd.data.fields import write_field
 from p2phd.errors import ConfigError, DatasetError
+from p2phd.limits import check_seed
 
 INPUT_STD = 1000.0  # G
 CORRELATION_PX = 6.0  # the input's smoothness: the Gaussian filter's sigma in pixels
@@ -57,6 +58,7 @@ def write_field_toy(
         raise ConfigError(f"--format {file_format}: use {' or '.join(FORMATS)}")
     if not (16 <= height <= 4096 and 16 <= width <= 4096):
         raise ConfigError(f"--height {height} --width {width}: toy fields are 16 to 4096 pixels")
+    check_seed(seed)
     if n_train < 1 or n_test < 1:
         raise ConfigError(f"need at least 1 training and 1 test field, got {n_train}, {n_test}")
     out = Path(out)

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from p2phd.edit.editor import Editor, png_bytes
 from p2phd.errors import ConfigError, NotFoundError, P2phdError
 from p2phd.jsonfile import SchemaError, parse
+from p2phd.limits import MAX_PORT, check_range
 
 MAX_BODY = 32 * 1024 * 1024  # bytes of one request: a 2048x1024 label, instance and photo fit
 STATIC = {
@@ -61,6 +62,7 @@ class EditServer(ThreadingHTTPServer):
 
     def __init__(self, editor: Editor, host: str = "127.0.0.1", port: int = 0) -> None:
         self.editor, self.lock, self.loopback = editor, threading.Lock(), is_loopback(host)
+        check_range(port, "--port", 0, MAX_PORT)  # 0: a free one
         self.token = secrets.token_urlsafe(24)  # this session's; only its own page knows it
         if ":" in host:
             self.address_family = socket.AF_INET6

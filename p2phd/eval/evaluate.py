@@ -30,6 +30,7 @@ from p2phd.eval.page import write_page
 from p2phd.eval.pairing import Pair, pair_folders
 from p2phd.eval.scores import ImageScore, Kid, Scores
 from p2phd.eval.segmenter import IGNORE, Convention, Segmenter, label_lookup
+from p2phd.limits import check_seed
 from p2phd.nets.inception import load_fid_inception
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.folder import SynthOptions, synthesize
@@ -63,6 +64,7 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise ConfigError("--batch-size and --kid-subsets must be >= 1, --kid-subset-size >= 2")
+        check_seed(self.seed)
 
     def checked(self) -> EvalOptions:
         """These options with the cached Inception (`p2phd weights fetch inception`) where

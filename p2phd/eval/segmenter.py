@@ -23,6 +23,7 @@ from p2phd import datasets
 from p2phd.errors import CheckpointError, ConfigError
 from p2phd.eval.exported import load_exported
 from p2phd.jsonfile import SchemaError, read_json
+from p2phd.limits import check_side
 
 IGNORE = 255
 
@@ -42,6 +43,9 @@ class Convention:
             raise ConfigError(f"--seg-range {self.value_range}: use unit, signed or byte")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("--seg-mean and --seg-std take 3 numbers each, std > 0")
+        if self.size is not None:
+            check_side(self.size[0], "--seg-size width")
+            check_side(self.size[1], "--seg-size height")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
             raise ConfigError(
                 f"--seg-mean {','.join(map(str, self.mean))} --seg-std "

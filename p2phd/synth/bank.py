@@ -44,18 +44,28 @@ def save_bank(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> N
 
 
 def load_bank_file(path: Path) -> dict[str, Tensor]:
-    """A feature or cluster file's tensors; a damaged file is one line naming it."""
+    """A feature or cluster file's tensors, finite, the per-class rows 2-D; a damaged file is
+    one line naming it and the tensor."""
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: unreadable ({exc}); write it again") from exc
-    for name in tensors:
+    for name, value in tensors.items():
         try:
             key_class(name)
         except ValueError:
             raise CheckpointError(
                 f"{path}: holds {name!r}, not a per-class tensor; write it again"
             ) from None
+        rows = name.startswith("label_")  # a row per instance (features) or per cluster
+        if rows and (value.ndim != 2 or not value.is_floating_point()):
+            raise CheckpointError(
+                f"{path}: {name} is a {value.dtype} tensor of shape {tuple(value.shape)}, not "
+                "one row of numbers per instance or cluster; write it again"
+            )
+        finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+        if not finite:  # k-means and the styles would carry the NaN
+            raise CheckpointError(f"{path}: {name} holds NaN or inf; write it again")
     return tensors
 
 

@@ -112,8 +112,13 @@ def export_onnx(
         raise ConfigError(
             f"p2phd export needs {' and '.join(missing)}: pip install 'p2phd[export]'"
         )
-    if opset < 18:
-        raise ConfigError(f"--opset {opset}: the exporter writes opset 18 or newer")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()  # what this onnx can convert the graph to
+    if not 18 <= opset <= newest:
+        raise ConfigError(
+            f"--opset {opset}: the exporter writes opsets 18 to {newest} (this onnx's newest)"
+        )
     net = run.net
     if styles not in STYLES:
         raise ConfigError(f"--styles {styles}: use maps (feature maps in) or bank")

@@ -21,6 +21,7 @@ from p2phd.data.augment import Augment
 from p2phd.data.dataset import PreppedDataset, check_fits, size_batches
 from p2phd.data.names import class_name
 from p2phd.errors import CheckpointError, ConfigError
+from p2phd.limits import check_seed, check_side
 from p2phd.ops import instance_class, segment_mean, unit_image
 from p2phd.runtime import DeviceOptions, autocast
 from p2phd.synth.bank import CLUSTERS, FEATURES, bank_key, key_class, load_bank_file, save_bank
@@ -91,14 +92,16 @@ def encode_features(
     net, cfg = run.net, run.config
     if width is not None and width < net.min_side:
         raise ConfigError(f"--width {width}: must be at least {net.min_side} for this run's nets")
+    check_side(width, "--width")
     encoder: Callable[..., Tensor] = run.encoder(dev)
     if options.compile:
         encoder = torch.compile(encoder, fullgraph=True)
     load_width = width if width is not None else cfg.data.load_width
     augment = Augment(load_width, None, False, net.size_multiple)  # the training size
     dataset = PreppedDataset(
-        Path(data), split, augment, seed=0, input_nc=net.input_nc, output_nc=net.output_nc
-    )
+        Path(data), split, augment, seed=0, input_nc=net.input_nc, output_nc=net.output_nc,
+        instance_classes=net.style_pool == "instance",
+    )  # fmt: skip
     check_fits(dataset, net)
     rows: dict[int, list[Tensor]] = {}
     sources: dict[int, list[Tensor]] = {}
@@ -161,6 +164,7 @@ def cluster_features(
 
     if k < 1 or not 0 <= min_area < 1 or n_init < 1:
         raise ConfigError("--k and --n-init must be >= 1 and --min-area in [0, 1)")
+    check_seed(seed)
     path = Path(run) / FEATURES
     if not Path(run).is_dir():
         raise CheckpointError(

@@ -26,6 +26,7 @@ from p2phd.config import NetConfig
 from p2phd.data.dataset import size_batches
 from p2phd.data.io import write_image
 from p2phd.errors import ConfigError
+from p2phd.limits import MAX_VARIATIONS, check_memory, check_range, synthesis_bytes
 from p2phd.synth.edits import parse_relabel, parse_relabel_instance
 from p2phd.synth.field_synth import render_fields
 from p2phd.synth.inputs import Input, SynthItem, collect_items, read_input, size_notes, target_size
@@ -67,6 +68,7 @@ class SynthOptions:
     def __post_init__(self) -> None:
         if self.variations < 1 or self.batch_size < 1:
             raise ConfigError("--variations and --batch-size must be >= 1")
+        check_range(self.variations, "--variations", 1, MAX_VARIATIONS)
         if self.image_format not in IMAGE_FORMATS or not 1 <= self.quality <= 100:
             raise ConfigError(
                 f"--format {self.image_format} --quality {self.quality}: use png, jpg "
@@ -187,6 +189,17 @@ def plan(
     if net.use_features and not opts.style_from:
         notes += style_notes(opts.style, opts.variations, synth.bank, net.class_names)
     batches = size_batches(items, lambda item: sizes[item.key], opts.batch_size)
+    if batches:
+        w, h, n = max(
+            ((*sizes[b[0].key], len(b)) for b in batches), key=lambda s: s[0] * s[1] * s[2]
+        )
+        note = check_memory(
+            synthesis_bytes(net, w, h, n),
+            str(synth.device),
+            f"synthesizing {n} map{'s' if n > 1 else ''} of {w}x{h} at once",
+            "pass a smaller --width or --batch-size",
+        )
+        notes += [note] if note else []
     return Plan(items, sizes, batches, notes)
 
 
@@ -215,6 +228,7 @@ def synthesize(
     if synth.net.fields is not None:
         return _fields(synth, inputs, out, inst, opts, progress)
     steps = plan(synth, inputs, inst, opts)
+    synth.run.generator(synth.device)  # damaged weights are refused before anything is written
     earlier = image_files(out)
     make_dirs(out)
     rows, unedited, unvaried = render_all(synth, steps, out, opts, progress)

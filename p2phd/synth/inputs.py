@@ -23,6 +23,7 @@ from p2phd.data.io import (
 )
 from p2phd.data.names import KEY_RULE, name_key
 from p2phd.errors import ConfigError, DatasetError
+from p2phd.limits import MAX_SIDE, check_side
 from p2phd.synth.edits import relabel
 
 
@@ -114,6 +115,7 @@ def fit_size(w: int, h: int, net: NetConfig, width: int | None, where: Path) -> 
     m = net.size_multiple
     if width is not None and width < 1:
         raise ConfigError(f"--width {width}: give a width of at least {net.min_side} pixels")
+    check_side(width, "--width")
     if width is not None:
         size = scaled_size(w, h, width, m)
     elif w % m or h % m:
@@ -131,6 +133,12 @@ def check_min_size(size: tuple[int, int], net: NetConfig, where: object) -> None
     """Both sides at least `net.min_side`: smaller maps leave G's bottleneck 1 pixel wide,
     which its reflection padding cannot pad (torch's error, never a picture)."""
     w, h = size
+    if max(w, h) > MAX_SIDE:
+        fit = MAX_SIDE * w // max(w, h) // net.size_multiple * net.size_multiple
+        raise ConfigError(
+            f"{where}: {w}x{h} is past the largest side p2phd takes, {MAX_SIDE}; pass "
+            f"--width {fit} or less"
+        )
     if min(w, h) < net.min_side:
         n = net.min_side
         fit = max(n, -(-n * w // h) // net.size_multiple * net.size_multiple) if h < n else n
@@ -184,7 +192,10 @@ def prepare_input(
         item.label, label, "label", net.label_nc, "use label maps of this run's classes"
     )
     if inst is not None:
-        inst = check_ids(item.inst or item.label, inst, "inst")
+        inst = check_ids(
+            item.inst or item.label, inst, "inst", net.label_nc, divisor=net.class_divisor,
+            objects_only=net.style_pool != "instance",
+        )  # fmt: skip
         if inst.shape != label.shape:
             raise DatasetError(
                 f"{item.inst}: {inst.shape[1]}x{inst.shape[0]} but the label map "

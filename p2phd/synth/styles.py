@@ -24,6 +24,7 @@ from torch import Tensor
 from p2phd.data.names import class_id, class_name, class_with_id
 from p2phd.errors import ConfigError
 from p2phd.jsonfile import SchemaError, read_json
+from p2phd.limits import check_seed
 from p2phd.synth.bank import FeatureBank
 
 
@@ -46,6 +47,9 @@ class StyleSpec:
     style_map: StyleMap = field(default_factory=StyleMap)
     vary: tuple[Literal["class", "instance"], int] | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
 
 def parse_style(text: str) -> tuple[Literal["random", "cluster"], int]:

@@ -44,6 +44,7 @@ from p2phd.config import TrainConfig, schedule_growth
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits, steps_per_epoch
 from p2phd.errors import ConfigError, TrainingAborted
+from p2phd.limits import check_discriminator_scales, check_memory, check_side, training_bytes
 from p2phd.loss_terms import LossTerms
 from p2phd.runtime import resolve_precision, seed_everything, use_fast_kernels
 from p2phd.training.board import Board, check_tensorboard
@@ -73,6 +74,7 @@ class TrainingData:
     sizes: tuple[tuple[int, int], ...]  # the distinct (width, height) after the load resize
     load_width: int | None  # None: the prepped size
     crop_size: int | None
+    memory_note: str | None = None  # a size that fits but takes much of the device's memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +212,7 @@ class Trainer:
             seed=cfg.optim.seed,
             input_nc=net.input_nc,
             output_nc=net.output_nc,
+            instance_classes=net.style_pool == "instance",
         )
         self._check_sizes()
         self.steps_per_epoch = steps_per_epoch(
@@ -258,8 +261,21 @@ class Trainer:
         return history
 
     def _check_sizes(self) -> None:
+        """The data fits the nets, D's scales fit the samples, and the samples fit the
+        device's memory (an estimate, said in the first line when it is large)."""
         check_fits(self.dataset, self.cfg.net)
         sizes = self.dataset.sample_sizes()
+        net, batch = self.cfg.net, self.cfg.optim.batch_size
+        for w, h in sizes:
+            check_side(max(w, h), f"{self.dataset.root}: a training sample of {w}x{h}, whose side")
+            check_discriminator_scales(net, w, h)
+        w, h = max(sizes, key=lambda s: s[0] * s[1])
+        self.memory_note = check_memory(
+            training_bytes(net, w, h, batch),
+            str(self.dist.device),
+            f"training at {w}x{h} (batch {batch})",
+            "pass a smaller --load-width or --crop-size",
+        )
         if len(sizes) > 1 and self.cfg.optim.batch_size > 1:
             raise ConfigError(
                 f"--batch-size {self.cfg.optim.batch_size}: training images come in "
@@ -369,6 +385,7 @@ class Trainer:
                     self.loaded_sizes,
                     self.cfg.data.load_width,
                     self.cfg.data.crop_size,
+                    self.memory_note,
                 ),
             )
         )
