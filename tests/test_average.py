@@ -143,3 +143,35 @@ def test_the_local_stage_averages_the_whole_generator(toy_data: Path, tmp_path: 
     assert frozen and all(torch.equal(raw[k], average[k]) for k in frozen)  # G1 is fixed
     enhancer = [k for k in raw if not k.startswith("global_generator.")]
     assert any(not torch.equal(raw[k], average[k]) for k in enhancer)
+
+
+@pytest.mark.slow
+def test_the_average_beats_the_raw_weights_over_three_seeds(tmp_path: Path) -> None:
+    """TINY nets on 16 toy scenes, 320 steps (the last half decaying), seeds 0, 1, 2: each
+    run scored on the test scenes with both weight sets. The average's PSNR is higher by a
+    margin in the mean (measured: +0.24, +0.27, +0.60 dB). The issue's mIoU margin is
+    not asserted: at this size the two are within noise of each other (benchmarks/RESULTS.md)."""
+    from p2phd.data.toy import write_toy_dataset
+
+    src, data = tmp_path / "src", tmp_path / "data"
+    write_toy_dataset(src, n_train=16, n_test=4, height=64, width=128, seed=0)
+    assert cli("prep", src, data, "--quiet")[0] == 0
+    gains = []
+    for seed in (0, 1, 2):
+        run = tmp_path / f"run{seed}"
+        code, out = cli(
+            "train-global", data, "--run", run, *TINY, "--seed", seed, "--epochs", "10",
+            "--decay-epochs", "10", "--ema-beta", "0.99", "--ema-start", "50",
+            "--sample-every", "100000",
+        )  # fmt: skip
+        assert code == 0, out
+        psnr = {}
+        for weights in ("ema", "raw"):
+            code, out = cli(
+                "evaluate", run, data, "--weights", weights, "--out", run / f"eval-{weights}",
+                "--device", "cpu", "--quiet", "--json",
+            )  # fmt: skip
+            assert code == 0, out
+            psnr[weights] = json.loads(out)["psnr"]
+        gains.append(psnr["ema"] - psnr["raw"])
+    assert np.mean(gains) > 0.1, gains
