@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from p2phd import datasets
-from p2phd.atomic import atomic_dir, write_text
+from p2phd.atomic import atomic_dir, check_apart, write_text
 from p2phd.config import FieldScale, FieldSpec, PrepConfig
 from p2phd.data import io
 from p2phd.data.augment import scaled_size
@@ -294,11 +294,7 @@ def _check_out(src: Path, out: Path, overwrite: bool) -> None:
     """Refuse to clobber a non-empty folder (unless asked) or the source itself."""
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a folder; choose another output folder")
-    resolved, source = out.resolve(), src.resolve()
-    if resolved == source or resolved in source.parents:
-        raise DatasetError(f"{out}: holds the source {src}; choose another output folder")
-    if source in resolved.parents:
-        raise DatasetError(f"{out}: is inside the source {src}; choose a folder outside it")
+    check_apart(out, [("the source", src)], "DATA")  # synthesize's rule for --out
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DatasetError(
             f"{out}: exists and is not empty; pass --overwrite to replace it or choose "

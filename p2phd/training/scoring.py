@@ -19,7 +19,7 @@ import torch
 
 from p2phd.atomic import atomic_dir, write_text
 from p2phd.checkpoint import RunDir, read_pointer, write_best
-from p2phd.config import TrainConfig
+from p2phd.config import RunOptions, TrainConfig
 from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError
 from p2phd.eval.evaluate import EvalOptions, evaluate_run
@@ -74,9 +74,17 @@ def check_scoring(cfg: TrainConfig) -> None:
             f"--eval-split {run.eval_split}: {run.data_root} has no photos (targets) in it "
             "to score against; pass another split, or prep --val-fraction F"
         )
-    for option, path in (("--segmenter", run.segmenter), ("--inception", run.inception)):
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"{option} {path}: not found; pass the file")
+    _eval_options(run).check_files()  # the same check, and words, as evaluate's
+
+
+def _eval_options(run: RunOptions) -> EvalOptions:
+    """What each pass asks of the evaluate core: the run's scorers, encoded styles."""
+    return EvalOptions(
+        inception=Path(run.inception) if run.inception else None,
+        segmenter=Path(run.segmenter) if run.segmenter else None,
+        use_cached_inception=False,
+        encoded_styles=True,  # a feature run has no style bank while it trains
+    )
 
 
 def score_checkpoint(root: Path, step: int, cfg: TrainConfig) -> dict[str, float | None]:
@@ -95,14 +103,8 @@ def score_checkpoint(root: Path, step: int, cfg: TrainConfig) -> dict[str, float
                 "cc": fields.pooled["cc"],
             }
         else:
-            options = EvalOptions(
-                inception=Path(opts.inception) if opts.inception else None,
-                segmenter=Path(opts.segmenter) if opts.segmenter else None,
-                use_cached_inception=False,
-                encoded_styles=True,  # a feature run has no style bank while it trains
-            )
             report = evaluate_run(run, Path(opts.data_root), tmp, split=opts.eval_split,
-                                  options=options, device=device)  # fmt: skip
+                                  options=_eval_options(opts), device=device)  # fmt: skip
             s = report.scores
             scores = {
                 "psnr": s.psnr,
