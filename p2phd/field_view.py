@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from p2phd.config import FieldScale
+from p2phd.config import FieldScale, FieldSpec
 from p2phd.data.fields import physical
+from p2phd.visual import hstack
 
 # (position, RGB): ColorBrewer's RdBu, reversed (blue negative, red positive), as matplotlib's
 _DIVERGING = [
@@ -93,3 +94,12 @@ def with_bar(pictures: Sequence[np.ndarray], scale: FieldScale, gap: int = 4) ->
     for picture in pictures:
         parts += [picture, spacer]
     return np.concatenate([*parts, colour_bar(scale, height)], axis=1)
+
+
+def field_preview(spec: FieldSpec, inputs: np.ndarray, *outputs: np.ndarray) -> np.ndarray:
+    """The one picture of a measured field everywhere (samples, synthesize, evaluate):
+    input | the outputs (synthesized, then the target where there is one), each `[C, H, W]`
+    in [-1, 1], every channel in its side's colour map, a colour bar after each side."""
+    right = [picture for out in outputs for picture in field_pictures(out, spec.output)]
+    left = with_bar(field_pictures(inputs, spec.input), spec.input)
+    return hstack([left, with_bar(right, spec.output)], gap=12)

@@ -24,12 +24,12 @@ from p2phd.data.io import write_png
 from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError, DatasetError
 from p2phd.eval.field_metrics import Sums, bin_mean, pearson, psnr, ssim
-from p2phd.field_view import field_pictures, with_bar
+from p2phd.field_view import field_preview
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.inputs import fit_size
 from p2phd.synth.run import Run
 from p2phd.synth.synthesizer import Synthesizer
-from p2phd.visual import hstack, write_index
+from p2phd.visual import write_index
 
 Progress = Callable[[int, int], None]
 SCORES = ("mae", "rmse", "cc", "psnr", "ssim")
@@ -141,15 +141,7 @@ def evaluate_field_run(
             binned.add(bin_mean(fake, bin_size), bin_mean(real, bin_size))
         per_image.append(_image_scores(item.key, fake, real, data_range))
         write_field(Path(out) / "fields" / f"{item.key}.npy", fake)
-        pictures = field_pictures(_unit(spec, fake), spec.output)
-        pictures += field_pictures(_unit(spec, real), spec.output)
-        preview = hstack(
-            [
-                with_bar(field_pictures(x, spec.input), spec.input),
-                with_bar(pictures, spec.output),
-            ],
-            gap=12,
-        )
+        preview = field_preview(spec, x, _unit(spec, fake), _unit(spec, real))
         write_png(Path(out) / "previews" / f"{item.key}.png", preview)
         if progress:
             progress(done, len(items))

@@ -28,9 +28,9 @@ from p2phd.data.fields import (
 from p2phd.data.io import write_png
 from p2phd.data.names import name_key
 from p2phd.errors import DatasetError
-from p2phd.field_view import field_pictures, with_bar
+from p2phd.field_view import field_preview
 from p2phd.synth.inputs import fit_size
-from p2phd.visual import hstack, write_index
+from p2phd.visual import write_index
 
 PREVIEWS = "previews"
 
@@ -110,14 +110,7 @@ def render_fields(
                 header["BUNIT"] = spec.output.units  # the values are the output's now
             target = out / f"{key}{path.suffix.lower()}"
             write_field(target, result, header, history)
-            preview = hstack(
-                [
-                    with_bar(field_pictures(unit, spec.input), spec.input),
-                    with_bar(field_pictures(rendered[i], spec.output), spec.output),
-                ],
-                gap=12,
-            )
-            write_png(out / PREVIEWS / f"{key}.png", preview)
+            write_png(out / PREVIEWS / f"{key}.png", field_preview(spec, unit, rendered[i]))
             written.append(str(target))
             rows.append((key, [(f"{PREVIEWS}/{key}.png", f"input | {target.name}")]))
         if progress:

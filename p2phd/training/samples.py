@@ -12,7 +12,7 @@ from torch import Tensor
 from p2phd.checkpoint import RunDir
 from p2phd.config import FieldSpec, TrainConfig
 from p2phd.data.io import write_png
-from p2phd.field_view import field_pictures, with_bar
+from p2phd.field_view import field_preview
 from p2phd.jsonfile import SchemaError, parse
 from p2phd.ops import unit_image
 from p2phd.visual import (
@@ -75,13 +75,7 @@ def write_samples_page(run: RunDir, cfg: TrainConfig) -> None:
 def field_grid(inputs: Tensor, fake: Tensor, real: Tensor, spec: FieldSpec) -> np.ndarray:
     """Input | synthesized | target of a measured field, each channel in its side's colour
     map, a colour bar after each side."""
-    numpy = [t.detach().float().cpu().numpy() for t in (inputs, fake, real)]
-    left = with_bar(field_pictures(numpy[0], spec.input), spec.input)
-    right = with_bar(
-        field_pictures(numpy[1], spec.output) + field_pictures(numpy[2], spec.output),
-        spec.output,
-    )
-    return hstack([left, right], gap=12)
+    return field_preview(spec, *(t.detach().float().cpu().numpy() for t in (inputs, fake, real)))
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
