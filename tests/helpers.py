@@ -129,3 +129,25 @@ def write_reference_checkpoint(folder: Path) -> Path:
 def model_inputs(model, batch):  # type: ignore[no-untyped-def]
     """A batch as `model`'s step takes it, as the trainer makes it."""
     return model.step_inputs(batch)
+
+
+def one_line(code: int, out: str, *expected: str) -> None:
+    """A refusal: exit status 2, one line, no traceback, each `expected` text in it."""
+    assert code == 2, out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
+    for text in expected:
+        assert text in " ".join(out.split()), out
+
+
+def synth(run: Path, data: Path, out: Path, *args: object) -> tuple[int, str]:
+    """`synthesize` of a prepped dataset's test split on the CPU, quietly."""
+    test = data / "test"
+    return cli(
+        "synthesize", run, test / "label", "--inst", test / "inst", "--out", out,
+        "--device", "cpu", "--quiet", *args,
+    )  # fmt: skip
+
+
+def newest(run: Path) -> Path:
+    """The checkpoint folder LATEST names."""
+    return run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()

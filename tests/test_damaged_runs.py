@@ -12,27 +12,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from helpers import TINY, cli
+from helpers import TINY, cli, newest, one_line, synth
 
 TEST = ["--device", "cpu", "--quiet"]
-
-
-def one_line(result: tuple[int, str], *expected: str) -> None:
-    code, out = result
-    assert code == 2 and len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
-    for text in expected:
-        assert text in " ".join(out.split()), out
-
-
-def synth(run: Path, data: Path, out: Path, *args: str) -> tuple[int, str]:
-    test = data / "test"
-    return cli(
-        "synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST, *args
-    )
-
-
-def newest(run: Path) -> Path:
-    return run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()
 
 
 @pytest.fixture
@@ -72,13 +54,13 @@ def test_weights_holding_nan_are_refused(
         else cli(command, run, toy_data, *TEST, *options)
     )
     one_line(
-        read,
+        *read,
         f"{path}: {name} holds NaN or inf",
         "delete this checkpoint folder to fall back to the previous one",
     )
     assert not list(tmp_path.glob("o/**/*.*"))  # no image, no page
     one_line(  # resuming from it is refused the same way
-        cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat", "--max-steps", "3"),
+        *cli("train-global", toy_data, "--run", run, *TINY, "--instance-feat", "--max-steps", "3"),
         f"{name} holds NaN or inf",
     )
 
@@ -89,7 +71,7 @@ def test_a_step_folder_linking_into_another_run_is_refused(
     step = newest(run)
     shutil.rmtree(step)
     step.symlink_to(newest(tiny_feature_run))
-    one_line(synth(run, toy_data, tmp_path / "o"), f"{step}: links to", "copy the checkpoint in")
+    one_line(*synth(run, toy_data, tmp_path / "o"), f"{step}: links to", "copy the checkpoint in")
 
 
 def test_a_weights_file_linking_elsewhere_is_refused(
@@ -98,14 +80,16 @@ def test_a_weights_file_linking_elsewhere_is_refused(
     weights = newest(run) / "G_ema.safetensors"
     weights.unlink()
     weights.symlink_to(newest(tiny_feature_run) / "G_ema.safetensors")
-    one_line(synth(run, toy_data, tmp_path / "o"), f"{weights}: links to", "outside its checkpoint")
+    one_line(
+        *synth(run, toy_data, tmp_path / "o"), f"{weights}: links to", "outside its checkpoint"
+    )
 
 
 def test_a_latest_that_is_a_folder_is_refused(run: Path, toy_data: Path, tmp_path: Path) -> None:
     latest = run / "checkpoints" / "LATEST"
     latest.unlink()
     latest.mkdir()
-    one_line(synth(run, toy_data, tmp_path / "o"), f"{latest}: is a folder, not the file")
+    one_line(*synth(run, toy_data, tmp_path / "o"), f"{latest}: is a folder, not the file")
 
 
 @pytest.mark.parametrize("which", ["features", "clusters"])
@@ -116,9 +100,9 @@ def test_bank_files_holding_nan_are_refused(
     name = poison(path)
     expected = f"{path}: {name} holds NaN or inf; write it again"
     if which == "features":
-        one_line(cli("cluster", run, "--k", "2", "--quiet"), expected)
+        one_line(*cli("cluster", run, "--k", "2", "--quiet"), expected)
     else:
-        one_line(synth(run, toy_data, tmp_path / "o"), expected)
+        one_line(*synth(run, toy_data, tmp_path / "o"), expected)
 
 
 def test_a_bank_tensor_of_the_wrong_shape_is_refused(run: Path) -> None:
@@ -128,6 +112,6 @@ def test_a_bank_tensor_of_the_wrong_shape_is_refused(run: Path) -> None:
     tensors[name] = torch.zeros(3)
     save_file(tensors, str(path))
     one_line(
-        cli("cluster", run, "--k", "2", "--quiet"),
+        *cli("cluster", run, "--k", "2", "--quiet"),
         f"{name} is a torch.float32 tensor of shape (3,)",
     )

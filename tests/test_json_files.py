@@ -17,28 +17,10 @@ from p2phd.errors import ConfigError
 from p2phd.eval.segmenter import label_lookup
 from p2phd.training.samples import read_log
 
-from helpers import TINY, cli
+from helpers import TINY, cli, newest, one_line, synth
 
 DEEP = "[" * 100_000 + "]" * 100_000
 TEST = ["--device", "cpu", "--quiet"]
-
-
-def one_line(code: int, out: str, *expected: str) -> None:
-    assert code == 2, out
-    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
-    for text in expected:
-        assert text in " ".join(out.split()), out
-
-
-def synth(run: Path, data: Path, out: Path, *args: object) -> tuple[int, str]:
-    test = data / "test"
-    return cli(
-        "synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST, *args
-    )
-
-
-def newest(run: Path) -> Path:
-    return run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()
 
 
 @pytest.fixture

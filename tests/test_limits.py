@@ -13,24 +13,10 @@ from p2phd.config import NetConfig
 from p2phd.errors import ConfigError
 from p2phd.limits import check_discriminator_scales
 
-from helpers import TINY, cli
+from helpers import TINY, cli, one_line, synth
 
 TEST = ["--device", "cpu", "--quiet"]
 BIG = "100000000000000000000000"
-
-
-def refused(result: tuple[int, str], *expected: str) -> None:
-    code, out = result
-    assert code == 2 and len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
-    for text in expected:
-        assert text in " ".join(out.split()), out
-
-
-def synth(run: Path, data: Path, out: Path, *args: object) -> tuple[int, str]:
-    test = data / "test"
-    return cli(
-        "synthesize", run, test / "label", "--inst", test / "inst", "--out", out, *TEST, *args
-    )
 
 
 @pytest.mark.parametrize("seed", ["-1", BIG, "4294967296"])
@@ -38,12 +24,12 @@ def test_seeds_lie_in_0_to_2_32(
     tiny_feature_run: Path, toy_data: Path, tmp_path: Path, seed: str
 ) -> None:
     limit = "a seed lies in 0..4294967295; pass e.g. 0"
-    refused(synth(tiny_feature_run, toy_data, tmp_path / "o", "--seed", seed), limit)
-    refused(cli("cluster", tiny_feature_run, "--k", "2", "--seed", seed, "--quiet"), limit)
-    refused(cli("evaluate", tiny_feature_run, toy_data, "--seed", seed, *TEST), limit)
-    refused(cli("toy", tmp_path / "toy", "--seed", seed, "--quiet"), limit)
+    one_line(*synth(tiny_feature_run, toy_data, tmp_path / "o", "--seed", seed), limit)
+    one_line(*cli("cluster", tiny_feature_run, "--k", "2", "--seed", seed, "--quiet"), limit)
+    one_line(*cli("evaluate", tiny_feature_run, toy_data, "--seed", seed, *TEST), limit)
+    one_line(*cli("toy", tmp_path / "toy", "--seed", seed, "--quiet"), limit)
     train = cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--seed", seed)
-    refused(train, limit)
+    one_line(*train, limit)
     assert not (tmp_path / "o").exists() and not (tmp_path / "toy").exists()
 
 
@@ -51,17 +37,19 @@ def test_sides_past_the_largest_are_refused(
     tiny_feature_run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
 ) -> None:
     limit = "sides lie in 1..16384; pass e.g. 16384"
-    refused(synth(tiny_feature_run, toy_data, tmp_path / "o", "--width", "10000000"), limit)
-    refused(cli("evaluate", tiny_feature_run, toy_data, "--width", "10000000", *TEST), limit)
-    refused(cli("encode-features", tiny_feature_run, toy_data, "--width", "10000000", *TEST), limit)
-    refused(cli("prep", toy_source, tmp_path / "d", "--width", "10000000", "--quiet"), limit)
-    refused(
-        cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--load-width", "100000"),
+    one_line(*synth(tiny_feature_run, toy_data, tmp_path / "o", "--width", "10000000"), limit)
+    one_line(*cli("evaluate", tiny_feature_run, toy_data, "--width", "10000000", *TEST), limit)
+    one_line(
+        *cli("encode-features", tiny_feature_run, toy_data, "--width", "10000000", *TEST), limit
+    )
+    one_line(*cli("prep", toy_source, tmp_path / "d", "--width", "10000000", "--quiet"), limit)
+    one_line(
+        *cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--load-width", "100000"),
         "--load-width 100000: sides lie in 8..16384",
     )
     for size, fit in (("100000x100000", "16384"), ("0x0", "1")):
-        refused(
-            cli("evaluate", tiny_feature_run, toy_data, "--seg-size", size, *TEST),
+        one_line(
+            *cli("evaluate", tiny_feature_run, toy_data, "--seg-size", size, *TEST),
             f"--seg-size width {size.split('x')[0]}: sides lie in 1..16384; pass e.g. {fit}",
         )
 
@@ -70,25 +58,25 @@ def test_counts_past_their_limits_are_refused(
     tiny_feature_run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
 ) -> None:
     test = toy_data / "test"
-    refused(
-        synth(tiny_feature_run, toy_data, tmp_path / "o", "--variations", "100000"),
+    one_line(
+        *synth(tiny_feature_run, toy_data, tmp_path / "o", "--variations", "100000"),
         "--variations 100000: lies in 1..1000; pass e.g. 1000",
     )
-    refused(
-        cli("prep", toy_source, tmp_path / "d", "--label-nc", "100000", "--quiet"),
+    one_line(
+        *cli("prep", toy_source, tmp_path / "d", "--label-nc", "100000", "--quiet"),
         "--label-nc 100000: lies in 0..4096",
     )
-    refused(
-        cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--label-nc", "100000"),
+    one_line(
+        *cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, "--label-nc", "100000"),
         "--label-nc 100000: lies in 0..4096",
     )
     for port in ("-1", "99999"):
-        refused(
-            cli("edit", tiny_feature_run, test / "label", "--inst", test / "inst", "--port", port),
+        one_line(
+            *cli("edit", tiny_feature_run, test / "label", "--inst", test / "inst", "--port", port),
             f"--port {port}: lies in 0..65535",
         )
-    refused(
-        cli("export", tiny_feature_run, "--out", tmp_path / "g.onnx", "--opset", "999"),
+    one_line(
+        *cli("export", tiny_feature_run, "--out", tmp_path / "g.onnx", "--opset", "999"),
         "--opset 999: the exporter writes opsets 18 to",
     )
     assert not (tmp_path / "g.onnx").exists()
@@ -97,8 +85,8 @@ def test_counts_past_their_limits_are_refused(
 def test_discriminator_scales_must_fit_the_samples(toy_data: Path, tmp_path: Path) -> None:
     """The toy's 128x64 samples hold 7 scales (the coarsest 2x1); an 8th is 1x1."""
     run = tmp_path / "r"
-    refused(
-        cli("train-global", toy_data, "--run", run, *TINY, "--num-d", "9"),
+    one_line(
+        *cli("train-global", toy_data, "--run", run, *TINY, "--num-d", "9"),
         "--num-d 9: a 128x64 training sample holds 7 discriminator scales; pass --num-d 7",
     )
     code, out = cli("train-global", toy_data, "--run", run, *TINY, "--num-d", "7")
@@ -118,8 +106,8 @@ def test_memory_past_the_device_is_refused_and_much_of_it_said(
     """The estimate, against a device of 256 MiB: 2048-wide maps do not fit; 512 do, but take
     more than half of it, which a note says."""
     monkeypatch.setattr(p2phd.limits, "device_memory", lambda device: 256 * 2**20)
-    refused(
-        synth(tiny_feature_run, toy_data, tmp_path / "o", "--width", "2048"),
+    one_line(
+        *synth(tiny_feature_run, toy_data, tmp_path / "o", "--width", "2048"),
         "synthesizing 2 maps of 2048x1024 at once: needs about",
         "more than the 256 MiB of cpu; pass a smaller --width or --batch-size",
     )
@@ -142,8 +130,8 @@ def test_running_out_of_memory_anyway_is_one_line(
         raise MemoryError
 
     monkeypatch.setattr(p2phd.synth.synthesizer.Synthesizer, "render", exhausted)
-    refused(
-        synth(tiny_feature_run, toy_data, tmp_path / "o"),
+    one_line(
+        *synth(tiny_feature_run, toy_data, tmp_path / "o"),
         "out of memory; pass a smaller --width",
     )
 
@@ -152,8 +140,8 @@ def test_training_past_the_device_is_refused_before_a_step(
     toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(p2phd.limits, "device_memory", lambda device: 2**20)
-    refused(
-        cli("train-global", toy_data, "--run", tmp_path / "r", *TINY),
+    one_line(
+        *cli("train-global", toy_data, "--run", tmp_path / "r", *TINY),
         "training at 128x64 (batch 1): needs about",
         "more than the 1 MiB of cpu; pass a smaller --load-width or --crop-size",
     )
