@@ -7,6 +7,7 @@ temporary folder, flushed, renamed to `step-NNNNNNN`, and only then does `LATEST
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import time
@@ -30,6 +31,7 @@ from p2phd.nets.generator import build_generator
 from p2phd.weights import key_mismatches
 
 FORMAT_VERSION = 1
+MAX_COUNT = 2**53  # steps and epochs: the largest integer a JSON reader keeps exact
 STEP_NAME = re.compile(r"step-\d{7,}")
 KEEP = "KEEP"  # in a milestone checkpoint folder: pruning leaves it
 STATE_MAX_BYTES = 64 * 1024 * 1024  # state.json and config.json: kilobytes in practice
@@ -101,8 +103,12 @@ class CheckpointState:
 
     def __post_init__(self) -> None:
         for name in ("step", "epoch", "nonfinite_skipped"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: {getattr(self, name)} is negative")
+            if not 0 <= getattr(self, name) <= MAX_COUNT:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not a count 0..{MAX_COUNT}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ConfigError(f"lr: {self.lr} is not a learning rate")
+        if self.optim is None and self.imported is None:  # resuming would reset Adam silently
+            raise ConfigError("optim: missing; a trained checkpoint records its optimizers")
         if self.train_size is not None and min(self.train_size) < 1:
             raise ConfigError(f"train_size: {list(self.train_size)} is not a size")
         bad = next((k for k, v in self.files.items() if v < 0), None)
@@ -351,7 +357,16 @@ def latest_checkpoint(run: RunDir) -> Checkpoint | None:
         if (named / "state.json").is_file():
             return open_checkpoint(named)
     steps = _complete_steps(run)
-    return open_checkpoint(steps[-1]) if steps else None
+    if steps:
+        return open_checkpoint(steps[-1])
+    folders = sorted(run.checkpoints.iterdir()) if run.checkpoints.is_dir() else []
+    damaged = [p for p in folders if STEP_NAME.fullmatch(p.name)]
+    if damaged:  # saves are atomic: a step folder without its state is damage
+        raise CheckpointError(
+            f"{damaged[-1]}: a checkpoint folder without its state.json, and no complete one "
+            "beside it; restore the file, or delete the folder to start the run anew"
+        )
+    return None
 
 
 def require_checkpoint(run_path: Path) -> Checkpoint:

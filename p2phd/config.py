@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from p2phd import limits
 from p2phd.errors import ConfigError
 from p2phd.jsonfile import SchemaError, decode, parse
 from p2phd.limits import MAX_LABEL_NC, check_range, check_seed, check_side
@@ -53,6 +54,24 @@ def _check_choices(obj: Any) -> None:
 
 FieldScaleKind = Literal["linear", "log", "asinh"]
 BestMetric = Literal["auto", "miou", "fid", "psnr", "cc"]
+
+
+# NetConfig's shape fields: (name, lowest, highest), the highest from p2phd.limits
+_SHAPE_LIMITS = (
+    ("ngf", 1, limits.MAX_WIDTH),
+    ("ndf", 1, limits.MAX_WIDTH),
+    ("nef", 1, limits.MAX_WIDTH),
+    ("feat_num", 1, limits.MAX_CHANNELS),
+    ("n_downsample_global", 1, limits.MAX_DOWNSAMPLE),
+    ("n_downsample_e", 1, limits.MAX_DOWNSAMPLE),
+    ("n_blocks_global", 0, limits.MAX_BLOCKS),
+    ("n_blocks_local", 0, limits.MAX_BLOCKS),
+    ("n_local_enhancers", 0, limits.MAX_LOCAL_ENHANCERS),
+    ("num_d", 1, limits.MAX_NUM_D),
+    ("n_layers_d", 1, limits.MAX_LAYERS_D),
+    ("input_nc", 1, limits.MAX_CHANNELS),
+    ("output_nc", 1, limits.MAX_CHANNELS),
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -182,11 +201,8 @@ class NetConfig:
             "--instance",
             "RGB input (label_nc 0) has no instance maps; pass --no-instance",
         )
-        for name in ("ngf", "ndf", "n_downsample_global", "num_d", "n_layers_d"):
-            _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
-        _require(self.n_blocks_global >= 0, "--n-blocks-global", "must be >= 0")
-        _require(self.n_local_enhancers >= 0, "--n-local-enhancers", "must be >= 0")
-        _require(self.n_blocks_local >= 0, "--n-blocks-local", "must be >= 0")
+        for name, low, high in _SHAPE_LIMITS:  # a net far past any real one never builds
+            check_range(getattr(self, name), f"--{name.replace('_', '-')}", low, high)
         _require(
             not (self.instance_feat and self.label_feat),
             "--instance-feat",
@@ -202,8 +218,7 @@ class NetConfig:
             "--label-feat",
             "pools features per class and so needs label maps (label_nc > 0)",
         )
-        for name in ("feat_num", "nef", "n_downsample_e", "class_divisor"):
-            _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
+        _require(self.class_divisor >= 1, "--class-divisor", "must be >= 1")
 
     @property
     def label_channels(self) -> int:
@@ -358,7 +373,7 @@ class RunOptions:
         _require(self.max_steps is None or self.max_steps >= 1, "--max-steps", "must be >= 1")
         for name in ("log_every", "sample_every", "save_every", "keep_last", "max_nonfinite"):
             _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", "must be >= 1")
-        _require(self.num_workers >= 0, "--num-workers", "must be >= 0")
+        check_range(self.num_workers, "--num-workers", 0, limits.MAX_WORKERS)
         _require(self.keep_every >= 0, "--keep-every", "must be >= 0 (0: no milestones)")
         _require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
@@ -482,7 +497,7 @@ class PrepConfig:
         _require(self.label_nc is None or self.label_nc >= 0, "--label-nc", "must be >= 0")
         if self.label_nc is not None:
             check_range(self.label_nc, "--label-nc", 0, MAX_LABEL_NC)
-        _require(self.workers >= 0, "--workers", "must be >= 0 (0: one per CPU core)")
+        check_range(self.workers, "--workers", 0, limits.MAX_WORKERS)  # 0: one per core
 
 
 def resume_conflicts(stored: TrainConfig, new: TrainConfig) -> list[str]:

@@ -39,6 +39,15 @@ class NetConfig(Protocol):
     def n_local_enhancers(self) -> int: ...
 
     @property
+    def n_downsample_global(self) -> int: ...
+
+    @property
+    def n_blocks_global(self) -> int: ...
+
+    @property
+    def n_blocks_local(self) -> int: ...
+
+    @property
     def num_d(self) -> int: ...
 
 
@@ -47,6 +56,16 @@ MAX_SIDE = 16384  # pixels: 4x Cityscapes' 2048x1024 and a 4096x4096 field fit w
 MAX_LABEL_NC = 4096  # classes: ADE20K's full 3688 fit; the one-hot input is label_nc wide
 MAX_VARIATIONS = 1000  # synthesize --variations: images per label map
 MAX_PORT = 65535
+MAX_WORKERS = 256  # reader threads or loader processes: past the cores, they only cost memory
+MAX_TOY_ITEMS = 100_000  # toy scenes or fields per split (Cityscapes has 2975 to train)
+# the nets' shapes, each well past the paper's (9 and 3 blocks, 1 or 2 enhancers, ngf 64):
+MAX_BLOCKS = 64  # residual blocks of G1 (--n-blocks-global) or of each enhancer
+MAX_LOCAL_ENHANCERS = 4  # each doubles the side: G1 at 1/16 of the output's
+MAX_DOWNSAMPLE = 8  # stride-2 convolutions of G1 and of E
+MAX_WIDTH = 1024  # --ngf, --ndf, --nef: a layer's channels before doubling
+MAX_CHANNELS = 4096  # --feat-num, and the channels of measured fields
+MAX_LAYERS_D = 8  # --n-layers-d
+MAX_NUM_D = 16  # --num-d: a 16384 side holds 15 (check_discriminator_scales bounds it by size)
 SYNTH_FLOATS_PER_CHANNEL = 5  # measured: ~1.25 KB per pixel for G1 at ngf 64, fp32
 TRAIN_FLOATS_PER_CHANNEL = 16  # measured: ~3.9 KB per pixel for G1's forward and backward
 
@@ -87,23 +106,50 @@ def check_discriminator_scales(net: NetConfig, width: int, height: int) -> None:
 
 def synthesis_bytes(net: NetConfig, width: int, height: int, batch: int = 1) -> int:
     """Estimated peak memory of G rendering `batch` maps of `width` x `height` (fp32)."""
-    return _bytes(net, width, height, batch, SYNTH_FLOATS_PER_CHANNEL)
+    return _bytes(net, width, height, batch, SYNTH_FLOATS_PER_CHANNEL, weight_floats=1)
 
 
 def training_bytes(net: NetConfig, width: int, height: int, batch: int = 1) -> int:
-    """Estimated memory of G's forward and backward alone at this size: a lower bound of a
-    training step (D and the VGG loss come on top)."""
-    return _bytes(net, width, height, batch, TRAIN_FLOATS_PER_CHANNEL)
+    """Estimated memory of G's forward and backward alone at this size, with its weights and
+    optimizer state: a lower bound of a training step (D and the VGG loss come on top)."""
+    return _bytes(net, width, height, batch, TRAIN_FLOATS_PER_CHANNEL, weight_floats=4)
 
 
-def _bytes(net: NetConfig, width: int, height: int, batch: int, per_channel: int) -> int:
+def generator_parameters(net: NetConfig) -> int:
+    """G's 3x3 convolutions, where nearly all of its weights are (within 1% of the exact
+    count at the paper's shapes): they grow with the square of the width, so a wide or deep
+    net passes the device's memory before any image does."""
+    width = net.ngf * 2**net.n_local_enhancers  # G1's
+    convs = sum(2 * (width * 2**i) * (width * 2 ** (i + 1)) for i in range(net.n_downsample_global))
+    convs += 2 * net.n_blocks_global * (width * 2**net.n_downsample_global) ** 2
+    for k in range(net.n_local_enhancers):  # each finer enhancer: half the width
+        half = net.ngf * 2 ** (net.n_local_enhancers - 1 - k)
+        convs += 2 * half * 2 * half + 2 * net.n_blocks_local * (2 * half) ** 2
+    return 9 * convs
+
+
+def memory_fix(net: NetConfig, needed: int, training: bool, size_fix: str) -> str:
+    """What to change when an estimate does not fit: the size, or the net where its weights
+    (with their optimizer state when training) are most of it."""
+    weights = 4 * (4 if training else 1) * generator_parameters(net)
+    if weights > needed / 2:
+        return "the net is the most of it: pass a smaller --ngf, fewer downsamplings or blocks"
+    return size_fix
+
+
+def _bytes(
+    net: NetConfig, width: int, height: int, batch: int, per_channel: int, weight_floats: int
+) -> int:
+    """Activations per pixel, plus G's weights (training: their gradients and Adam's two
+    moments beside them)."""
+    weights = 4 * weight_floats * generator_parameters(net)
     area = width * height * batch
     channels = net.label_channels + net.feat_num * net.use_features
     # each finer generator doubles the side and halves the width: G1 at 1/4^n of the area
     widest = sum(net.ngf * 2**k / 4**k for k in range(net.n_local_enhancers + 1))
     if net.use_features:
         widest += net.nef
-    return int(4 * area * (channels + per_channel * widest))
+    return int(4 * area * (channels + per_channel * widest)) + weights
 
 
 def device_memory(device: str) -> int | None:

@@ -50,7 +50,7 @@ def test_a_run_that_is_a_file(tmp_path: Path, toy_data: Path) -> None:
     run = tmp_path / "run"
     run.write_text("not a folder")
     one_line(*cli("train-global", toy_data, "--run", run, *TINY), str(run), "is a file")
-    one_line(*cli("train-joint", toy_data, "--run", run, *TEST), str(run), "not a p2phd run")
+    one_line(*cli("train-joint", toy_data, "--run", run, *TEST), str(run), "is a file")
     one_line(*synth(run, toy_data, tmp_path / "o"), str(run), "not a p2phd run")
     one_line(*cli("encode-features", run, toy_data, *TEST), str(run), "not a p2phd run")
     one_line(*cli("cluster", run, "--quiet"), str(run), "not a run folder")
@@ -92,7 +92,7 @@ def test_a_damaged_state_json(
         ({"optim": {"G": {}}}, "optim.D: missing"),  # was a KeyError traceback in training
         ({"train_size": "abc"}, "train_size: expected a list"),  # was ignored silently
         ({"train_size": [0, 64]}, "train_size: [0, 64] is not a size"),
-        ({"step": -3}, "step: -3 is negative"),
+        ({"step": -3}, "step: -3 is not a count 0..9007199254740992"),
         ({"files": {"G.safetensors": "big"}}, "files.G.safetensors: expected int"),
         (
             {
@@ -307,8 +307,9 @@ def test_an_output_folder_that_is_a_file(
         (os.urandom(64) + b"\xff", "not a readable JSON file"),
         (b'{"instances": {"6001": ["a", "b", "c"]}}', "a cluster index or a list of 3 numbers"),
         (b'{"instances": [1, 2]}', "'instances' must be an object"),
-        (b'{"classes": {"6": [0.1, NaN, 0.2]}}', "is not finite"),
-        (b'{"instances": {"6001": [Infinity, 0, 0]}}', "is not finite"),
+        (b'{"classes": {"6": [0.1, NaN, 0.2]}}', "lies outside -1..1"),
+        (b'{"instances": {"6001": [Infinity, 0, 0]}}', "lies outside -1..1"),
+        (b'{"instances": {"6001": [1e308, 0, 0]}}', "lies outside -1..1"),  # inf in float32
         (b'{"instances": {"6001": [true, 0, 0]}}', "a cluster index or a list of 3 numbers"),
         (b'{"instances": {"car": 1}}', "keys are ids"),
     ],

@@ -93,7 +93,7 @@ def test_dry_run_prints_the_resolved_config(toy_data: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--ngf", "0"], "--ngf: must be >= 1"),
+        (["--ngf", "0"], "--ngf 0: lies in 1..1024"),
         (["--label-nc", "3"], "--label-nc 3: "),
         (["--gan-mode", "wgan"], "--gan-mode: 'wgan' is not one of lsgan | bce | hinge"),
         (["--crop-size", "22"], "--crop-size: 22 is not a multiple of 4"),

@@ -4,6 +4,7 @@ a folder, features holding NaN. Each is one line naming the file and the fix."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -115,3 +116,90 @@ def test_a_bank_tensor_of_the_wrong_shape_is_refused(run: Path) -> None:
         *cli("cluster", run, "--k", "2", "--quiet"),
         f"{name} is a torch.float32 tensor of shape (3,)",
     )
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"step": 10**23}, "step: 100000000000000000000000 is not a count 0..9007199254740992"),
+        ({"optim": None}, "optim: missing; a trained checkpoint records its optimizers"),
+    ],
+    ids=["step-past-json", "no-optimizer"],
+)
+def test_a_state_out_of_bounds_or_without_its_optimizers_is_refused(
+    run: Path, toy_data: Path, tmp_path: Path, edit: dict[str, object], expected: str
+) -> None:
+    """Without `optim`, resuming went on with a fresh Adam, silently; a step past what JSON
+    keeps exact was taken as it came."""
+    path = newest(run) / "state.json"
+    state = json.loads(path.read_text())
+    state.update(edit)
+    path.write_text(json.dumps({k: v for k, v in state.items() if v is not None}))
+    resume = ("train-global", toy_data, "--run", run, *TINY, "--instance-feat", "--max-steps", "3")
+    one_line(*cli(*resume), str(path), expected)
+    one_line(*synth(run, toy_data, tmp_path / "o"), str(path), expected)
+
+
+def test_step_folders_without_their_state_are_refused_not_restarted(
+    run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """Saves are atomic, so a step folder without state.json is damage: the run restarted
+    from step 0 over it, silently."""
+    for state in (run / "checkpoints").glob("step-*/state.json"):
+        state.unlink()
+    expected = "a checkpoint folder without its state.json, and no complete one beside it"
+    resume = ("train-global", toy_data, "--run", run, *TINY, "--instance-feat", "--max-steps", "3")
+    one_line(*cli(*resume), f"{newest(run)}: {expected}")
+    one_line(*synth(run, toy_data, tmp_path / "o"), expected)
+
+
+def test_a_run_folder_is_p2phds_alone(
+    run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
+) -> None:
+    """A run was created inside the dataset, among a source's files, or inside another run's
+    checkpoints, where its files mix with theirs."""
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    source = tmp_path / "photos"
+    source.mkdir()
+    (source / "a.png").write_bytes(b"")
+    cases = [
+        (toy_data, f"--run {toy_data}: holds the dataset"),
+        (toy_data / "runs" / "r", f"--run {toy_data / 'runs' / 'r'}: is inside the dataset"),
+        (source, "holds other files and is not a p2phd run (no config.json)"),
+        (run / "checkpoints", f"is inside the run {run}; pass a folder outside it"),
+        (run / "new", f"is inside the run {run}"),
+    ]
+    for folder, expected in cases:
+        one_line(*cli("train-global", toy_data, "--run", folder, *TINY), expected)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == sorted(
+        [*before, Path("photos"), Path("photos/a.png")]
+    )
+    assert not (toy_data / "runs").exists() and not (toy_data / "config.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = cli("train-global", toy_data, "--run", empty, *TINY, "--max-steps", "1")
+    assert code == 0 and (empty / "config.json").is_file(), out  # an empty folder is fine
+
+
+def test_outputs_never_land_on_what_the_command_reads(
+    run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """`export --out RUN/config.json` overwrote the run's config; `evaluate --out` inside
+    the split wrote images among the photos it scores."""
+    config = (run / "config.json").read_bytes()
+    one_line(
+        *cli("export", run, "--out", run / "config.json"),
+        f"--out {run / 'config.json'}: is inside the run {run}",
+    )
+    assert (run / "config.json").read_bytes() == config
+    photos = toy_data / "test" / "img"
+    listed = sorted(photos.iterdir())
+    one_line(
+        *cli("evaluate", run, toy_data, "--out", photos, *TEST),
+        f"--out {photos}: is inside the test split {toy_data / 'test'}",
+    )
+    one_line(
+        *cli("evaluate", "--fake", tmp_path, "--real", photos, "--out", photos / "s", *TEST),
+        f"is inside --real {photos}",
+    )
+    assert sorted(photos.iterdir()) == listed

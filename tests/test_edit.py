@@ -418,6 +418,8 @@ def test_edit_command_serves_until_signalled(
     finally:
         proc.kill()
     assert proc.returncode == 128 + sig and "Traceback" not in err, err
+    how = "interrupted (Ctrl-C)" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    assert err.strip().splitlines()[-1] == f"stopped: {how}; the server is closed", err
     assert list(temp.iterdir()) == []
     with socket.socket() as free:  # the port is given back (a server would bind it again)
         free.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

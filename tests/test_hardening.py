@@ -226,6 +226,63 @@ def test_vary_an_absent_instance_is_said(
     assert any("--vary instance:99999: 2 of 2 label maps have no such instance" in n for n in notes)
 
 
+def test_a_style_map_naming_an_absent_id_is_said(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """A style map pinning an instance or a class no map holds rendered the default styles
+    without a word, like the --vary case above."""
+    import json
+
+    test = toy_data / "test"
+    style_map = tmp_path / "styles.json"
+    style_map.write_text(json.dumps({"instances": {"99999": 0}, "classes": {"1": [0, 0, 0]}}))
+    code, text = cli("synthesize", tiny_feature_run, test / "label", "--inst", test / "inst",
+                     "--out", tmp_path / "o", "--style-map", style_map, "--device", "cpu",
+                     "--json", "--quiet")  # fmt: skip
+    assert code == 0, text
+    notes = [n for n in json.loads(text)["notes"] if n.startswith("--style-map")]
+    assert notes == [  # class 1 (road) is in every map: nothing to say of it
+        "--style-map: 1 of its instances (99999) are in none of the maps, so their styles are "
+        "unused; see p2phd inspect for the ids"
+    ]
+
+
+def test_a_truncated_exported_segmenter_is_one_line(
+    tiny_feature_run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
+) -> None:
+    """torch.export.load logged a 12-line traceback of its first reader before the error."""
+    truncated = tmp_path / "seg.pt2"
+    truncated.write_bytes((toy_source / "segmenter.pt2").read_bytes()[:3000])
+    done = subprocess.run(  # a process of its own: torch's log handler writes to its stderr
+        [sys.executable, "-m", "p2phd", "evaluate", str(tiny_feature_run), str(toy_data),
+         "--out", str(tmp_path / "e"), "--segmenter", str(truncated), "--device", "cpu",
+         "--quiet"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    text = done.stdout + done.stderr
+    assert done.returncode == 2 and len(text.strip().splitlines()) == 1, text
+    assert f"--segmenter {truncated}: not a TorchScript or torch.export file" in text
+
+
+def test_things_that_are_not_files_are_named_for_what_they_are(
+    tiny_feature_run: Path, toy_source: Path, tmp_path: Path
+) -> None:
+    """A link to /dev/zero was said to link to something that "does not exist", /dev/zero
+    given as labels was "no such file", and `toy /dev/null` was "not empty"."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(toy_source, src)
+    label = sorted((src / "train_label").iterdir())[0]
+    label.unlink()
+    label.symlink_to("/dev/zero")
+    code, out = cli("prep", src, tmp_path / "data", "--quiet")
+    assert code == 2 and f"{label}: is not a regular file or folder (a device" in out, out
+    code, out = cli("synthesize", tiny_feature_run, "/dev/zero", "--out", tmp_path / "o")
+    assert code == 2 and "/dev/zero: is not a regular file or folder" in out, out
+    code, out = cli("toy", "/dev/null", "--quiet")
+    assert code == 2 and "/dev/null: is not a folder; choose another folder" in out, out
+
+
 STOP_DURING_EXPORT = """
 import os, signal, sys, torch
 MODE = sys.argv[1]

@@ -72,7 +72,7 @@ def test_a_damaged_bank_summary_is_shown_not_a_traceback(
     ("content", "field"),
     [
         (DEEP, "nested deeper than 64 levels"),
-        ('{"instances": {"1": [NaN, 0, 0]}}', "not finite"),
+        ('{"instances": {"1": [NaN, 0, 0]}}', "lies outside -1..1"),
         ('{"instances": ["a"]}', "'instances' must be an object"),
     ],
 )

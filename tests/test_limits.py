@@ -89,7 +89,9 @@ def test_discriminator_scales_must_fit_the_samples(toy_data: Path, tmp_path: Pat
         *cli("train-global", toy_data, "--run", run, *TINY, "--num-d", "9"),
         "--num-d 9: a 128x64 training sample holds 7 discriminator scales; pass --num-d 7",
     )
-    code, out = cli("train-global", toy_data, "--run", run, *TINY, "--num-d", "7")
+    code, out = cli(
+        "train-global", toy_data, "--run", run, *TINY, "--num-d", "7", "--max-steps", "1"
+    )
     assert code == 0, out  # the refused first start left the run free to take the fix
     for num_d, (w, h), fits in ((7, (64, 64), False), (6, (64, 64), True), (8, (256, 1), True)):
         net = NetConfig(label_nc=8, num_d=num_d)
@@ -146,3 +148,70 @@ def test_training_past_the_device_is_refused_before_a_step(
         "more than the 1 MiB of cpu; pass a smaller --load-width or --crop-size",
     )
     assert not list((tmp_path / "r").glob("checkpoints/step-*"))
+
+
+def test_net_shapes_past_their_limits_are_refused(toy_data: Path, tmp_path: Path) -> None:
+    """10^23 residual blocks, enhancers or downsamplings hung while the net was built."""
+    run = tmp_path / "r"
+    for option, value, limit in (
+        ("--n-blocks-global", BIG, "0..64"),
+        ("--n-downsample-global", "1000000000", "1..8"),
+        ("--ngf", "100000", "1..1024"),
+        ("--num-workers", "100000", "0..256"),
+    ):
+        one_line(
+            *cli("train-global", toy_data, "--run", run, *TINY, option, value),
+            f"{option} {value}: lies in {limit}",
+        )
+    for field, value in (("n_local_enhancers", 10**9), ("n_blocks_local", 10**23)):
+        with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} {value}: lies in"):
+            NetConfig(label_nc=8, **{field: value})  # type: ignore[arg-type]
+    assert not run.exists()
+
+
+def test_a_net_too_wide_for_the_device_names_the_net(
+    toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """G's weights count in the estimate: 16384 channels at the bottleneck (77 GB to train)
+    pass a 16 GiB device before a 128x64 image does, and the fix is a narrower net."""
+    net = NetConfig(label_nc=8)
+    assert abs(p2phd.limits.generator_parameters(net) / 182_546_755 - 1) < 0.01
+    monkeypatch.setattr(p2phd.limits, "device_memory", lambda device: 16 * 2**30)
+    wide = ["--ngf", "1024", "--n-downsample-global", "4"]
+    one_line(
+        *cli("train-global", toy_data, "--run", tmp_path / "r", *TINY, *wide),
+        "training at 128x64 (batch 1): needs about",
+        "the net is the most of it: pass a smaller --ngf, fewer downsamplings or blocks",
+    )
+
+
+def test_counts_of_toy_synthesize_and_evaluate_have_limits(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    one_line(
+        *cli("toy", tmp_path / "t", "--train", BIG, "--quiet"),
+        f"--train {BIG}: lies in 1..100000",
+    )
+    one_line(
+        *cli("toy", tmp_path / "t", "--kind", "field", "--test", "1000000", "--quiet"),
+        "--test 1000000: lies in 1..100000",
+    )
+    one_line(
+        *synth(tiny_feature_run, toy_data, tmp_path / "o", "--workers", "-5"),
+        "--workers -5: lies in -1..256",
+    )
+    one_line(
+        *cli("evaluate", tiny_feature_run, toy_data, "--ignore-index", "-1000000000", *TEST),
+        "--ignore-index -1000000000: lies in 0..4096",
+    )
+    assert not (tmp_path / "t").exists() and not (tmp_path / "o").exists()
+
+
+def test_the_toy_takes_the_sides_its_help_says(tmp_path: Path) -> None:
+    """The help said 128 .. 2048 while 100 was taken: the help now states the checks."""
+    code, out = cli("toy", "--help")
+    assert code == 0 and "scenes 32 .. 2048, fields 16 .. 4096" in " ".join(out.split())
+    for kind, side, fits in (("scenes", 31, False), ("scenes", 32, True), ("field", 15, False)):
+        out_dir = tmp_path / f"{kind}{side}"
+        code, out = cli("toy", out_dir, "--kind", kind, "--width", side, "--train", 1, "--quiet")
+        assert (code == 0) == fits == out_dir.is_dir() and "Traceback" not in out, out

@@ -52,6 +52,14 @@ R = TypeVar("R")
 _SMALLER = "pass a smaller --width, --load-width, --crop-size or --batch-size"
 
 
+def stopped(signum: int, outcome: str) -> typer.Exit:
+    """Say in one line that a signal stopped the command, and what is left; the exit (130 or
+    143) to raise."""
+    how = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    err.print(f"[bold red]stopped:[/] {how}; {outcome}")
+    return typer.Exit(128 + signum)
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn a `P2phdError` into one line on stderr and exit status 2, and a stop by Ctrl-C or
     SIGTERM into one line and 130 or 143 (commands with a stop of their own, training and
@@ -75,11 +83,9 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             err.print(f"[bold red]error:[/] out of GPU memory; {_SMALLER}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("[bold red]stopped:[/] interrupted (Ctrl-C); nothing half-written is kept")
-            raise typer.Exit(128 + signal.SIGINT) from None
+            raise stopped(signal.SIGINT, "nothing half-written is kept") from None
         except Terminated:
-            err.print("[bold red]stopped:[/] terminated (SIGTERM); nothing half-written is kept")
-            raise typer.Exit(128 + signal.SIGTERM) from None
+            raise stopped(signal.SIGTERM, "nothing half-written is kept") from None
 
     return wrapper
 

@@ -28,8 +28,12 @@ def toy(
     *,
     train: Annotated[int, typer.Option(help="Training scenes.")] = 24,
     test: Annotated[int, typer.Option(help="Test scenes.")] = 4,
-    height: Annotated[int, typer.Option(help="Scene height in pixels (64 .. 1024).")] = 64,
-    width: Annotated[int, typer.Option(help="Scene width in pixels (128 .. 2048).")] = 128,
+    height: Annotated[
+        int, typer.Option(help="Height in pixels: scenes 32 .. 1024, fields 16 .. 4096.")
+    ] = 64,
+    width: Annotated[
+        int, typer.Option(help="Width in pixels: scenes 32 .. 2048, fields 16 .. 4096.")
+    ] = 128,
     seed: Annotated[int, typer.Option(help="Same seed, same scenes.")] = 0,
     kind: Annotated[
         str, typer.Option(help="scenes (label maps and photos) | field (measured fields).")

@@ -16,6 +16,7 @@ from p2phd.cli.app import (
     Weights,
     app,
     err,
+    stopped,
     user_errors,
 )
 
@@ -73,4 +74,5 @@ def edit(
     finally:
         server.server_close()
         editor.close()
-    raise typer.Exit(128 + signum if signum else 0)
+    if signum:
+        raise stopped(signum, "the server is closed")

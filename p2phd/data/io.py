@@ -8,6 +8,7 @@ truncated and decompression-bomb files become a `DatasetError` naming the file.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,16 @@ from p2phd.errors import DatasetError, LabelRangeError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _ID_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "1")
 MAX_ID = 65535  # ids are stored in 16-bit PNGs
+
+
+def not_there(path: Path) -> str:
+    """Why `path` is neither a file nor a folder to read, in words: not there, a link to
+    nothing, or something else (a device such as /dev/zero, a pipe, a socket)."""
+    if path.is_symlink() and not path.exists():
+        return f"links to {os.readlink(path)}, which does not exist"
+    if path.exists():
+        return "is not a regular file or folder (a device, a pipe or a socket)"
+    return "no such file or folder"
 
 
 def open_image(path: Path) -> Image.Image:

@@ -8,13 +8,12 @@ message names the file, the missing partner and the key rule.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from p2phd.data.io import IMAGE_SUFFIXES
+from p2phd.data.io import IMAGE_SUFFIXES, not_there
 from p2phd.data.names import KEY_RULE, name_key
 from p2phd.errors import DatasetError
 
@@ -113,10 +112,9 @@ class Role:
                 continue  # hidden files: macOS "._x.png" forks, editors' and our temp files
             if not path.is_file():
                 if path.is_symlink() and self._wanted(path):  # a link to nothing: say so
-                    target = os.readlink(path)
                     dangling.append(
-                        Bad(split, name_key(rel.as_posix()), f"{path}: links to {target}, "
-                            "which does not exist; fix or remove the link")
+                        Bad(split, name_key(rel.as_posix()), f"{path}: {not_there(path)}; "
+                            "fix or remove the link")
                     )  # fmt: skip
                 continue
             if self.suffix is None:

@@ -40,7 +40,7 @@ from p2phd.datasets.toy import (  # the toy world's classes and colours
     WINDSCREEN,
 )
 from p2phd.errors import ConfigError, DatasetError
-from p2phd.limits import check_seed
+from p2phd.limits import MAX_TOY_ITEMS, check_range, check_seed
 
 _MIN_SIDE = 32
 _MAX_HEIGHT, _MAX_WIDTH = 1024, 2048  # as `p2phd toy --help` says
@@ -312,6 +312,8 @@ def write_toy_dataset(
     """
     if n_train < 1 or n_test < 0:
         raise ToyOptionError(f"need at least 1 training and 0 test scenes, got {n_train}, {n_test}")
+    check_range(n_train, "--train", 1, MAX_TOY_ITEMS)
+    check_range(n_test, "--test", 0, MAX_TOY_ITEMS)
     if height < _MIN_SIDE or width < _MIN_SIDE:
         raise ToyOptionError(f"height and width must be >= {_MIN_SIDE}, got {height}x{width}")
     if height > _MAX_HEIGHT or width > _MAX_WIDTH:
@@ -321,7 +323,9 @@ def write_toy_dataset(
         )
     check_seed(seed)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: is not a folder; choose another folder")
+    if out.is_dir() and any(out.iterdir()):
         raise DatasetError(
             f"{out}: already exists and is not empty; choose another folder or delete it"
         )

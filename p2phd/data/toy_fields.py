@@ -19,7 +19,7 @@ import numpy as np
 from p2phd.atomic import atomic_dir
 from p2phd.data.fields import write_field
 from p2phd.errors import ConfigError, DatasetError
-from p2phd.limits import check_seed
+from p2phd.limits import MAX_TOY_ITEMS, check_range, check_seed
 
 INPUT_STD = 1000.0  # G
 CORRELATION_PX = 6.0  # the input's smoothness: the Gaussian filter's sigma in pixels
@@ -61,8 +61,12 @@ def write_field_toy(
     check_seed(seed)
     if n_train < 1 or n_test < 1:
         raise ConfigError(f"need at least 1 training and 1 test field, got {n_train}, {n_test}")
+    check_range(n_train, "--train", 1, MAX_TOY_ITEMS)
+    check_range(n_test, "--test", 1, MAX_TOY_ITEMS)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: is not a folder; choose another folder")
+    if out.is_dir() and any(out.iterdir()):
         raise DatasetError(f"{out}: already exists and is not empty; choose another folder")
     header = _header(file_format)
     with atomic_dir(out) as tmp:

@@ -20,7 +20,7 @@ import torch
 
 import p2phd
 from p2phd import datasets
-from p2phd.atomic import make_dirs, write_text
+from p2phd.atomic import check_apart, make_dirs, write_text
 from p2phd.data.io import check_ids, read_id_map, read_rgb, resize_ids, resize_rgb
 from p2phd.data.names import class_name
 from p2phd.downloads import cached, known
@@ -30,7 +30,7 @@ from p2phd.eval.page import write_page
 from p2phd.eval.pairing import Pair, pair_folders
 from p2phd.eval.scores import ImageScore, Kid, Scores
 from p2phd.eval.segmenter import IGNORE, Convention, Segmenter, label_lookup
-from p2phd.limits import check_seed
+from p2phd.limits import MAX_LABEL_NC, check_range, check_seed
 from p2phd.nets.inception import load_fid_inception
 from p2phd.runtime import DeviceOptions
 from p2phd.synth.folder import SynthOptions, synthesize
@@ -65,6 +65,8 @@ class EvalOptions:
         if self.batch_size < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise ConfigError("--batch-size and --kid-subsets must be >= 1, --kid-subset-size >= 2")
         check_seed(self.seed)
+        # a class id of the looked-up labels (the label map gives them, 255: not scored)
+        check_range(self.ignore_index, "--ignore-index", 0, MAX_LABEL_NC)
 
     def checked(self) -> EvalOptions:
         """These options with the cached Inception (`p2phd weights fetch inception`) where
@@ -127,6 +129,7 @@ def evaluate_run(
             f"{split_dir}/img: the {split} split has no photos to score against; pass a "
             "split with photos (--split train), or score folders with --fake and --real"
         )
+    check_apart(out, [(f"the {split} split", split_dir)], "--out")  # the photos it scores
     net = run.net
     inst = [split_dir / "inst"] if net.instance else []
     # styles encoded from the split's own photos where asked (scoring during training, when
@@ -182,6 +185,8 @@ def evaluate_folders(
             "--labels for mIoU)"
         )
     opts = (options or EvalOptions()).checked()
+    folders = [("--fake", fake), ("--real", real), ("--labels", labels)]
+    check_apart(out, [(what, path) for what, path in folders if path is not None], "--out")
     pairs = pair_folders(Path(fake), Path(real) if real else None, Path(labels) if labels else None)
     context = {"fake": str(fake), "real": str(real)}
     return score(pairs, Path(out), label_nc, (), opts, context, progress, device=device)

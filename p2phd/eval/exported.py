@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import pickle  # only to catch the refusals of torch's weights-only reader
 import zipfile
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ def load_exported(path: Path) -> Any:
                 "torch.export.save, or pass a TorchScript file you trust"
             ) from None
     try:
-        with _weights_only():
+        with _weights_only(), _quiet_loader():
             return torch.export.load(str(path)).module()
     except UnsafePart as exc:
         raise CheckpointError(
@@ -86,6 +87,19 @@ def _weights_only() -> Iterator[None]:
         yield
     finally:
         torch.load, _package.pickle = saved
+
+
+@contextlib.contextmanager
+def _quiet_loader() -> Iterator[None]:
+    """torch.export.load logs the traceback of each reader it tries before the next: a
+    damaged file would print a dozen lines before its one-line error."""
+    logger = logging.getLogger("torch.export")
+    saved = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 def _first(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from p2phd.atomic import atomic_path
+from p2phd.atomic import atomic_path, check_apart
 from p2phd.config import FieldSpec, NetConfig
 from p2phd.errors import ConfigError
 from p2phd.ops import encode_input
@@ -119,6 +119,7 @@ def export_onnx(
         raise ConfigError(
             f"--opset {opset}: the exporter writes opsets 18 to {newest} (this onnx's newest)"
         )
+    check_apart(out, [("the run", run.root)], "--out")  # its config.json, its weights
     net = run.net
     if styles not in STYLES:
         raise ConfigError(f"--styles {styles}: use maps (feature maps in) or bank")

@@ -25,7 +25,7 @@ from p2phd.data.fields import (
     resize_field,
     write_field,
 )
-from p2phd.data.io import write_png
+from p2phd.data.io import not_there, write_png
 from p2phd.data.names import name_key
 from p2phd.errors import DatasetError
 from p2phd.field_view import field_preview
@@ -44,7 +44,7 @@ def field_files(inputs: Sequence[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise DatasetError(f"{path}: no such file or folder; pass the input fields")
+            raise DatasetError(f"{path}: {not_there(path)}; pass the input fields")
     if not files:
         where = ", ".join(map(str, inputs))
         raise DatasetError(f"{where}: no field files ({', '.join(FIELD_SUFFIXES)}) found")

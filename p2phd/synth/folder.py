@@ -26,7 +26,14 @@ from p2phd.config import NetConfig
 from p2phd.data.dataset import size_batches
 from p2phd.data.io import write_image
 from p2phd.errors import ConfigError
-from p2phd.limits import MAX_VARIATIONS, check_memory, check_range, synthesis_bytes
+from p2phd.limits import (
+    MAX_VARIATIONS,
+    MAX_WORKERS,
+    check_memory,
+    check_range,
+    memory_fix,
+    synthesis_bytes,
+)
 from p2phd.synth.edits import parse_relabel, parse_relabel_instance
 from p2phd.synth.field_synth import render_fields
 from p2phd.synth.inputs import Input, SynthItem, collect_items, read_input, size_notes, target_size
@@ -69,6 +76,7 @@ class SynthOptions:
         if self.variations < 1 or self.batch_size < 1:
             raise ConfigError("--variations and --batch-size must be >= 1")
         check_range(self.variations, "--variations", 1, MAX_VARIATIONS)
+        check_range(self.workers, "--workers", -1, MAX_WORKERS)
         if self.image_format not in IMAGE_FORMATS or not 1 <= self.quality <= 100:
             raise ConfigError(
                 f"--format {self.image_format} --quality {self.quality}: use png, jpg "
@@ -193,11 +201,12 @@ def plan(
         w, h, n = max(
             ((*sizes[b[0].key], len(b)) for b in batches), key=lambda s: s[0] * s[1] * s[2]
         )
+        needed = synthesis_bytes(net, w, h, n)
         note = check_memory(
-            synthesis_bytes(net, w, h, n),
+            needed,
             str(synth.device),
             f"synthesizing {n} map{'s' if n > 1 else ''} of {w}x{h} at once",
-            "pass a smaller --width or --batch-size",
+            memory_fix(net, needed, False, "pass a smaller --width or --batch-size"),
         )
         notes += [note] if note else []
     return Plan(items, sizes, batches, notes)
@@ -231,20 +240,8 @@ def synthesize(
     synth.run.generator(synth.device)  # damaged weights are refused before anything is written
     earlier = image_files(out)
     make_dirs(out)
-    rows, unedited, unvaried = render_all(synth, steps, out, opts, progress)
-    notes = list(steps.notes)
-    if unvaried:
-        assert opts.style.vary is not None
-        notes.append(
-            f"--vary instance:{opts.style.vary[1]}: {len(unvaried)} of {len(steps.items)} "
-            f"label maps have no such instance, so their variations are alike (first: "
-            f"{unvaried[0]})"
-        )
-    if unedited:
-        notes.append(
-            f"{len(unedited)} of {len(steps.items)} label maps lack an instance of "
-            f"--relabel-instance and are rendered unedited (first: {unedited[0]})"
-        )
+    rows, tally = render_all(synth, steps, out, opts, progress)
+    notes = [*steps.notes, *tally.notes(opts, len(steps.items))]
     written = {name for key in rows for name, _ in rows[key]}
     if opts.save_labels:
         written |= {f"labels/{key}.png" for key in rows}
@@ -256,7 +253,7 @@ def synthesize(
         )
     index = write_page(out, f"p2phd synthesize: {synth.run.root}", rows, synth.net, opts)
     images = [str(out / name) for key in sorted(rows) for name, _ in rows[key]]
-    return SynthReport(out, index, images, notes, unedited, stale)
+    return SynthReport(out, index, images, notes, tally.unedited, stale)
 
 
 def _fields(
@@ -291,23 +288,73 @@ def image_files(out: Path) -> set[str]:
 Rows = dict[str, list[tuple[str, str]]]  # key -> (file name, caption) of its images
 
 
+@dataclass
+class Tally:
+    """What the edits met, for the notes: the keys a --relabel-instance id was missing from,
+    those the --vary instance was missing from, and the style map's ids found in any map."""
+
+    unedited: list[str] = field(default_factory=list)
+    unvaried: list[str] = field(default_factory=list)
+    mapped_instances: set[int] = field(default_factory=set)
+    mapped_classes: set[int] = field(default_factory=set)
+
+    def count(self, r: Input, opts: SynthOptions) -> None:
+        style = opts.style
+        self.unedited += [r.item.key] if r.missing else []
+        vary = style.vary if opts.variations > 1 else None
+        if vary is not None and vary[0] == "instance":
+            if r.inst is None or not bool((r.inst == vary[1]).any()):
+                self.unvaried.append(r.item.key)
+        for wanted, found, where in (
+            (style.style_map.instances, self.mapped_instances, r.inst),
+            (style.style_map.classes, self.mapped_classes, r.label),
+        ):
+            if where is not None:  # each id looked for until one map holds it
+                found |= {i for i in wanted if i not in found and bool((where == i).any())}
+
+    def notes(self, opts: SynthOptions, total: int) -> list[str]:
+        notes = []
+        if self.unvaried:
+            assert opts.style.vary is not None
+            notes.append(
+                f"--vary instance:{opts.style.vary[1]}: {len(self.unvaried)} of {total} "
+                f"label maps have no such instance, so their variations are alike (first: "
+                f"{self.unvaried[0]})"
+            )
+        if self.unedited:
+            notes.append(
+                f"{len(self.unedited)} of {total} label maps lack an instance of "
+                f"--relabel-instance and are rendered unedited (first: {self.unedited[0]})"
+            )
+        mapped = opts.style.style_map
+        for what, wanted, found in (
+            ("instances", mapped.instances, self.mapped_instances),
+            ("classes", mapped.classes, self.mapped_classes),
+        ):
+            absent = sorted(set(wanted) - found)
+            if absent:
+                listed = ", ".join(map(str, absent[:3])) + (" ..." if len(absent) > 3 else "")
+                notes.append(
+                    f"--style-map: {len(absent)} of its {what} ({listed}) are in none of the "
+                    "maps, so their styles are unused; see p2phd inspect for the ids"
+                )
+        return notes
+
+
 def render_all(
     synth: Synthesizer,
     steps: Plan,
     out: Path,
     opts: SynthOptions,
     progress: Callable[[int, int], None] | None,
-) -> tuple[Rows, list[str], list[str]]:
+) -> tuple[Rows, Tally]:
     """The pipeline: reader threads decode, check, resize and edit the inputs ahead of the
     batched forward pass on the device, writer threads encode and write behind it, and the
     folder is flushed to disk once at the end rather than file by file. Returns each key's
-    images with their captions, the keys a --relabel-instance id was missing from, and those
-    the --vary instance was missing from."""
+    images with their captions, and what the edits met."""
     net = synth.net
     rows: Rows = {}
-    unedited: list[str] = []
-    unvaried: list[str] = []
-    vary = opts.style.vary if opts.variations > 1 else None
+    tally = Tally()
     workers = opts.workers if opts.workers >= 0 else max(1, os.cpu_count() or 1)
     edits = (opts.relabel, opts.relabel_instance)
     read = functools.partial(_read_batch, net=net, sizes=steps.sizes, edits=edits)
@@ -318,10 +365,7 @@ def render_all(
     with Writers(workers, behind=4 * opts.batch_size * opts.variations) as writers:
         for batch in ordered_map(read, steps.batches, workers=workers, ahead=2):
             for r in batch:
-                unedited += [r.item.key] if r.missing else []
-                if vary is not None and vary[0] == "instance":
-                    if r.inst is None or not bool((r.inst == vary[1]).any()):
-                        unvaried.append(r.item.key)
+                tally.count(r, opts)
                 if opts.save_labels:
                     shown = (
                         as_rgb(r.label) if net.label_nc == 0 else colorize(r.label, net.label_nc)
@@ -345,7 +389,7 @@ def render_all(
             if progress:
                 progress(len(rows), len(steps.items))
     sync_folder(out)  # one flush for every image written
-    return rows, unedited, unvaried
+    return rows, tally
 
 
 def write_page(out: Path, title: str, rows: Rows, net: NetConfig, opts: SynthOptions) -> Path:

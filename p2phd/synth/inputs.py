@@ -15,6 +15,7 @@ from p2phd.data.io import (
     IMAGE_SUFFIXES,
     check_ids,
     image_size,
+    not_there,
     read_id_map,
     read_rgb,
     resize_ids,
@@ -42,7 +43,7 @@ def _files(path: Path, what: str = "label maps") -> list[Path]:
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if path.is_file():
         return [path]
-    raise DatasetError(f"{path}: no such file or folder; pass {what} (a file or a folder)")
+    raise DatasetError(f"{path}: {not_there(path)}; pass {what} (a file or a folder)")
 
 
 def _by_key(paths: Sequence[Path], what: str) -> dict[str, Path]:

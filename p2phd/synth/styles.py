@@ -79,7 +79,8 @@ STYLE_MAP_MAX_BYTES = 64 * 1024 * 1024  # the editor writes kilobytes
 
 def read_style_map(path: Path, feat_num: int, label_nc: int, names: Sequence[str] = ()) -> StyleMap:
     """`{"instances": {"26001": 2}, "classes": {"vegetation": [0.1, -0.3, 0.5]}}`: cluster
-    indices or explicit vectors of feat_num finite numbers; classes by number or name."""
+    indices or explicit vectors of feat_num numbers in -1..1 (E's features); classes by
+    number or name."""
     try:  # NaN is parsed, to be named below as not finite where it stands
         data = read_json(path, max_bytes=STYLE_MAP_MAX_BYTES, allow_nan=True)
     except (OSError, SchemaError) as exc:
@@ -111,8 +112,11 @@ def read_style_map(path: Path, feat_num: int, label_nc: int, names: Sequence[str
     return StyleMap(parsed["instances"], parsed["classes"])
 
 
+FEATURE_BOUND = 1 + 1e-6  # E's tanh output, and the written decimals of it
+
+
 def _style_value(value: object, feat_num: int, where: str) -> int | tuple[float, ...]:
-    """A cluster index (an int >= 0) or a vector of `feat_num` finite numbers."""
+    """A cluster index (an int >= 0) or a vector of `feat_num` numbers in -1..1."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if not (
@@ -122,8 +126,11 @@ def _style_value(value: object, feat_num: int, where: str) -> int | tuple[float,
     ):
         raise ConfigError(f"{where}: a cluster index or a list of {feat_num} numbers")
     vector = tuple(float(v) for v in value)
-    if not all(math.isfinite(v) for v in vector):
-        raise ConfigError(f"{where}: {list(vector)} is not finite; give finite numbers")
+    if not all(math.isfinite(v) and abs(v) <= FEATURE_BOUND for v in vector):
+        raise ConfigError(
+            f"{where}: {list(vector)} lies outside -1..1, where E's features lie (its last "
+            "layer is tanh); give numbers in -1..1"
+        )
     return vector
 
 

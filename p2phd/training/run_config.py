@@ -15,10 +15,12 @@ recomputed for the current epoch. The VGG weights are known by content, so the f
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from p2phd.atomic import check_apart
 from p2phd.checkpoint import RunDir, latest_checkpoint, read_config_record, require_checkpoint
 from p2phd.config import (
     DataConfig,
@@ -56,6 +58,7 @@ def training_config(
     """The config for `p2phd train-<stage> DATA --run RUN [options]`. A run folder without
     a checkpoint has trained nothing (its first start was refused, or stopped before the
     first save): it starts anew with these options, not bound by the ones it had."""
+    check_run_folder(Path(run), data_root)
     if has_trained(Path(run)):
         return _resumed(stage, data_root, Path(run), flags)
     if stage == "joint":
@@ -68,6 +71,23 @@ def training_config(
             )
         return _local(data_root, global_run, flags)
     return _config("global", _with_dataset(dict(flags.get("net", {})), data_root), data_root, flags)
+
+
+def check_run_folder(run: Path, data_root: Path) -> None:
+    """A run folder is p2phd's alone: not the data, not inside another run, and not a folder
+    of other files (checkpoints, samples and log.jsonl would be written among them)."""
+    check_apart(run, [("the dataset", data_root)], "--run")  # --global: the stage check's
+    for parent in Path(os.path.abspath(run)).resolve().parents:
+        if (parent / "config.json").is_file() and (parent / "checkpoints").is_dir():
+            raise ConfigError(f"--run {run}: is inside the run {parent}; pass a folder outside it")
+    if run.exists() and not run.is_dir():
+        raise ConfigError(f"--run {run}: is a file; pass a folder for the run")
+    if run.is_dir() and not RunDir(run).config.is_file():
+        if any(not entry.name.startswith(".") for entry in run.iterdir()):
+            raise ConfigError(
+                f"--run {run}: holds other files and is not a p2phd run (no config.json); "
+                "pass a new or empty folder"
+            )
 
 
 def has_trained(run: Path) -> bool:

@@ -44,7 +44,13 @@ from p2phd.config import TrainConfig, schedule_growth
 from p2phd.data.augment import Augment
 from p2phd.data.dataset import EpochBatchSampler, PreppedDataset, check_fits, steps_per_epoch
 from p2phd.errors import ConfigError, TrainingAborted
-from p2phd.limits import check_discriminator_scales, check_memory, check_side, training_bytes
+from p2phd.limits import (
+    check_discriminator_scales,
+    check_memory,
+    check_side,
+    memory_fix,
+    training_bytes,
+)
 from p2phd.loss_terms import LossTerms
 from p2phd.runtime import resolve_precision, seed_everything, use_fast_kernels
 from p2phd.training.board import Board, check_tensorboard
@@ -270,11 +276,12 @@ class Trainer:
             check_side(max(w, h), f"{self.dataset.root}: a training sample of {w}x{h}, whose side")
             check_discriminator_scales(net, w, h)
         w, h = max(sizes, key=lambda s: s[0] * s[1])
+        needed = training_bytes(net, w, h, batch)
         self.memory_note = check_memory(
-            training_bytes(net, w, h, batch),
+            needed,
             str(self.dist.device),
             f"training at {w}x{h} (batch {batch})",
-            "pass a smaller --load-width or --crop-size",
+            memory_fix(net, needed, True, "pass a smaller --load-width or --crop-size"),
         )
         if len(sizes) > 1 and self.cfg.optim.batch_size > 1:
             raise ConfigError(
