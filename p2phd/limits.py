@@ -106,13 +106,13 @@ def check_discriminator_scales(net: NetConfig, width: int, height: int) -> None:
 
 def synthesis_bytes(net: NetConfig, width: int, height: int, batch: int = 1) -> int:
     """Estimated peak memory of G rendering `batch` maps of `width` x `height` (fp32)."""
-    return _bytes(net, width, height, batch, SYNTH_FLOATS_PER_CHANNEL, weight_floats=1)
+    return _bytes(net, width, height, batch, SYNTH_FLOATS_PER_CHANNEL, training=False)
 
 
 def training_bytes(net: NetConfig, width: int, height: int, batch: int = 1) -> int:
     """Estimated memory of G's forward and backward alone at this size, with its weights and
     optimizer state: a lower bound of a training step (D and the VGG loss come on top)."""
-    return _bytes(net, width, height, batch, TRAIN_FLOATS_PER_CHANNEL, weight_floats=4)
+    return _bytes(net, width, height, batch, TRAIN_FLOATS_PER_CHANNEL, training=True)
 
 
 def generator_parameters(net: NetConfig) -> int:
@@ -131,25 +131,27 @@ def generator_parameters(net: NetConfig) -> int:
 def memory_fix(net: NetConfig, needed: int, training: bool, size_fix: str) -> str:
     """What to change when an estimate does not fit: the size, or the net where its weights
     (with their optimizer state when training) are most of it."""
-    weights = 4 * (4 if training else 1) * generator_parameters(net)
-    if weights > needed / 2:
+    if _weight_bytes(net, training) > needed / 2:
         return "the net is the most of it: pass a smaller --ngf, fewer downsamplings or blocks"
     return size_fix
 
 
+def _weight_bytes(net: NetConfig, training: bool) -> int:
+    """G's weights in fp32; in training, their gradients and Adam's two moments beside them."""
+    return 4 * (4 if training else 1) * generator_parameters(net)
+
+
 def _bytes(
-    net: NetConfig, width: int, height: int, batch: int, per_channel: int, weight_floats: int
+    net: NetConfig, width: int, height: int, batch: int, per_channel: int, training: bool
 ) -> int:
-    """Activations per pixel, plus G's weights (training: their gradients and Adam's two
-    moments beside them)."""
-    weights = 4 * weight_floats * generator_parameters(net)
+    """Activations per pixel, plus G's weights (`_weight_bytes`)."""
     area = width * height * batch
     channels = net.label_channels + net.feat_num * net.use_features
     # each finer generator doubles the side and halves the width: G1 at 1/4^n of the area
     widest = sum(net.ngf * 2**k / 4**k for k in range(net.n_local_enhancers + 1))
     if net.use_features:
         widest += net.nef
-    return int(4 * area * (channels + per_channel * widest)) + weights
+    return int(4 * area * (channels + per_channel * widest)) + _weight_bytes(net, training)
 
 
 def device_memory(device: str) -> int | None:
