@@ -293,6 +293,16 @@ def _scene_seed(seed: int, stream: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0])
 
 
+def check_new_folder(out: Path) -> None:
+    """The toys write a new folder: `out` is absent or an empty folder."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: is not a folder; choose another folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise DatasetError(
+            f"{out}: already exists and is not empty; choose another folder or delete it"
+        )
+
+
 def write_toy_dataset(
     out: Path,
     *,
@@ -323,12 +333,7 @@ def write_toy_dataset(
         )
     check_seed(seed)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"{out}: is not a folder; choose another folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise DatasetError(
-            f"{out}: already exists and is not empty; choose another folder or delete it"
-        )
+    check_new_folder(out)
     with atomic_dir(out) as tmp:
         scenes: dict[str, Any] = {}
         for split, stream, stem in _SPLITS:

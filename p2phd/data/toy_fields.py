@@ -18,7 +18,8 @@ import numpy as np
 
 from p2phd.atomic import atomic_dir
 from p2phd.data.fields import write_field
-from p2phd.errors import ConfigError, DatasetError
+from p2phd.data.toy import check_new_folder
+from p2phd.errors import ConfigError
 from p2phd.limits import MAX_TOY_ITEMS, check_range, check_seed
 
 INPUT_STD = 1000.0  # G
@@ -64,10 +65,7 @@ def write_field_toy(
     check_range(n_train, "--train", 1, MAX_TOY_ITEMS)
     check_range(n_test, "--test", 1, MAX_TOY_ITEMS)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"{out}: is not a folder; choose another folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise DatasetError(f"{out}: already exists and is not empty; choose another folder")
+    check_new_folder(out)
     header = _header(file_format)
     with atomic_dir(out) as tmp:
         for split, count, stream in (("Train", n_train, 0), ("Test", n_test, 1)):
