@@ -8,10 +8,12 @@ Also a script, to make the README's screenshot from any run:
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,7 +61,8 @@ class Browser:
         self.proc = subprocess.Popen(
             [binary, *flags],
             preexec_fn=pipes,
-            close_fds=False,
+            pass_fds=(3, 4),
+            start_new_session=True,  # its helpers too are stopped at close, as one group
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -168,11 +171,14 @@ class Browser:
         return found
 
     def close(self) -> None:
-        self.proc.terminate()
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            pass
+        with contextlib.suppress(ProcessLookupError):  # whatever of the group is still there
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
         os.close(self._to_browser)
         self._profile.cleanup()
 
