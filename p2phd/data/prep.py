@@ -16,13 +16,8 @@ datasets) and `img/` (photos), one `<key>.png` each.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
-import signal
-import threading
-import time
-from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,12 +49,12 @@ from p2phd.data.manifest import (
 )
 from p2phd.data.pairing import SPLITS, Item, Source, SourceKind
 from p2phd.data.palette import Palette
+from p2phd.data.pool import outcomes
 from p2phd.data.sources import discover, read_item
 from p2phd.errors import DatasetError, LabelRangeError
 from p2phd.ops import boundary_map
 
 Progress = Callable[[int, int], None]
-FEW_ITEMS = 16
 _HOW = {
     "inferred": "inferred from the data: ",
     "class names": "from --class-names, ",
@@ -448,9 +443,9 @@ def _run(
         progress(0, total)
     results: list[dict[str, Any] | None] = [None] * total
     first_bad, done = total, 0
-    outcomes = _outcomes(jobs, workers, work)
+    finished = outcomes(jobs, workers, work or _process)
     try:
-        for index, result in outcomes:
+        for index, result in finished:
             results[index] = result
             done += 1
             if progress:
@@ -464,14 +459,14 @@ def _run(
                     raise LabelRangeError(bad["error"], bad["label_over"])
                 raise DatasetError(bad["error"])
     finally:
-        outcomes.close()
+        finished.close()
     return results  # type: ignore[return-value]
 
 
 def _label_nc_advice(source: Source, jobs: list[_Job], workers: int) -> str:
     """The --label-nc that holds every label map of the source, not just the first one over:
     read on failure only, so that one rerun of prep is enough."""
-    tops = dict(_outcomes(jobs, workers, _largest_label))
+    tops = dict(outcomes(jobs, workers, _largest_label))
     index = max(tops, key=lambda i: (tops[i], -i))
     where = jobs[index].item.files.get("label")
     top = tops[index]
@@ -487,57 +482,6 @@ def _largest_label(job: _Job) -> int:
         return int(read_item(job.item, None, job.palette)["label"].max())
     except (DatasetError, KeyError, ValueError):
         return -1
-
-
-def _outcomes(
-    jobs: Sequence[Any], workers: int, work: Callable[[Any], Any] | None = None
-) -> Generator[tuple[int, Any], None, None]:
-    """(index, result) pairs of `work` (default: `_process`) as jobs finish, in this process
-    or in a pool (workers 0: one per CPU core, and this process alone below `FEW_ITEMS`,
-    where a pool costs more than it saves)."""
-    work = work or _process
-    if workers == 0:
-        workers = 1 if len(jobs) < FEW_ITEMS else max(1, os.cpu_count() or 1)
-    if workers == 1 or len(jobs) < 2:
-        for index, job in enumerate(jobs):
-            yield index, work(job)
-        return
-    # Not fork: the CLI's progress bar runs a thread, and forking a threaded process can hang.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pool = ProcessPoolExecutor(
-        min(workers, len(jobs)),
-        mp_context=context,
-        initializer=_worker_init,
-        initargs=(os.getpid(),),
-    )
-    with pool:
-        futures = {pool.submit(work, job): index for index, job in enumerate(jobs)}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-
-def _worker_init(parent: int) -> None:
-    """Prep's workers leave Ctrl-C to prep, and die with it: a kill -9 or SIGTERM of prep
-    alone must not leave them running (holding the caller's pipe, `prep ... | cat`). Their
-    parent is the fork server, so a thread watches prep itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # the id now belongs to another user's process
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="p2phd-prep-parent").start()
 
 
 def _process(job: _Job) -> dict[str, Any]:
