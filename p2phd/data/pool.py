@@ -2,10 +2,11 @@
 code, and workers that die with prep.
 
 Ctrl-C and SIGTERM raise an exception wherever the main thread is. Raised inside the pool's
-own code (while `submit` starts a worker, or while `wait` holds the futures' locks) they can
-leave it half-built or its locks held, and prep then hangs or fails in its cleanup instead of
-stopping in one line. So the signals are held while that code runs and delivered between its
-calls, which CPython's own resource tracker does for the same reason.
+own code (while `submit` starts a worker, or while `wait` takes the futures' locks one by one)
+they can leave it half-built or a lock held, and prep then hangs or fails in its cleanup
+instead of stopping in one line. So while that code runs, a stop is only noted, and it is
+raised when the call returns. (Blocking the signals would not do: the kernel hands a signal
+to any thread that does not block it, and Python runs its handler in the main thread.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 FEW_ITEMS = 16  # below this many jobs one process does them: a pool costs more than it saves
@@ -28,18 +29,23 @@ IN_FLIGHT_PER_WORKER = 4  # jobs queued ahead per worker: enough to keep each on
 
 
 @contextmanager
-def stops_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block ends, and are raised there."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM that arrive in the block are raised when it ends, by the handlers
+    that were in place (only the main thread sets handlers: elsewhere, nothing to hold)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous: dict[int, Any] = {}
     try:
+        for stop in STOPS:
+            previous[stop] = signal.signal(stop, lambda signum, _: arrived.append(signum))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _held() -> Any:
-    """`stops_held()` where the platform can hold signals (not Windows)."""
-    return stops_held() if hasattr(signal, "pthread_sigmask") else nullcontext()
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
 
 
 def outcomes(
@@ -56,19 +62,15 @@ def outcomes(
     # Not fork: the CLI's progress bar runs a thread, and forking a threaded process can hang.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()  # with the signals open, as are the workers it forks
     size = min(workers, len(jobs))
-    with _held():
+    with _stops_held():
         pool = ProcessPoolExecutor(size, context, _worker_init, (os.getpid(),))
     with pool:
         waiting = iter(enumerate(jobs))
         running: dict[Future[Any], int] = {}
         try:
             while True:
-                with _held():  # a stop waits for the end of this block, at most POLL_S
+                with _stops_held():  # a stop waits for the end of this block, at most POLL_S
                     for index, job in itertools.islice(
                         waiting, size * IN_FLIGHT_PER_WORKER - len(running)
                     ):
@@ -79,7 +81,7 @@ def outcomes(
                 for future in done:
                     yield running.pop(future), future.result()
         finally:
-            with _held():
+            with _stops_held():
                 for future in running:
                     future.cancel()
 
@@ -87,11 +89,8 @@ def outcomes(
 def _worker_init(parent: int) -> None:
     """Workers leave Ctrl-C to prep and die with it: a kill -9 or SIGTERM of prep alone must
     not leave them running (holding the caller's pipe, `prep ... | cat`). Their parent is the
-    fork server, so a thread watches prep itself. SIGTERM works on them again (a worker
-    starts with the signals prep held when it asked for it)."""
+    fork server, so a thread watches prep itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def watch() -> None:
         while True:
