@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from torch.utils.data import Dataset
 
 import p2phd.atomic
 from p2phd.data.toy import write_toy_dataset
@@ -433,3 +434,41 @@ def test_a_refused_log_line_leaves_the_log_whole(
         append_line(log, '{"step": 2, "g_gan": 0.25}')
     monkeypatch.undo()
     assert log.read_text() == '{"step": 1}\n'
+
+
+class _SlowItems(Dataset):  # type: ignore[type-arg]
+    """Item 0 at once, the others in 30 s: workers are busy when the loader is shut down."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        if index:
+            time.sleep(30)
+        return index
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and prctl")
+def test_closing_the_batches_ends_busy_loader_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch gives up on a worker that does not stop within its timeout, and our workers
+    ignore its SIGTERM: one was left running, and at exit multiprocessing waited for it
+    forever (the suite passed, then CI ran out its 90 minutes)."""
+    import functools
+    import multiprocessing
+    import os
+
+    from torch.utils.data import DataLoader, _utils
+
+    from p2phd.training.process import worker_init
+    from p2phd.training.trainer import _closing_batches
+
+    monkeypatch.setattr(_utils, "MP_STATUS_CHECK_INTERVAL", 0.2)  # torch's join timeout
+    init = functools.partial(worker_init, trainer=os.getpid())
+    batches = _closing_batches(DataLoader(_SlowItems(), num_workers=2, worker_init_fn=init))
+    assert next(batches).tolist() == [0]
+    workers = [p for p in multiprocessing.active_children() if p.is_alive()]
+    assert len(workers) >= 2
+    started = time.monotonic()
+    batches.close()
+    assert [p.pid for p in workers if p.is_alive()] == []
+    assert time.monotonic() - started < 10

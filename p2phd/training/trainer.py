@@ -176,14 +176,23 @@ class LateFlags:
 
 
 def _closing_batches(loader: Iterable[dict[str, Any]]) -> Generator[dict[str, Any]]:
-    """The loader's batches through a generator whose `close()` drops the one reference to
-    the loader's iterator, which shuts its worker processes down there and then: a traceback
-    holding the loop's frames must not keep them alive (they ignore SIGTERM, so at exit
-    multiprocessing would wait for them forever)."""
+    """The loader's batches through a generator whose `close()` shuts the loader's worker
+    processes down there and then. Dropping the iterator is not enough: an error raised in a
+    worker carries a traceback that holds the iterator, and torch gives up on a worker that
+    does not stop within its timeout. Workers ignore SIGTERM, so one left running would make
+    multiprocessing wait for it forever at exit (a test suite or a notebook never ends)."""
     iterator = iter(loader)
+    workers = list(getattr(iterator, "_workers", ()))  # torch's multi-process iterator
     try:
         yield from iterator
     finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
         del iterator
 
 
