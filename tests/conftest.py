@@ -17,30 +17,12 @@ from p2phd.data.prep import prepare_dataset
 from p2phd.data.toy import write_toy_dataset
 
 # Every process the suite starts inherits this mark, so that what is still running at the end
-# is found, even where it left the process tree (a daemon's double fork).
+# is found, even where it left the process tree (a daemon's double fork). Forked children that
+# exec nothing (loader workers) do not show it: pytest itself started without the mark.
 SESSION_MARK = ("P2PHD_TEST_SESSION", uuid.uuid4().hex)
 os.environ[SESSION_MARK[0]] = SESSION_MARK[1]
 # multiprocessing's helpers end when the suite does: not leftovers of a test.
 HELPERS = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
-
-
-def marked_processes() -> dict[int, str]:
-    """Live processes started by this session, other than itself: pid -> command line."""
-    found = {}
-    needle = "=".join(SESSION_MARK).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes():
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue  # exited, not yet waited for: holds nothing
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        found[int(entry.name)] = command.strip()
-    return found
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -48,7 +30,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     not end holds the interpreter's exit: either one waits out CI's whole limit without a
     word. Name and stop the first; arm a dump of every thread's stack for the second."""
     if sys.platform.startswith("linux"):
-        left = marked_processes()
+        from helpers import marked_processes
+
+        left = {  # a zombie has exited and holds nothing
+            pid: cmd
+            for pid, (state, cmd) in marked_processes("=".join(SESSION_MARK)).items()
+            if state != "Z"
+        }
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         strays = {pid: cmd for pid, cmd in left.items() if not any(h in cmd for h in HELPERS)}
         if strays and reporter is not None:

@@ -151,3 +151,24 @@ def synth(run: Path, data: Path, out: Path, *args: object) -> tuple[int, str]:
 def newest(run: Path) -> Path:
     """The checkpoint folder LATEST names."""
     return run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()
+
+
+def marked_processes(mark: str) -> dict[int, tuple[str, str]]:
+    """Processes other than this one whose environment, as they were exec'd with it, holds
+    `mark` ("NAME=value"): pid -> (state, command line). A forked child that was not exec'd
+    shows its parent's environment as it was at the parent's start, so it is found only
+    where that held the mark."""
+    found = {}
+    needle = mark.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes():
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        found[int(entry.name)] = (state, command.strip())
+    return found

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cli
+from helpers import cli, marked_processes
 
 
 def test_synthesize_refuses_an_output_folder_holding_its_inputs(
@@ -64,16 +64,7 @@ def big_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def marked(marker: str) -> list[int]:
     """Processes whose environment holds `marker` (prep, its fork server and workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in environ:
-                found.append(int(entry.name))
-    return found
+    return list(marked_processes(marker))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
