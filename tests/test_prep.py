@@ -263,14 +263,28 @@ def test_workers_give_identical_output(tmp_path: Path) -> None:
 
 def test_overwrite(tmp_path: Path) -> None:
     src, out = make_reference(tmp_path / "src"), tmp_path / "data"
-    out.mkdir()
+    assert prep(src, out).exit_code == 0
     (out / "old.txt").write_text("keep me")
     result = prep(src, out)
     assert result.exit_code == 2 and str(out) in result.output and "--overwrite" in result.output
     assert (out / "old.txt").exists()
     assert prep(src, out, "--overwrite").exit_code == 0
     assert not (out / "old.txt").exists() and (out / "dataset.json").exists()
+    assert prep(src, out, "--overwrite").exit_code == 0  # a dataset is replaced again
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_replaces_only_a_dataset_folder(tmp_path: Path) -> None:
+    """Corpus: `prep SRC mine --overwrite` deleted a folder that was never a dataset."""
+    src, mine = make_reference(tmp_path / "src"), tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    result = prep(src, mine, "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert "dataset.json" in result.output and str(mine) in result.output
+    assert "Traceback" not in result.output
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
 
 
 def test_one_size_rule_rounds_to_multiples_halves_up() -> None:

@@ -175,7 +175,10 @@ def prep(
             help="Hold out this fraction of train as a val split (for --eval-split val).",
         ),
     ] = None,
-    overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace DATA.")] = None,
+    overwrite: Annotated[
+        bool | None,
+        typer.Option("--overwrite", help="Replace DATA, if it is a dataset prepped before."),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:

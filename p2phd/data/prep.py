@@ -286,14 +286,22 @@ def _decide_classes(cfg: PrepConfig, source: Source) -> tuple[PrepConfig, str, t
 
 
 def _check_out(src: Path, out: Path, overwrite: bool) -> None:
-    """Refuse to clobber a non-empty folder (unless asked) or the source itself."""
+    """Refuse to clobber a non-empty folder (unless asked, and then only a prepped dataset)
+    or the source itself."""
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a folder; choose another output folder")
     check_apart(out, [("the source", src)], "DATA")  # synthesize's rule for --out
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
         raise DatasetError(
             f"{out}: exists and is not empty; pass --overwrite to replace it or choose "
             "another output folder"
+        )
+    if not (out / MANIFEST).is_file():  # --overwrite replaces a dataset, not someone's folder
+        raise DatasetError(
+            f"{out}: holds no {MANIFEST}, so it is not a prepped dataset and --overwrite will "
+            "not replace it; choose another output folder or empty this one"
         )
 
 
