@@ -201,6 +201,12 @@ def bad_case(tmp_path: Path, case: str) -> tuple[Path, list[str], str]:
     elif case == "object":
         np.save(bad, np.array([{"a": 1}], dtype=object), allow_pickle=True)
         expected = "not a readable .npy array"
+    elif case == "truncated fits":  # its header promises more data than the file holds
+        bad = bad.with_suffix(".fits")
+        (src / "train_A" / "m1.npy").unlink()
+        fits.PrimaryHDU(np.zeros((32, 48), np.float32)).writeto(bad)
+        bad.write_bytes(bad.read_bytes()[: 2880 + 120])
+        expected = "not a readable FITS file"
     else:  # a FITS file with a header and no image
         bad = bad.with_suffix(".fits")
         (src / "train_A" / "m1.npy").unlink()
@@ -211,7 +217,17 @@ def bad_case(tmp_path: Path, case: str) -> tuple[Path, list[str], str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["nan", "4-d", "3-d where 2-d", "channels differ", "size", "complex", "object", "fits"],
+    [
+        "nan",
+        "4-d",
+        "3-d where 2-d",
+        "channels differ",
+        "size",
+        "complex",
+        "object",
+        "fits",
+        "truncated fits",
+    ],
 )
 def test_a_bad_field_file_stops_prep_in_one_line(tmp_path: Path, case: str) -> None:
     src, options, expected = bad_case(tmp_path, case)

@@ -99,7 +99,8 @@ def read_fits(path: Path) -> tuple[np.ndarray, Any]:
             for hdu in hdus:
                 if hdu.data is not None and getattr(hdu.data, "ndim", 0) >= 2:
                     return np.array(hdu.data), hdu.header.copy()
-    except OSError as exc:
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+        # astropy raises ValueError for a truncated data unit, OSError for a bad header
         raise DatasetError(f"{path}: not a readable FITS file ({_first(exc)})") from None
     raise DatasetError(f"{path}: a FITS file without image data; give an image HDU")
 
