@@ -118,6 +118,24 @@ def test_a_bank_tensor_of_the_wrong_shape_is_refused(run: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("which", ["features", "clusters"])
+def test_bank_rows_of_another_width_than_the_encoders_are_refused(
+    run: Path, toy_data: Path, tmp_path: Path, which: str
+) -> None:
+    """Corpus: a cluster file with 7 numbers per centre, where the encoder gives 3, ended in
+    torch.cat's traceback inside synthesize; cluster took such features without a word."""
+    path = run / f"{which}.safetensors"
+    tensors = load_file(str(path))
+    name = sorted(n for n in tensors if n.startswith("label_"))[0]
+    tensors[name] = torch.zeros(2, 7)
+    save_file(tensors, str(path))
+    expected = f"{path}: {name} has shape (2, 7), but this run's encoder gives"
+    if which == "features":
+        one_line(*cli("cluster", run, "--k", "2", "--quiet"), expected, "4 numbers per row")
+    else:
+        one_line(*synth(run, toy_data, tmp_path / "o"), expected, "3 numbers per row")
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [

@@ -43,9 +43,10 @@ def save_bank(tensors: dict[str, Tensor], path: Path, meta: dict[str, Any]) -> N
     write_json_atomic(path.with_suffix(".json"), meta)
 
 
-def load_bank_file(path: Path) -> dict[str, Tensor]:
-    """A feature or cluster file's tensors, finite, the per-class rows 2-D; a damaged file is
-    one line naming it and the tensor."""
+def load_bank_file(path: Path, columns: int | None = None) -> dict[str, Tensor]:
+    """A feature or cluster file's tensors, finite, the per-class rows 2-D (with `columns`
+    numbers each, and the means as many, when given); a damaged file is one line naming it
+    and the tensor."""
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
@@ -63,6 +64,14 @@ def load_bank_file(path: Path) -> dict[str, Tensor]:
                 f"{path}: {name} is a {value.dtype} tensor of shape {tuple(value.shape)}, not "
                 "one row of numbers per instance or cluster; write it again"
             )
+        if columns is not None and (rows or name.startswith("mean_")):
+            per = tuple(value.shape[1:] if rows else value.shape)  # a row's or a mean's length
+            if per != (columns,):
+                raise CheckpointError(
+                    f"{path}: {name} has shape {tuple(value.shape)}, but this run's encoder "
+                    f"gives {columns} numbers per {'row' if rows else 'mean'}; write it again "
+                    "for this run"
+                )
         finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
         if not finite:  # k-means and the styles would carry the NaN
             raise CheckpointError(f"{path}: {name} holds NaN or inf; write it again")
@@ -93,7 +102,7 @@ class FeatureBank:
                 f"{path}: missing; run p2phd encode-features {run} DATA, then p2phd cluster "
                 f"{run} (or give --style-from PHOTO)"
             )
-        data = load_bank_file(path)
+        data = load_bank_file(path, feat_num)
         size = max(label_nc, 1 + max((key_class(k) for k in data), default=0))
         count, offset = np.zeros(size, np.int64), np.zeros(size, np.int64)
         means, centers = torch.zeros(size, feat_num), []

@@ -172,8 +172,10 @@ def cluster_features(
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; run p2phd encode-features {run} DATA first")
-    features = load_bank_file(path)
-    names = Run.open(run).class_names if (Path(run) / "config.json").is_file() else ()
+    opened = Run.open(run) if (Path(run) / "config.json").is_file() else None
+    names = opened.class_names if opened else ()
+    # each row: the encoder's features, then the instance's area
+    features = load_bank_file(path, opened.net.feat_num + 1 if opened else None)
     tensors: dict[str, Tensor] = {}
     clusters: dict[int, dict[str, Any]] = {}
     skipped: dict[int, str] = {}
