@@ -321,6 +321,10 @@ def open_checkpoint(path: Path) -> Checkpoint:
         )
     where = path / "state.json"
     fix = "delete this checkpoint folder to fall back to the previous one"
+    if not where.is_file():  # saves are atomic: a step folder without its state is damage
+        raise CheckpointError(
+            f"{path}: a checkpoint folder without its state.json; restore the file, or {fix}"
+        )
     try:
         data = read_json(where, max_bytes=STATE_MAX_BYTES)
         version = data.get("format_version") if isinstance(data, dict) else None
@@ -336,8 +340,10 @@ def open_checkpoint(path: Path) -> Checkpoint:
 
 
 def latest_checkpoint(run: RunDir) -> Checkpoint | None:
-    """The checkpoint LATEST names; without a LATEST, the newest complete one. LATEST names a
-    folder directly inside checkpoints/, never a path elsewhere."""
+    """The checkpoint LATEST names; without a LATEST (or if its folder is gone), the newest
+    complete one. LATEST names a folder directly inside checkpoints/, never a path elsewhere.
+    A damaged step folder that LATEST names, or that is newer than the newest complete one,
+    is refused: passing over it would quietly rewind the run."""
     if run.latest.exists() and not run.latest.is_file():
         raise CheckpointError(
             f"{run.latest}: is a folder, not the file naming the newest checkpoint; delete it "
@@ -354,19 +360,24 @@ def latest_checkpoint(run: RunDir) -> Checkpoint | None:
                 f"this run; write the newest one's name into it, or delete it"
             )
         named = run.checkpoints / name
-        if (named / "state.json").is_file():
+        # the folder LATEST names is used, or refused by its own error; without a complete
+        # checkpoint the error below says to start anew; one that is gone was deleted to fall
+        # back, so the newest complete one is used
+        if named.is_symlink() or (named.exists() and _complete_steps(run)):
             return open_checkpoint(named)
     steps = _complete_steps(run)
-    if steps:
-        return open_checkpoint(steps[-1])
     folders = sorted(run.checkpoints.iterdir()) if run.checkpoints.is_dir() else []
-    damaged = [p for p in folders if STEP_NAME.fullmatch(p.name)]
-    if damaged:  # saves are atomic: a step folder without its state is damage
+    newest = steps[-1].name if steps else ""
+    # saves are atomic: a step folder without its state is damage
+    damaged = [p for p in folders if STEP_NAME.fullmatch(p.name) and p.name > newest]
+    if damaged and steps:  # its own error: a link out of the run, a missing state
+        return open_checkpoint(damaged[-1])
+    if damaged:
         raise CheckpointError(
             f"{damaged[-1]}: a checkpoint folder without its state.json, and no complete one "
             "beside it; restore the file, or delete the folder to start the run anew"
         )
-    return None
+    return open_checkpoint(steps[-1]) if steps else None
 
 
 def require_checkpoint(run_path: Path) -> Checkpoint:

@@ -171,6 +171,40 @@ def test_step_folders_without_their_state_are_refused_not_restarted(
     one_line(*synth(run, toy_data, tmp_path / "o"), expected)
 
 
+@pytest.mark.parametrize("damage", ["no state", "link out", "no state, no LATEST"])
+def test_a_damaged_newest_checkpoint_is_refused_not_passed_over(
+    run: Path, toy_data: Path, tmp_path: Path, damage: str
+) -> None:
+    """Corpus: LATEST named a step folder without its state.json (or a link out of the run to
+    a folder that is no checkpoint), and training resumed from the step before, rc 0: a
+    silent rewind."""
+    complete = newest(run)
+    damaged = run / "checkpoints" / "step-9999999"
+    if damage == "link out":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "notes.txt").write_text("not a checkpoint")
+        damaged.symlink_to(elsewhere, target_is_directory=True)
+        expected = f"{damaged}: links to {elsewhere}, outside"
+    else:
+        shutil.copytree(complete, damaged)
+        (damaged / "state.json").unlink()
+        expected = f"{damaged}: a checkpoint folder without its state.json; restore the file"
+    latest = run / "checkpoints" / "LATEST"
+    if damage == "no state, no LATEST":
+        latest.unlink()
+    else:
+        latest.write_text(damaged.name + "\n")
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    resume = ("train-global", toy_data, "--run", run, *TINY, "--instance-feat", "--max-steps", "3")
+    one_line(*cli(*resume), expected)
+    one_line(*synth(run, toy_data, tmp_path / "o"), expected)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    shutil.rmtree(damaged) if not damaged.is_symlink() else damaged.unlink()
+    code, out = synth(run, toy_data, tmp_path / "o")  # deleting it falls back, as the error says
+    assert code == 0, out
+
+
 def test_a_run_folder_is_p2phds_alone(
     run: Path, toy_data: Path, toy_source: Path, tmp_path: Path
 ) -> None:
