@@ -21,7 +21,7 @@ from p2phd.eval.field_metrics import Sums, bin_mean, pearson, psnr, ssim
 from p2phd.synth.run import Run
 from p2phd.synth.synthesizer import Synthesizer
 
-from helpers import TINY, cli
+from helpers import TINY, cli, one_line
 
 fits = pytest.importorskip("astropy.io.fits")
 
@@ -149,6 +149,18 @@ def test_evaluate_scores_fields_in_physical_units(tmp_path: Path, field_run: Pat
     assert fake.shape == (32, 64) and np.abs(fake).max() > 1  # physical units, not [-1, 1]
     page = (tmp_path / "e" / "index.html").read_text()
     assert "CC (4x4 bins)" in page and "previews/" in page
+
+
+def test_a_bin_larger_than_the_images_is_refused(
+    tmp_path: Path, field_run: Path, field_data: Path
+) -> None:
+    """Corpus: --bin 64 on 32x64 fields scored a binned RMSE and MAE of 0 (no block fits)."""
+    code, out = cli(
+        "evaluate", field_run, field_data / "data", "--out", tmp_path / "e", "--bin", "64",
+        "--device", "cpu",
+    )  # fmt: skip
+    one_line(code, out, "--bin 64: larger than the 64x32 images scored", "--bin 32 or less")
+    assert not (tmp_path / "e").exists()
 
 
 def test_bin_is_for_fields_only(tmp_path: Path, tiny_feature_run: Path, toy_data: Path) -> None:

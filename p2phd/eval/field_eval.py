@@ -126,6 +126,14 @@ def evaluate_field_run(
     trained = run.train_size
     width = width if width is not None else (trained[0] if trained else None)
     root = Path(data) / split
+    if bin_size:  # a block past the image holds no pixel, and 0 pixels score 0 error
+        sizes = [fit_size(i.width, i.height, run.net, width, root / i.key) for i in entry.items]
+        small = min(sizes, key=min)
+        if bin_size > min(small):
+            raise ConfigError(
+                f"--bin {bin_size}: larger than the {small[0]}x{small[1]} images scored; give "
+                f"--bin {min(small)} or less"
+            )
     make_dirs(Path(out) / "fields")
     make_dirs(Path(out) / "previews")
     pooled, binned = Sums(), Sums()
