@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cli, marked_processes
+from helpers import cli, marked_processes, one_line
 
 
 def test_synthesize_refuses_an_output_folder_holding_its_inputs(
@@ -34,6 +34,30 @@ def test_synthesize_refuses_an_output_folder_holding_its_inputs(
     assert {p.name: p.read_bytes() for p in labels.iterdir()} == before  # nothing overwritten
     code, text = cli("synthesize", tiny_feature_run, labels, "--inst", inst, "--out", inst)
     assert code == 2 and "the instance maps" in text, text
+
+
+def test_synthesize_refuses_an_output_folder_in_or_around_the_run(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """Corpus: --out RUN, RUN/checkpoints or a step folder was taken, mixing images into the
+    run's own files (a folder of PNGs in a step folder, beside the weights)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_feature_run, run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    step = sorted((run / "checkpoints").glob("step-*"))[-1]
+    labels = toy_data / "test" / "label"
+    for out, says in [
+        (run, "holds the run"),
+        (run / "checkpoints", "is inside the run"),
+        (step / "images", "is inside the run"),
+        (tmp_path, "holds the run"),
+    ]:
+        code, text = cli("synthesize", run, labels, "--inst", toy_data / "test" / "inst",
+                         "--out", out, "--device", "cpu")  # fmt: skip
+        one_line(code, text, f"--out {out}: {says}")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
 def test_prep_refuses_data_inside_its_source(toy_source: Path, tmp_path: Path) -> None:

@@ -228,6 +228,7 @@ def synthesize(
     check_apart(
         out,
         [
+            ("the run", synth.run.root),  # its checkpoints, samples and logs
             *(("the input", p) for p in inputs),
             *(("the instance maps", p) for p in inst),
             *(("the photos of --style-from", p) for p in opts.style_from),
