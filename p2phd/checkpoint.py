@@ -8,6 +8,7 @@ temporary folder, flushed, renamed to `step-NNNNNNN`, and only then does `LATEST
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import time
@@ -74,6 +75,20 @@ class RunDir:
 
     def step_dir(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:07d}"
+
+    def check_output(self, out: Path, option: str) -> None:
+        """Refuse an output folder that is the run, holds it, or lies in its checkpoints
+        (pruning would delete it, and a step folder's files are the checkpoint). A folder of
+        its own inside the run, as evaluate's `eval-test/` and the `evals/` passes, is fine."""
+        target = Path(os.path.abspath(out)).resolve()
+        root = Path(os.path.abspath(self.root)).resolve()
+        if root.is_relative_to(target):
+            raise ConfigError(f"{option} {out}: holds the run {self.root}; pass a new folder")
+        if target.is_relative_to(root / "checkpoints"):
+            raise ConfigError(
+                f"{option} {out}: is inside the run's checkpoints {self.checkpoints}; pass a "
+                "folder outside them"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ def test_synthesize_refuses_an_output_folder_in_or_around_the_run(
     tiny_feature_run: Path, toy_data: Path, tmp_path: Path
 ) -> None:
     """Corpus: --out RUN, RUN/checkpoints or a step folder was taken, mixing images into the
-    run's own files (a folder of PNGs in a step folder, beside the weights)."""
+    run's own files (a folder of PNGs in a step folder, which pruning deletes)."""
     import shutil
 
     run = tmp_path / "run"
@@ -50,14 +50,19 @@ def test_synthesize_refuses_an_output_folder_in_or_around_the_run(
     labels = toy_data / "test" / "label"
     for out, says in [
         (run, "holds the run"),
-        (run / "checkpoints", "is inside the run"),
-        (step / "images", "is inside the run"),
+        (run / "checkpoints", "is inside the run's checkpoints"),
+        (step / "images", "is inside the run's checkpoints"),
         (tmp_path, "holds the run"),
     ]:
         code, text = cli("synthesize", run, labels, "--inst", toy_data / "test" / "inst",
                          "--out", out, "--device", "cpu")  # fmt: skip
         one_line(code, text, f"--out {out}: {says}")
+        code, text = cli("evaluate", run, toy_data, "--out", out, "--device", "cpu")
+        one_line(code, text, f"--out {out}: {says}")
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    code, text = cli("synthesize", run, labels, "--inst", toy_data / "test" / "inst", "--out",
+                     run / "synth", "--device", "cpu", "--quiet")  # fmt: skip
+    assert code == 0, text  # a folder of its own inside the run is the user's to choose
 
 
 def test_prep_refuses_data_inside_its_source(toy_source: Path, tmp_path: Path) -> None:

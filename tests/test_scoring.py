@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY, cli
+from helpers import TINY, cli, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,21 @@ def test_metric_and_split_are_checked_before_training(toy_data: Path, tmp_path: 
     code, out = train(toy_data, tmp_path / "b", "--eval-every", "1", "--eval-split", "val")
     assert code == 2 and "--val-fraction" in out, out
     assert not (tmp_path / "a" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("option", ["--segmenter", "--inception"])
+def test_a_scorer_file_that_cannot_load_is_refused_before_training(
+    toy_data: Path, tmp_path: Path, option: str
+) -> None:
+    """Corpus: a damaged --segmenter (or --inception) file was refused only after the first
+    epoch, its training lost, an empty evals/ left in the run."""
+    bad = tmp_path / ("bad.pt2" if option == "--segmenter" else "bad.pth")
+    bad.write_bytes(b"not a model file" * 64)
+    run = tmp_path / "run"
+    code, out = train(toy_data, run, "--batch-size", "8", "--epochs", "1", "--decay-epochs",
+                      "0", "--eval-every", "1", option, bad)  # fmt: skip
+    one_line(code, out, f"{option} {bad}:")
+    assert not (run / "checkpoints").exists() and not (run / "evals").exists()
 
 
 def test_prep_holds_out_a_val_split(toy_source: Path, tmp_path: Path) -> None:

@@ -79,11 +79,12 @@ class EvalOptions:
             and (path := cached("inception")) is not None
         ):
             opts = dataclasses.replace(opts, inception=path)
-        opts.check_files()
+        opts.check_scorers()
         return opts
 
-    def check_files(self) -> None:
-        """The weights files given are there."""
+    def check_scorers(self) -> None:
+        """The weights files given are there and load (on the CPU, then let go): a damaged
+        one is refused before the work that needs it, not after."""
         wanted = {
             "--inception": (self.inception, f"pass pytorch-fid's weights, or {_FETCH}"),
             "--segmenter": (self.segmenter, "pass a TorchScript (.pt) or torch.export (.pt2) file"),
@@ -91,6 +92,10 @@ class EvalOptions:
         for option, (path, fix) in wanted.items():
             if path is not None and not Path(path).is_file():
                 raise DatasetError(f"{option} {path}: not found; {fix}")
+        if self.segmenter is not None:
+            Segmenter(Path(self.segmenter), self.convention, torch.device("cpu"))
+        if self.inception is not None:
+            load_fid_inception(Path(self.inception))
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ def evaluate_run(
             "split with photos (--split train), or score folders with --fake and --real"
         )
     check_apart(out, [(f"the {split} split", split_dir)], "--out")  # the photos it scores
+    run.check_output(out, "--out")
     net = run.net
     inst = [split_dir / "inst"] if net.instance else []
     # styles encoded from the split's own photos where asked (scoring during training, when

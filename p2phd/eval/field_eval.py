@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import p2phd
-from p2phd.atomic import make_dirs, write_text
+from p2phd.atomic import check_apart, make_dirs, write_text
 from p2phd.config import FieldSpec
 from p2phd.data.fields import normalise, physical, read_npy, resize_field, write_field
 from p2phd.data.io import write_png
@@ -126,6 +126,8 @@ def evaluate_field_run(
     trained = run.train_size
     width = width if width is not None else (trained[0] if trained else None)
     root = Path(data) / split
+    check_apart(out, [(f"the {split} split", root)], "--out")  # the targets it scores
+    run.check_output(out, "--out")
     if bin_size:  # a block past the image holds no pixel, and 0 pixels score 0 error
         sizes = [fit_size(i.width, i.height, run.net, width, root / i.key) for i in entry.items]
         small = min(sizes, key=min)

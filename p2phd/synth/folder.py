@@ -225,10 +225,10 @@ def synthesize(
     opts = options or SynthOptions()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; pass a folder for the images")
+    synth.run.check_output(out, "--out")
     check_apart(
         out,
         [
-            ("the run", synth.run.root),  # its checkpoints, samples and logs
             *(("the input", p) for p in inputs),
             *(("the instance maps", p) for p in inst),
             *(("the photos of --style-from", p) for p in opts.style_from),

@@ -110,6 +110,10 @@ class Run:
         latest = latest_checkpoint(RunDir(self.root))
         return latest.path if latest is not None else None
 
+    def check_output(self, out: Path, option: str) -> None:
+        """Refuse an output folder that is the run, holds it, or lies in its checkpoints."""
+        RunDir(self.root).check_output(out, option)
+
     def history(self) -> list[dict[str, Any]]:
         """The stage history of the run's config.json: each start, resume and import."""
         return read_config_record(RunDir(self.root).config)[1]

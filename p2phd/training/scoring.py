@@ -74,7 +74,7 @@ def check_scoring(cfg: TrainConfig) -> None:
             f"--eval-split {run.eval_split}: {run.data_root} has no photos (targets) in it "
             "to score against; pass another split, or prep --val-fraction F"
         )
-    _eval_options(run).check_files()  # the same check, and words, as evaluate's
+    _eval_options(run).check_scorers()  # the same check, and words, as evaluate's
 
 
 def _eval_options(run: RunOptions) -> EvalOptions:
