@@ -54,6 +54,7 @@ def _check_choices(obj: Any) -> None:
 
 FieldScaleKind = Literal["linear", "log", "asinh"]
 BestMetric = Literal["auto", "miou", "fid", "psnr", "cc"]
+EvalSplit = Literal["test", "val"]  # never train: a score on what G fits does not pick BEST
 
 
 # NetConfig's shape fields: (name, lowest, highest), the highest from p2phd.limits
@@ -361,7 +362,7 @@ class RunOptions:
     keep_every: int = 0  # also keep the last checkpoint of every Nth epoch; 0: none
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
     eval_every: int = 0  # score a held-out split every N epochs (training/scoring.py); 0: never
-    eval_split: str = "test"  # the prepped split scored: test, or val (prep --val-fraction)
+    eval_split: EvalSplit = "test"  # the prepped split scored: test, or val (prep --val-fraction)
     best_metric: BestMetric = "auto"  # what BEST follows; auto: miou, fid, psnr (fields: cc)
     segmenter: str | None = None  # for mIoU during training
     inception: str | None = None  # for FID and KID during training

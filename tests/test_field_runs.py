@@ -163,6 +163,19 @@ def test_a_bin_larger_than_the_images_is_refused(
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.parametrize("option", ["--segmenter", "--inception"])
+def test_image_scorers_on_a_field_run_are_refused(
+    tmp_path: Path, field_run: Path, field_data: Path, option: str
+) -> None:
+    """Corpus: --segmenter on a field run was ignored without a word."""
+    scorer = tmp_path / "scorer.pt2"
+    scorer.write_bytes(b"x")
+    code, out = cli("evaluate", field_run, field_data / "data", "--out", tmp_path / "e",
+                    option, scorer, "--device", "cpu")  # fmt: skip
+    one_line(code, out, f"{option} {scorer}: scores images; this run renders measured fields")
+    assert not (tmp_path / "e").exists()
+
+
 def test_bin_is_for_fields_only(tmp_path: Path, tiny_feature_run: Path, toy_data: Path) -> None:
     code, out = cli("evaluate", tiny_feature_run, toy_data, "--bin", "4", "--device", "cpu")
     assert code == 2 and "--bin" in out, out

@@ -65,6 +65,22 @@ def test_synthesize_refuses_an_output_folder_in_or_around_the_run(
     assert code == 0, text  # a folder of its own inside the run is the user's to choose
 
 
+def test_options_that_do_not_apply_are_refused_not_ignored(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path
+) -> None:
+    """Corpus: each of these was taken and did nothing (or scored G on its training data)."""
+    cases = [
+        (("evaluate", tiny_feature_run, toy_data, "--label-nc", "5000", "--out", tmp_path / "e"),
+         "--label-nc: gives the classes of --labels in folder mode"),
+        (("toy", tmp_path / "toy", "--format", "fits"), "--format fits: for --kind field"),
+        (("train-global", toy_data, "--run", tmp_path / "r", "--eval-every", "1",
+          "--eval-split", "train"), "--eval-split: 'train' is not one of test | val"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        one_line(*cli(*args), expected)
+    assert not any((tmp_path / name).exists() for name in ("e", "toy", "r"))
+
+
 def test_prep_refuses_data_inside_its_source(toy_source: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -39,8 +39,9 @@ def toy(
         str, typer.Option(help="scenes (label maps and photos) | field (measured fields).")
     ] = "scenes",
     file_format: Annotated[
-        str, typer.Option("--format", help="Fields: npy | fits (needs p2phd[fits]).")
-    ] = "npy",
+        str | None,
+        typer.Option("--format", help="Fields: npy (default) | fits (needs p2phd[fits])."),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -55,8 +56,10 @@ def toy(
 
     if kind not in ("scenes", "field"):
         raise ConfigError(f"--kind {kind}: use scenes or field")
+    if kind == "scenes" and file_format is not None:
+        raise ConfigError(f"--format {file_format}: for --kind field; scenes are PNG files")
     write = write_field_toy if kind == "field" else write_toy_dataset
-    extra = {"file_format": file_format} if kind == "field" else {}
+    extra = {"file_format": file_format or "npy"} if kind == "field" else {}
     noun = "fields" if kind == "field" else "scenes"
     with progress_bar(quiet) as bar:
         task = bar.add_task(f"toy {noun}", total=train + test)

@@ -146,6 +146,11 @@ def evaluate(
         else:
             if run is None or data is None:
                 raise ConfigError("evaluate: give RUN and DATA, or --fake and --real folders")
+            if label_nc is not None:
+                raise ConfigError(
+                    "--label-nc: gives the classes of --labels in folder mode; a run scores "
+                    "with its own classes"
+                )
             folder = out or run / f"eval-{split}"
             opened = Run.open(run, checkpoint, weights)
             if opened.net.fields is not None:
@@ -158,6 +163,7 @@ def evaluate(
                     split=split,
                     width=width,
                     bin_size=bin_size,
+                    image_scorers=opts,
                     device=devices,
                     progress=progress,
                 )

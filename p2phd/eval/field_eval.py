@@ -23,6 +23,7 @@ from p2phd.data.fields import normalise, physical, read_npy, resize_field, write
 from p2phd.data.io import write_png
 from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError, DatasetError
+from p2phd.eval.evaluate import EvalOptions
 from p2phd.eval.field_metrics import Sums, bin_mean, pearson, psnr, ssim
 from p2phd.field_view import field_preview
 from p2phd.runtime import DeviceOptions
@@ -103,12 +104,22 @@ def evaluate_field_run(
     split: str = "test",
     width: int | None = None,
     bin_size: int | None = None,
+    image_scorers: EvalOptions | None = None,
     device: DeviceOptions | None = None,
     progress: Progress | None = None,
 ) -> FieldEvalReport:
-    """Render `data`'s split with the run and score it against the split's targets."""
+    """Render `data`'s split with the run and score it against the split's targets.
+    `image_scorers`, the options of image scoring, are refused if they name a scorer: a
+    field has no classes to segment and no photo for Inception."""
     spec = run.net.fields
     assert spec is not None, "a measured-field run"
+    given = image_scorers or EvalOptions(use_cached_inception=False)
+    for option, path in (("--segmenter", given.segmenter), ("--inception", given.inception)):
+        if path is not None:
+            raise ConfigError(
+                f"{option} {path}: scores images; this run renders measured fields, scored by "
+                "MAE, RMSE, CC, PSNR and SSIM"
+            )
     if bin_size is not None and bin_size < 1:
         raise ConfigError(f"--bin {bin_size}: give a block size of 1 or more pixels")
     manifest = read_manifest(Path(data))
