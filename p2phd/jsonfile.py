@@ -58,8 +58,16 @@ def parse(text: str | bytes, max_depth: int = MAX_DEPTH, *, allow_nan: bool = Fa
             return float(name)
         raise SchemaError(f"{name} is not a JSON number")
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) != len(pairs):  # json keeps the last silently; a hand edit gone wrong
+            keys = [k for k, _ in pairs]
+            twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+            raise SchemaError(f"key {twice!r} appears twice in one object")
+        return found
+
     try:
-        return json.loads(text, parse_constant=constant)
+        return json.loads(text, parse_constant=constant, object_pairs_hook=unique)
     except RecursionError:  # a bound below the interpreter's own
         raise SchemaError(f"nested deeper than {max_depth} levels") from None
     except UnicodeDecodeError as exc:

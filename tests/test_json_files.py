@@ -48,6 +48,23 @@ def test_config_json(run: Path, toy_data: Path, tmp_path: Path, content: str, fi
     one_line(*synth(run, toy_data, tmp_path / "o"), "config.json: not a p2phd run config", field)
 
 
+def test_a_key_given_twice_is_refused(run: Path, toy_data: Path, tmp_path: Path) -> None:
+    """Corpus: a state.json holding "step" twice was read with the last one, silently."""
+    path = newest(run) / "state.json"
+    text = path.read_text()
+    assert text.lstrip().startswith("{")
+    path.write_text(text.replace("{", '{"step": 999999,', 1))
+    one_line(*synth(run, toy_data, tmp_path / "o"), str(path), "key 'step' appears twice")
+
+
+def test_export_writes_only_onnx_files(run: Path, tmp_path: Path) -> None:
+    """Corpus: export --out notes.txt overwrote the file with a model."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    one_line(*cli("export", run, "--out", notes), f"--out {notes}: export writes an ONNX file")
+    assert notes.read_text() == "mine"
+
+
 def test_a_mistyped_config_field_is_named(run: Path, toy_data: Path, tmp_path: Path) -> None:
     record = json.loads((newest(run) / "config.json").read_text())
     record["config"]["net"]["ngf"] = "abc"

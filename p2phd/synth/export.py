@@ -107,6 +107,9 @@ def export_onnx(
 ) -> ExportReport:
     """Write the run's G as ONNX (torch's dynamo exporter) to `out`; `styles="bank"` puts
     the style bank inside it."""
+    check_apart(out, [("the run", run.root)], "--out")  # its config.json, its weights
+    if Path(out).suffix.lower() != ".onnx":  # a typo would overwrite some other file
+        raise ConfigError(f"--out {out}: export writes an ONNX file; name it .onnx")
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(
@@ -119,7 +122,6 @@ def export_onnx(
         raise ConfigError(
             f"--opset {opset}: the exporter writes opsets 18 to {newest} (this onnx's newest)"
         )
-    check_apart(out, [("the run", run.root)], "--out")  # its config.json, its weights
     net = run.net
     if styles not in STYLES:
         raise ConfigError(f"--styles {styles}: use maps (feature maps in) or bank")
