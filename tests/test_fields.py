@@ -4,6 +4,7 @@ are read as measured, prepped without loss and mapped back to physical units exa
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +207,7 @@ def bad_case(tmp_path: Path, case: str) -> tuple[Path, list[str], str]:
         (src / "train_A" / "m1.npy").unlink()
         fits.PrimaryHDU(np.zeros((32, 48), np.float32)).writeto(bad)
         bad.write_bytes(bad.read_bytes()[: 2880 + 120])
-        expected = "not a readable FITS file"
+        expected = "not a readable FITS file (File may have been truncated"
     else:  # a FITS file with a header and no image
         bad = bad.with_suffix(".fits")
         (src / "train_A" / "m1.npy").unlink()
@@ -256,6 +257,19 @@ def test_a_log_scale_over_signed_limits_is_refused(tmp_path: Path) -> None:
     src = reference_source(tmp_path / "src")
     code, out = cli("prep", src, tmp_path / "data", "--out-scale", "log", "--out-range", "-2,2")
     assert code == 2 and "--out-scale log" in out and "asinh" in out, out
+
+
+def test_a_truncated_fits_file_is_one_error_and_no_warning(tmp_path: Path) -> None:
+    """astropy printed its truncation warning on stderr before our line, and our line gave
+    its reshape error instead of the reason."""
+    path = tmp_path / "cut.fits"
+    fits.PrimaryHDU(np.zeros((32, 48), np.float32)).writeto(path)
+    path.write_bytes(path.read_bytes()[: 2880 + 120])
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(DatasetError, match=r"cut.fits: not a readable FITS file \(File may"):
+            read_fits(path)
+    assert [str(w.message) for w in shown] == []
 
 
 def test_a_pickled_npy_is_never_unpickled(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,18 @@ def read_npy(path: Path) -> np.ndarray:
 def read_fits(path: Path) -> tuple[np.ndarray, Any]:
     """The first HDU of `path` with image data, and its header."""
     fits = astropy_fits()
-    try:
-        with fits.open(path, memmap=False) as hdus:
-            for hdu in hdus:
-                if hdu.data is not None and getattr(hdu.data, "ndim", 0) >= 2:
-                    return np.array(hdu.data), hdu.header.copy()
-    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
-        # astropy raises ValueError for a truncated data unit, OSError for a bad header
-        raise DatasetError(f"{path}: not a readable FITS file ({_first(exc)})") from None
+    # astropy warns of a truncated file on stderr, then fails to reshape its data: its
+    # warning is the reason given, and a file that reads is not warned about
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, memmap=False) as hdus:
+                for hdu in hdus:
+                    if hdu.data is not None and getattr(hdu.data, "ndim", 0) >= 2:
+                        return np.array(hdu.data), hdu.header.copy()
+        except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+            reason = str(warned[0].message).splitlines()[0] if warned else _first(exc)
+            raise DatasetError(f"{path}: not a readable FITS file ({reason})") from None
     raise DatasetError(f"{path}: a FITS file without image data; give an image HDU")
 
 
