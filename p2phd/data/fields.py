@@ -105,7 +105,8 @@ def read_fits(path: Path) -> tuple[np.ndarray, Any]:
                     if hdu.data is not None and getattr(hdu.data, "ndim", 0) >= 2:
                         return np.array(hdu.data), hdu.header.copy()
         except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
-            reason = str(warned[0].message).splitlines()[0] if warned else _first(exc)
+            said = [str(w.message).splitlines()[0] for w in warned if str(w.message).strip()]
+            reason = said[0] if said else _first(exc)
             raise DatasetError(f"{path}: not a readable FITS file ({reason})") from None
     raise DatasetError(f"{path}: a FITS file without image data; give an image HDU")
 
