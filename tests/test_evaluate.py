@@ -19,7 +19,7 @@ from p2phd.eval import metrics
 from p2phd.nets.inception import FIDInception, load_fid_inception
 from p2phd.weights import sha256_file
 
-from helpers import TINY, cli
+from helpers import TINY, cli, one_line
 
 KEYS = Path(__file__).parent / "data" / "reference_keys" / "fid_inception_v3.txt"
 
@@ -414,3 +414,17 @@ def test_a_malicious_pt2_segmenter_runs_no_code(tmp_path: Path, toy_source: Path
     assert not marker.exists(), "the segmenter file ran code"
     assert code == 2 and "sample_inputs" in out and "unrestricted pickle" in out, out
     assert len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--segmenter", "--inception"])
+def test_a_damaged_scorer_is_refused_before_the_split_is_synthesized(
+    tiny_feature_run: Path, toy_data: Path, tmp_path: Path, option: str
+) -> None:
+    """evaluate synthesized the whole split before it loaded the scorer that then failed."""
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a model" * 64)
+    out = tmp_path / "e"
+    code, text = cli("evaluate", tiny_feature_run, toy_data, "--out", out, option, bad,
+                     "--device", "cpu")  # fmt: skip
+    one_line(code, text, f"{option} {bad}")
+    assert not (out / "images").exists()

@@ -79,12 +79,11 @@ class EvalOptions:
             and (path := cached("inception")) is not None
         ):
             opts = dataclasses.replace(opts, inception=path)
-        opts.check_scorers()
+        opts.check_files()
         return opts
 
-    def check_scorers(self) -> None:
-        """The weights files given are there and load (on the CPU, then let go): a damaged
-        one is refused before the work that needs it, not after."""
+    def check_files(self) -> None:
+        """The weights files given are there (`open_scorers` loads them)."""
         wanted = {
             "--inception": (self.inception, f"pass pytorch-fid's weights, or {_FETCH}"),
             "--segmenter": (self.segmenter, "pass a TorchScript (.pt) or torch.export (.pt2) file"),
@@ -92,10 +91,32 @@ class EvalOptions:
         for option, (path, fix) in wanted.items():
             if path is not None and not Path(path).is_file():
                 raise DatasetError(f"{option} {path}: not found; {fix}")
-        if self.segmenter is not None:
-            Segmenter(Path(self.segmenter), self.convention, torch.device("cpu"))
-        if self.inception is not None:
-            load_fid_inception(Path(self.inception))
+
+
+@dataclass(frozen=True)
+class Scorers:
+    """The options' segmenter and Inception, loaded, and their files' SHA-256 (eval.json
+    records them): opened before the work that needs them, so a damaged file is refused
+    before a split is synthesized, not after."""
+
+    segmenter: Segmenter | None
+    inception: Any
+    weights: dict[str, str]
+
+
+def open_scorers(opts: EvalOptions, device: torch.device) -> Scorers:
+    """Load the scorers `opts` names onto `device` (their files checked by `checked`)."""
+    opts.check_files()
+    weights: dict[str, str] = {}
+    segmenter = None
+    if opts.segmenter is not None:
+        segmenter = Segmenter(Path(opts.segmenter), opts.convention, device)
+        weights["segmenter_sha256"] = sha256_file(Path(opts.segmenter))
+    inception = None
+    if opts.inception is not None:
+        weights["inception_sha256"] = sha256_file(Path(opts.inception))
+        inception = load_fid_inception(Path(opts.inception)).to(device)
+    return Scorers(segmenter, inception, weights)
 
 
 @dataclass(frozen=True)
@@ -136,6 +157,7 @@ def evaluate_run(
         )
     check_apart(out, [(f"the {split} split", split_dir)], "--out")  # the photos it scores
     run.check_output(out, "--out")
+    scorers = open_scorers(opts, device.resolve()[0])
     net = run.net
     inst = [split_dir / "inst"] if net.instance else []
     # styles encoded from the split's own photos where asked (scoring during training, when
@@ -168,6 +190,7 @@ def evaluate_run(
         progress,
         resize=True,
         device=device,
+        scorers=scorers,
     )
 
 
@@ -209,6 +232,7 @@ def score(
     *,
     resize: bool = False,
     device: DeviceOptions | None = None,
+    scorers: Scorers | None = None,
 ) -> EvalReport:
     """Every score the options allow for the pairs; eval.json and index.html into `out`.
 
@@ -216,15 +240,8 @@ def score(
     made at its training width) the photo (bicubic) and the label map (nearest) are resized
     to it, as synthesis resized the label; otherwise sizes must agree."""
     dev, _ = (device or DeviceOptions()).resolve()
-    weights: dict[str, str] = {}
-    segmenter = None
-    if opts.segmenter is not None:
-        segmenter = Segmenter(Path(opts.segmenter), opts.convention, dev)
-        weights["segmenter_sha256"] = sha256_file(Path(opts.segmenter))
-    inception = None
-    if opts.inception is not None:
-        weights["inception_sha256"] = sha256_file(Path(opts.inception))
-        inception = load_fid_inception(Path(opts.inception)).to(dev)
+    scorers = scorers or open_scorers(opts, dev)
+    segmenter, inception, weights = scorers.segmenter, scorers.inception, scorers.weights
     mapping = _mapping(opts.label_map, names, label_nc)
     tally = _Tally(segmenter, inception, mapping, opts, dev, resize, label_nc)
     for start in range(0, len(pairs), opts.batch_size):

@@ -22,7 +22,7 @@ from p2phd.checkpoint import RunDir, read_pointer, write_best
 from p2phd.config import RunOptions, TrainConfig
 from p2phd.data.manifest import read_manifest
 from p2phd.errors import ConfigError
-from p2phd.eval.evaluate import EvalOptions, evaluate_run
+from p2phd.eval.evaluate import EvalOptions, evaluate_run, open_scorers
 from p2phd.eval.field_eval import evaluate_field_run
 from p2phd.jsonfile import read_json
 from p2phd.runtime import DeviceOptions
@@ -74,7 +74,7 @@ def check_scoring(cfg: TrainConfig) -> None:
             f"--eval-split {run.eval_split}: {run.data_root} has no photos (targets) in it "
             "to score against; pass another split, or prep --val-fraction F"
         )
-    _eval_options(run).check_scorers()  # the same check, and words, as evaluate's
+    open_scorers(_eval_options(run), torch.device("cpu"))  # evaluate's check and words
 
 
 def _eval_options(run: RunOptions) -> EvalOptions:
