@@ -364,6 +364,7 @@ def latest_checkpoint(run: RunDir) -> Checkpoint | None:
             f"{run.latest}: is a folder, not the file naming the newest checkpoint; delete it "
             "(the newest complete checkpoint is then used)"
         )
+    steps = _complete_steps(run)
     if run.latest.is_file():
         try:
             name = run.latest.read_text().strip()
@@ -378,9 +379,8 @@ def latest_checkpoint(run: RunDir) -> Checkpoint | None:
         # the folder LATEST names is used, or refused by its own error; without a complete
         # checkpoint the error below says to start anew; one that is gone was deleted to fall
         # back, so the newest complete one is used
-        if named.is_symlink() or (named.exists() and _complete_steps(run)):
+        if named.is_symlink() or (named.exists() and steps):
             return open_checkpoint(named)
-    steps = _complete_steps(run)
     folders = sorted(run.checkpoints.iterdir()) if run.checkpoints.is_dir() else []
     newest = steps[-1].name if steps else ""
     # saves are atomic: a step folder without its state is damage

@@ -113,8 +113,9 @@ def evaluate_field_run(
     field has no classes to segment and no photo for Inception."""
     spec = run.net.fields
     assert spec is not None, "a measured-field run"
-    given = image_scorers or EvalOptions(use_cached_inception=False)
-    for option, path in (("--segmenter", given.segmenter), ("--inception", given.inception)):
+    given = image_scorers
+    named = (("--segmenter", given.segmenter), ("--inception", given.inception)) if given else ()
+    for option, path in named:
         if path is not None:
             raise ConfigError(
                 f"{option} {path}: scores images; this run renders measured fields, scored by "
